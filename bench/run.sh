@@ -13,7 +13,7 @@
 #   PHOTO_SERVER_BIN   use this binary instead of <target>/release/photo-server
 #   BENCH_SKIP_BUILD=1 do not run cargo build
 #   BENCH_DURATION     wrk duration per run (default 10s)
-#   BENCH_ROUNDS       wrk rounds per configuration, interleaved; best is kept (default 2)
+#   BENCH_ROUNDS       wrk rounds per configuration, interleaved; best is kept (default 3)
 #   BENCH_COLD_RUNS    cold renders per size and photo, median kept (default 5)
 #   BENCH_UPLOADS      uploads per upload test (default 20)
 #   BENCH_RSS_N        concurrent cold renders in the memory test (default 32)
@@ -28,7 +28,7 @@ OUT="$WORK/results"
 LIB=(python3 "$BENCH/lib.py")
 
 DURATION="${BENCH_DURATION:-10s}"
-ROUNDS="${BENCH_ROUNDS:-2}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 COLD_RUNS="${BENCH_COLD_RUNS:-5}"
 UPLOADS="${BENCH_UPLOADS:-20}"
 RSS_N="${BENCH_RSS_N:-32}"
