@@ -1,0 +1,29 @@
+//! ServiceAccount of the photo-server pods. photo-server never talks to the Kubernetes API,
+//! so the token is not mounted.
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+
+use super::Site;
+use crate::names;
+
+pub fn build(site: &Site) -> ServiceAccount {
+    ServiceAccount {
+        metadata: site.meta(names::app(site.name), "server"),
+        automount_service_account_token: Some(false),
+        ..ServiceAccount::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::test_support::demo;
+
+    #[test]
+    fn no_token() {
+        let s = demo();
+        let sa = build(&Site::new(&s).unwrap());
+        assert_eq!(sa.metadata.name.as_deref(), Some("demo"));
+        assert_eq!(sa.automount_service_account_token, Some(false));
+    }
+}

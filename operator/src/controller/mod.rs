@@ -1,0 +1,379 @@
+//! The reconciler, shaped as a pipeline (Stackable style), one module per step:
+//!
+//! 1. [`dereference`]: read what the PhotoSite points at (its credentials Secret, an existing
+//!    originals claim, an external database Secret). The only reads besides the stores.
+//! 2. validate + build: [`crate::build::desired`], pure, no client.
+//! 3. [`apply`]: server-side apply every desired child in order with one field manager,
+//!    skipping children whose live copy (from the watch stores) already matches, so a
+//!    converged PhotoSite causes no writes; then delete children the spec no longer asks for,
+//!    found by label in the stores.
+//! 4. [`status`]: compute status from what was applied (or is live) and patch it only when it
+//!    changed.
+//!
+//! Deletion needs no finalizer: children carry a controller owner reference and the garbage
+//! collector removes them; the originals claim and the database carry one only under
+//! `dataPolicy: Delete`, so under `Retain` they outlive the PhotoSite (and a PhotoSite created
+//! again with the same name adopts them).
+
+pub mod apply;
+pub mod dereference;
+pub mod events;
+pub mod status;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::api::{Api, DynamicObject};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tracing::{info, warn};
+
+use crate::build::{self, Inputs, Kind};
+use crate::crd::PhotoSite;
+use crate::metrics::Metrics;
+use crate::{Error, labels};
+
+/// Requeue of a converged site: a safety net, the watches trigger everything else.
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// Requeue while pods or the database are still coming up.
+pub const PROGRESSING_REQUEUE: Duration = Duration::from_secs(30);
+/// Requeue of a site its author must fix (missing claim, bad spec): slow, no hot loop.
+pub const USER_ERROR_REQUEUE: Duration = Duration::from_secs(120);
+
+/// Arguments of `photo-operator run`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Address of the `/metrics`, `/healthz` and `/readyz` server.
+    #[arg(
+        long,
+        env = "PHOTO_OPERATOR_METRICS_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub metrics_addr: SocketAddr,
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "PHOTO_OPERATOR_LEASE", default_value = "photo-operator")]
+    pub lease_name: String,
+    /// Identity in the Lease (default: the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "photo-operator")]
+    pub identity: String,
+    /// Skip leader election (a single replica, or local development).
+    #[arg(long, default_value_t = false)]
+    pub no_leader_election: bool,
+}
+
+/// Live children, as seen by the watches (managed fields stripped to save memory).
+#[derive(Clone, Default)]
+pub struct Stores {
+    stores: HashMap<Kind, Store<DynamicObject>>,
+}
+
+impl Stores {
+    pub fn insert(&mut self, kind: Kind, store: Store<DynamicObject>) {
+        self.stores.insert(kind, store);
+    }
+
+    /// The live object of a kind, namespace and name, if watched and present.
+    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
+        let store = self.stores.get(&kind)?;
+        store.get(&ObjectRef::new_with(name, kind.api_resource()).within(namespace))
+    }
+
+    /// Whether this kind is watched (so absence from the store means absence).
+    pub fn watches(&self, kind: Kind) -> bool {
+        self.stores.contains_key(&kind)
+    }
+
+    /// Every live child of a kind labelled as belonging to `site`.
+    pub fn children_of(&self, kind: Kind, namespace: &str, site: &str) -> Vec<Arc<DynamicObject>> {
+        let Some(store) = self.stores.get(&kind) else {
+            return Vec::new();
+        };
+        store.state_filter(|o| {
+            o.metadata.namespace.as_deref() == Some(namespace)
+                && o.labels().get(labels::SITE).map(String::as_str) == Some(site)
+                && o.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
+        })
+    }
+}
+
+/// State shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    pub stores: Stores,
+    /// Prometheus Operator CRDs installed (checked by discovery at start).
+    pub prometheus_available: bool,
+    /// Consecutive failures per PhotoSite, for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<Metrics>, stores: Stores, prometheus: bool) -> Self {
+        let reporter = Reporter {
+            controller: crate::names::FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Context {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            stores,
+            prometheus_available: prometheus,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn backoff(&self, key: &str) -> Duration {
+        let mut f = match self.failures.lock() {
+            Ok(f) => f,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        // 5s, 10s, 20s, ... capped at 5 minutes
+        let secs = 5u64.saturating_mul(1u64 << (*n - 1).min(6));
+        Duration::from_secs(secs.min(300))
+    }
+
+    fn reset_backoff(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+}
+
+fn object_ref(site: &PhotoSite) -> ObjectReference {
+    site.object_ref(&())
+}
+
+fn key(site_ns: Option<&str>, name: &str) -> String {
+    format!("{}/{}", site_ns.unwrap_or_default(), name)
+}
+
+/// What one successful pass of the pipeline did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub applied: Vec<(Kind, String)>,
+    pub deleted: Vec<(Kind, String)>,
+    pub ready: bool,
+}
+
+/// Reconcile one PhotoSite (the controller's entry point).
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<PhotoSite>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let _timer = ctx.metrics.timer();
+    let site = match &guard.0 {
+        Ok(site) => site,
+        Err(invalid) => {
+            // One bad object must not stop the others: report it and wait for a change.
+            let err = Error::InvalidObject(invalid.error.clone());
+            ctx.metrics.count_error(&err);
+            ctx.metrics.count_result("invalid");
+            let reference = ObjectReference {
+                api_version: Some(PhotoSite::api_version(&()).into()),
+                kind: Some(PhotoSite::kind(&()).into()),
+                name: invalid.metadata.name.clone(),
+                namespace: invalid.metadata.namespace.clone(),
+                uid: invalid.metadata.uid.clone(),
+                ..ObjectReference::default()
+            };
+            events::warning(&ctx, &reference, &err, "Deserialize").await;
+            return Ok(Action::await_change());
+        }
+    };
+    if site.metadata.deletion_timestamp.is_some() {
+        // Owner references and the garbage collector do the rest (see module docs).
+        return Ok(Action::await_change());
+    }
+    let k = key(site.metadata.namespace.as_deref(), &site.name_any());
+    match pipeline(site, &ctx).await {
+        Ok(outcome) => {
+            ctx.reset_backoff(&k);
+            ctx.metrics.count_result("ok");
+            if !outcome.applied.is_empty() || !outcome.deleted.is_empty() {
+                events::changed(&ctx, &object_ref(site), &outcome).await;
+            }
+            Ok(Action::requeue(if outcome.ready {
+                RESYNC
+            } else {
+                PROGRESSING_REQUEUE
+            }))
+        }
+        Err(err) if err.is_user_error() => {
+            ctx.metrics.count_error(&err);
+            ctx.metrics.count_result("degraded");
+            ctx.reset_backoff(&k);
+            warn!(site = %k, error = %err, "PhotoSite cannot be satisfied");
+            let report = status::patch_degraded(site, &ctx, &err).await;
+            if let Ok(true) = report {
+                events::warning(&ctx, &object_ref(site), &err, "Reconcile").await;
+            }
+            report?;
+            Ok(Action::requeue(USER_ERROR_REQUEUE))
+        }
+        Err(err) => {
+            ctx.metrics.count_error(&err);
+            ctx.metrics.count_result("error");
+            events::warning(&ctx, &object_ref(site), &err, "Reconcile").await;
+            Err(err)
+        }
+    }
+}
+
+/// dereference -> validate/build -> apply -> cleanup -> status.
+pub async fn pipeline(site: &PhotoSite, ctx: &Context) -> Result<Outcome, Error> {
+    build::validate(site)?;
+    let refs = dereference::dereference(site, ctx).await?;
+    let inputs = Inputs {
+        credentials: Some(refs.credentials.clone()),
+        prometheus_available: ctx.prometheus_available,
+    };
+    let desired = build::desired(site, &inputs)?;
+    let applied = apply::apply_all(site, &desired, ctx).await?;
+    let deleted = apply::cleanup(site, &desired, ctx).await?;
+    let ready = status::update(site, ctx, &applied, &refs).await?;
+    Ok(Outcome {
+        applied: applied.changed,
+        deleted,
+        ready,
+    })
+}
+
+/// Backoff on errors: 5s doubling to 5 minutes per PhotoSite, reset on success.
+pub fn error_policy(
+    guard: Arc<DeserializeGuard<PhotoSite>>,
+    err: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let (ns, name) = match &guard.0 {
+        Ok(s) => (s.metadata.namespace.clone(), s.name_any()),
+        Err(i) => (
+            i.metadata.namespace.clone(),
+            i.metadata.name.clone().unwrap_or_default(),
+        ),
+    };
+    let k = key(ns.as_deref(), &name);
+    let delay = ctx.backoff(&k);
+    warn!(site = %k, error = %err, ?delay, "reconcile failed, retrying");
+    Action::requeue(delay)
+}
+
+/// Whether the API server serves a group/version/kind (discovery).
+async fn has_kind(client: &Client, group: &str, version: &str, kind: &str) -> bool {
+    let gv = kube::core::GroupVersion::gv(group, version);
+    match client.list_api_group_resources(&gv.api_version()).await {
+        Ok(list) => list.resources.iter().any(|r| r.kind == kind),
+        Err(_) => false,
+    }
+}
+
+fn watch_config() -> watcher::Config {
+    watcher::Config::default().labels(&labels::managed_selector())
+}
+
+/// Map a child (by its site label) to its PhotoSite.
+fn owner_site(obj: DynamicObject) -> Option<ObjectRef<DeserializeGuard<PhotoSite>>> {
+    let site = obj.labels().get(labels::SITE)?.clone();
+    let ns = obj.namespace()?;
+    Some(ObjectRef::new(&site).within(&ns))
+}
+
+/// Run the operator until SIGTERM: metrics server, leader election, controller.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::new());
+
+    let server_metrics = metrics.clone();
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, crate::metrics::router(server_metrics)).await {
+            warn!(error = %e, "metrics server stopped");
+        }
+    });
+
+    let leadership = if args.no_leader_election {
+        None
+    } else {
+        Some(crate::leader::acquire(client.clone(), &args, metrics.clone()).await?)
+    };
+
+    let prometheus = has_kind(&client, "monitoring.coreos.com", "v1", "ServiceMonitor").await
+        && has_kind(&client, "monitoring.coreos.com", "v1", "PrometheusRule").await;
+    let cnpg = has_kind(&client, "postgresql.cnpg.io", "v1", "Cluster").await;
+    info!(prometheus, cnpg, "discovered optional APIs");
+    if !cnpg {
+        warn!(
+            "CloudNativePG is not installed: only PhotoSites with database.external will become ready"
+        );
+    }
+
+    let sites: Api<DeserializeGuard<PhotoSite>> = Api::all(client.clone());
+    let mut controller = Controller::new(sites, watcher::Config::default().any_semantic());
+    let mut stores = Stores::default();
+    for kind in Kind::ALL {
+        if (kind.is_monitoring() && !prometheus) || (kind == Kind::DatabaseCluster && !cnpg) {
+            continue;
+        }
+        let ar = kind.api_resource();
+        let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
+        let reader = writer.as_reader();
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let stream = watcher(api, watch_config())
+            .modify(|o: &mut DynamicObject| o.managed_fields_mut().clear())
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects();
+        controller = controller.watches_stream_with(stream, owner_site, ar);
+        stores.insert(kind, reader);
+    }
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        stores,
+        prometheus,
+    ));
+    metrics.ready.store(true, Ordering::Relaxed);
+
+    let shutdown = async move {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let run = controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "reconcile loop");
+            }
+        });
+    match leadership {
+        Some(mut lease) => {
+            tokio::select! {
+                _ = run => {},
+                lost = lease.lost() => warn!(?lost, "lost leadership, exiting so another replica takes over"),
+            }
+            lease.release().await;
+        }
+        None => run.await,
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

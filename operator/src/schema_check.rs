@@ -1,0 +1,332 @@
+//! Objects for CloudNativePG, cert-manager and the Prometheus Operator, validated against the
+//! real CRDs' `openAPIV3Schema` in `shared/crds/` (the `jsonschema` crate). Unknown fields are
+//! rejected: every object schema that lists properties and does not carry
+//! `x-kubernetes-preserve-unknown-fields` gets `additionalProperties: false`, as the API
+//! server's pruning would silently drop them. The CRDs' own CEL rules are evaluated too.
+//! The same checks cover the core-kind invariants the API server would enforce (names,
+//! selectors matching pod labels, owner references).
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::build::test_support::*;
+use crate::build::{self, Credentials, Inputs, Kind};
+use crate::crd::PhotoSite;
+
+fn crds_dir() -> Option<PathBuf> {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    [
+        here.join("../../shared/crds"),
+        PathBuf::from("/work/shared/crds"),
+    ]
+    .into_iter()
+    .find(|p| p.is_dir())
+}
+
+/// The openAPIV3Schema of the served version of a CRD file.
+fn crd_schema(file: &str, version: &str) -> Option<Value> {
+    let dir = crds_dir()?;
+    let text = std::fs::read_to_string(dir.join(file)).ok()?;
+    let crd: Value = serde_yaml::from_str(&text).ok()?;
+    crd["spec"]["versions"]
+        .as_array()?
+        .iter()
+        .find(|v| v["name"] == version)
+        .map(|v| v["schema"]["openAPIV3Schema"].clone())
+}
+
+/// OpenAPI v3 (Kubernetes structural schema) -> JSON Schema with unknown fields rejected.
+fn strict(mut s: Value) -> Value {
+    fn walk(s: &mut Value) {
+        let Some(m) = s.as_object_mut() else { return };
+        if m.get("x-kubernetes-int-or-string") == Some(&json!(true)) {
+            m.remove("type");
+            m.insert("type".into(), json!(["integer", "string"]));
+        }
+        if m.remove("nullable") == Some(json!(true))
+            && let Some(Value::String(t)) = m.get("type").cloned()
+        {
+            m.insert("type".into(), json!([t, "null"]));
+        }
+        m.remove("format");
+        let preserve = m.get("x-kubernetes-preserve-unknown-fields") == Some(&json!(true));
+        if m.contains_key("properties") && !preserve && !m.contains_key("additionalProperties") {
+            m.insert("additionalProperties".into(), json!(false));
+        }
+        for key in ["properties", "patternProperties"] {
+            if let Some(Value::Object(props)) = m.get_mut(key) {
+                props.values_mut().for_each(walk);
+            }
+        }
+        for key in ["items", "additionalProperties", "not"] {
+            if let Some(v) = m.get_mut(key) {
+                walk(v);
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            if let Some(Value::Array(a)) = m.get_mut(key) {
+                a.iter_mut().for_each(walk);
+            }
+        }
+    }
+    walk(&mut s);
+    // the objects' metadata is ObjectMeta; the CRD schemas leave it open
+    if let Some(meta) = s.pointer_mut("/properties/metadata") {
+        *meta = json!({"type": "object"});
+    }
+    s
+}
+
+fn validate(schema: &Value, original: &Value, object: &Value) -> Result<(), String> {
+    let validator = jsonschema::validator_for(schema).map_err(|e| e.to_string())?;
+    let errors: Vec<String> = validator
+        .iter_errors(object)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    if !errors.is_empty() {
+        return Err(errors.join("; "));
+    }
+    kube::core::cel::Validator::new()
+        .validate(original, object, None)
+        .map_err(|e| format!("CEL: {e:?}"))
+}
+
+fn schema_for(kind: Kind) -> Option<(Value, Value)> {
+    let (file, version) = match kind {
+        Kind::DatabaseCluster => ("cnpg-v1.30.0/postgresql.cnpg.io_clusters.yaml", "v1"),
+        Kind::ServiceMonitor => (
+            "prometheus-operator-v0.93.0/monitoring.coreos.com_servicemonitors.yaml",
+            "v1",
+        ),
+        Kind::PrometheusRule => (
+            "prometheus-operator-v0.93.0/monitoring.coreos.com_prometheusrules.yaml",
+            "v1",
+        ),
+        _ => return None,
+    };
+    let original = crd_schema(file, version)?;
+    Some((strict(original.clone()), original))
+}
+
+fn inputs() -> Inputs {
+    Inputs {
+        credentials: Some(Credentials {
+            session_key: "k".into(),
+            admin_password: "p".into(),
+        }),
+        prometheus_available: true,
+    }
+}
+
+/// Validate every third-party object and the core invariants of one PhotoSite's children.
+pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
+    let desired = build::desired(site, &inputs()).map_err(|e| e.to_string())?;
+    let mut validated = 0;
+    for child in &desired.children {
+        if let Some((schema, original)) = schema_for(child.kind) {
+            validate(&schema, &original, &child.object)
+                .map_err(|e| format!("{:?} {}: {e}", child.kind, child.name))?;
+            validated += 1;
+        }
+        if !crate::names::is_dns_label(&child.name) {
+            return Err(format!(
+                "{:?} name {:?} is not a DNS label",
+                child.kind, child.name
+            ));
+        }
+    }
+    // selectors match the pod labels
+    let deploy = &desired.get(Kind::Deployment).ok_or("no Deployment")?.object;
+    let pod_labels = &deploy["spec"]["template"]["metadata"]["labels"];
+    let matches = |sel: &Value| {
+        sel.as_object()
+            .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| &pod_labels[k] == v))
+    };
+    let svc = &desired.get(Kind::Service).ok_or("no Service")?.object;
+    let checks = [
+        ("Deployment", &deploy["spec"]["selector"]["matchLabels"]),
+        ("Service", &svc["spec"]["selector"]),
+        (
+            "PodDisruptionBudget",
+            &desired
+                .get(Kind::PodDisruptionBudget)
+                .ok_or("no PDB")?
+                .object["spec"]["selector"]["matchLabels"],
+        ),
+        (
+            "NetworkPolicy",
+            &desired
+                .get(Kind::NetworkPolicy)
+                .ok_or("no NetworkPolicy")?
+                .object["spec"]["podSelector"]["matchLabels"],
+        ),
+    ];
+    for (what, sel) in checks {
+        if !matches(sel) {
+            return Err(format!("{what} selector does not match the pod labels"));
+        }
+    }
+    if let Some(sm) = desired.get(Kind::ServiceMonitor) {
+        let sel = &sm.object["spec"]["selector"]["matchLabels"];
+        let svc_labels = &svc["metadata"]["labels"];
+        if !sel
+            .as_object()
+            .is_some_and(|m| m.iter().all(|(k, v)| &svc_labels[k] == v))
+        {
+            return Err("ServiceMonitor selector does not match the Service labels".into());
+        }
+    }
+    Ok(validated)
+}
+
+#[test]
+fn contract_samples_validate_against_the_crds() {
+    if crds_dir().is_none() {
+        eprintln!("shared/crds not found: skipping schema validation");
+        return;
+    }
+    assert_eq!(check_site(&demo()), Ok(1));
+    // Cluster, ServiceMonitor, PrometheusRule
+    assert_eq!(check_site(&fakeflickr()), Ok(3));
+}
+
+#[test]
+fn strict_schema_rejects_unknown_fields() {
+    let Some((schema, original)) = schema_for(Kind::DatabaseCluster) else {
+        return;
+    };
+    let site = demo();
+    let d = build::desired(&site, &inputs()).unwrap();
+    let mut cluster = d.get(Kind::DatabaseCluster).unwrap().object.clone();
+    assert!(validate(&schema, &original, &cluster).is_ok());
+    cluster["spec"]["storage"]["sizee"] = json!("1Gi");
+    assert!(validate(&schema, &original, &cluster).is_err());
+    let mut cluster = d.get(Kind::DatabaseCluster).unwrap().object.clone();
+    cluster["spec"]["instances"] = json!("three");
+    assert!(validate(&schema, &original, &cluster).is_err());
+}
+
+#[test]
+fn issuer_ref_matches_cert_manager() {
+    // We emit no cert-manager object: the Ingress annotation makes cert-manager's ingress-shim
+    // create the Certificate. Check that the issuer kinds we offer exist and that our
+    // IssuerRef fits Certificate.spec.issuerRef.
+    let Some(cert) = crd_schema(
+        "cert-manager-v1.21.1/cert-manager.io_certificates.yaml",
+        "v1",
+    ) else {
+        return;
+    };
+    let issuer_ref = strict(cert["properties"]["spec"]["properties"]["issuerRef"].clone());
+    let site = fakeflickr();
+    let r = site.spec.ingress.unwrap().tls.unwrap().issuer_ref.unwrap();
+    let obj = json!({"group": "cert-manager.io", "kind": serde_json::to_value(r.kind).unwrap(), "name": r.name});
+    let validator = jsonschema::validator_for(&issuer_ref).unwrap();
+    assert!(validator.is_valid(&obj), "{obj}");
+    let dir = crds_dir().unwrap();
+    for (file, kind) in [
+        ("cert-manager.io_clusterissuers.yaml", "ClusterIssuer"),
+        ("cert-manager.io_issuers.yaml", "Issuer"),
+    ] {
+        let text = std::fs::read_to_string(dir.join("cert-manager-v1.21.1").join(file)).unwrap();
+        let crd: Value = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(crd["spec"]["names"]["kind"], kind);
+    }
+}
+
+mod generated {
+    //! Property-generated valid PhotoSites: every one passes the CRD's CEL rules, builds, and
+    //! every object it yields validates against the third-party CRD schemas and keeps the
+    //! name/selector/owner invariants.
+
+    use super::*;
+    use crate::crd::{
+        AccessMode, DataPolicy, ExternalDatabaseSpec, IngressSpec, IssuerKind, IssuerRef, TlsSpec,
+    };
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+    use proptest::prelude::*;
+
+    prop_compose! {
+        fn arb_site()(
+            name in "[a-z][a-z0-9-]{0,37}[a-z0-9]",
+            replicas in 0i32..40,
+            (min, max) in (1i32..10).prop_flat_map(|min| (Just(min), min..60)),
+            autoscale in any::<bool>(),
+            cpu in 1i32..=100,
+            renditions in proptest::collection::vec(16u32..=8192, 1..8),
+            instances in 1i32..=9,
+            cache_mi in 64u32..65536,
+            originals_gi in 1u32..10000,
+            access in prop_oneof![Just(AccessMode::ReadWriteMany), Just(AccessMode::ReadWriteOnce), Just(AccessMode::ReadWriteOncePod)],
+            storage_class in proptest::option::of("[a-z][a-z0-9-]{0,20}"),
+            existing_claim in proptest::option::of("[a-z][a-z0-9-]{0,20}"),
+            external in any::<bool>(),
+            ingress in any::<bool>(),
+            host in "[a-z][a-z0-9]{0,10}\\.example\\.(com|org)",
+            tls in any::<bool>(),
+            issuer in proptest::option::of((prop_oneof![Just(IssuerKind::ClusterIssuer), Just(IssuerKind::Issuer)], "[a-z][a-z0-9-]{0,20}")),
+            (service_monitor, alerts) in (any::<bool>(), any::<bool>()).prop_map(|(s, a)| (s, s && a)),
+            delete in any::<bool>(),
+            image_name in proptest::option::of(Just("ghcr.io/cloudnative-pg/postgresql:17.2".to_string())),
+        ) -> PhotoSite {
+            let mut s = demo();
+            s.metadata.name = Some(name);
+            let spec = &mut s.spec;
+            spec.replicas = replicas;
+            spec.autoscaling.enabled = autoscale;
+            spec.autoscaling.min_replicas = min;
+            spec.autoscaling.max_replicas = max;
+            spec.autoscaling.target_cpu_utilization_percentage = cpu;
+            spec.renditions = renditions;
+            spec.database.instances = instances;
+            spec.database.image_name = image_name;
+            spec.database.storage.storage_class_name = storage_class.clone();
+            if external {
+                spec.database.external = Some(ExternalDatabaseSpec { secret_name: "rds".into(), key: "uri".into() });
+            }
+            spec.storage.cache.size_limit = Quantity(format!("{cache_mi}Mi"));
+            spec.storage.originals.size = Quantity(format!("{originals_gi}Gi"));
+            spec.storage.originals.access_mode = access;
+            spec.storage.originals.storage_class_name = storage_class;
+            spec.storage.originals.existing_claim = existing_claim;
+            if ingress {
+                spec.ingress = Some(IngressSpec {
+                    host: Some(host),
+                    class_name: Some("nginx".into()),
+                    tls: tls.then(|| TlsSpec {
+                        secret_name: None,
+                        issuer_ref: issuer.map(|(kind, name)| IssuerRef { kind, name }),
+                    }),
+                    annotations: None,
+                });
+            }
+            spec.monitoring.service_monitor = service_monitor;
+            spec.monitoring.alerts = alerts;
+            spec.data_policy = if delete { DataPolicy::Delete } else { DataPolicy::Retain };
+            s
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn generated_specs_yield_valid_objects(site in arb_site()) {
+            prop_assert!(site.validate_cel().is_ok(), "{:?}", site.validate_cel());
+            let checked = check_site(&site);
+            prop_assert!(checked.is_ok(), "{:?}", checked);
+            let d = build::desired(&site, &inputs()).unwrap();
+            let deploy = &d.get(Kind::Deployment).unwrap().object;
+            prop_assert_eq!(&deploy["spec"]["replicas"], &json!(site.spec.replicas));
+            prop_assert_eq!(d.get(Kind::HorizontalPodAutoscaler).is_some(), site.spec.autoscaling.enabled);
+            prop_assert_eq!(d.get(Kind::Ingress).is_some(), site.spec.ingress.is_some());
+            prop_assert_eq!(d.get(Kind::DatabaseCluster).is_some(), site.spec.database.external.is_none());
+            for c in &d.children {
+                let owned = c.object["metadata"]["ownerReferences"].is_array();
+                let data = matches!(c.kind, Kind::PersistentVolumeClaim | Kind::DatabaseCluster);
+                prop_assert_eq!(owned, !data || site.spec.data_policy == DataPolicy::Delete);
+            }
+        }
+    }
+}
