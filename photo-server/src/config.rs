@@ -1,0 +1,206 @@
+//! Server configuration: every setting is a command-line flag and an environment
+//! variable (the names in CONTRACT.md), with defaults that make
+//! `cargo run -p photo-server` serve a working site with no setup.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use crate::renditions::Renditions;
+
+/// PhotoStack image server.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "photo-server", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "PHOTO_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// `postgres://...` in a cluster. Unset: an embedded SQLite file under the data dir.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Directory for local state (SQLite file, generated session key, default originals and cache).
+    #[arg(long, env = "PHOTO_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Shared, write-once store of uploaded originals (a ReadWriteMany volume in a cluster).
+    #[arg(long, env = "PHOTO_ORIGINALS_DIR")]
+    pub originals_dir: Option<PathBuf>,
+
+    /// Per-pod cache of rendered sizes (an emptyDir in a cluster).
+    #[arg(long, env = "PHOTO_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Upper bound of the rendition cache on disk; least recently used files are evicted.
+    #[arg(long, env = "PHOTO_CACHE_MAX_BYTES", default_value_t = 1 << 30)]
+    pub cache_max_bytes: u64,
+
+    /// Hot renditions kept in memory so cached hits need no disk read.
+    #[arg(long, env = "PHOTO_MEMORY_CACHE_BYTES", default_value_t = 64 << 20)]
+    pub memory_cache_bytes: u64,
+
+    /// Rendition widths in pixels, comma-separated. `orig` (the original) is always served.
+    #[arg(long, env = "PHOTO_RENDITIONS", default_value = "240,640,1440,2048")]
+    pub renditions: Renditions,
+
+    /// Admin account created or updated at start.
+    #[arg(long, env = "PHOTO_ADMIN_USER", default_value = "admin")]
+    pub admin_user: String,
+
+    /// Admin password. Unset (and no file): generated and printed once if the admin does not exist yet.
+    #[arg(long, env = "PHOTO_ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// File holding the admin password (e.g. a mounted Secret).
+    #[arg(long, env = "PHOTO_ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<PathBuf>,
+
+    /// Key shared by all replicas for everything they sign (CSRF tokens). Unset: generated into the data dir.
+    #[arg(long, env = "PHOTO_SESSION_KEY", hide_env_values = true)]
+    pub session_key: Option<String>,
+
+    /// File holding the session key.
+    #[arg(long, env = "PHOTO_SESSION_KEY_FILE")]
+    pub session_key_file: Option<PathBuf>,
+
+    /// Session lifetime.
+    #[arg(long, env = "PHOTO_SESSION_TTL", default_value = "30d", value_parser = parse_duration)]
+    pub session_ttl: Duration,
+
+    /// How long photo metadata and sessions are cached in memory on the image path.
+    /// A visibility change or a logout on another replica takes at most this long to apply there.
+    #[arg(long, env = "PHOTO_METADATA_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub metadata_ttl: Duration,
+
+    /// Largest accepted original, in bytes.
+    #[arg(long, env = "PHOTO_MAX_UPLOAD_BYTES", default_value_t = 50 << 20)]
+    pub max_upload_bytes: u64,
+
+    /// Largest accepted request body for `POST /rest/edit` (several files), in bytes.
+    #[arg(long, env = "PHOTO_MAX_REQUEST_BYTES", default_value_t = 200 << 20)]
+    pub max_request_bytes: u64,
+
+    /// Largest accepted image, in pixels (width x height); stops decompression bombs.
+    #[arg(long, env = "PHOTO_MAX_PIXELS", default_value_t = 100_000_000)]
+    pub max_pixels: u64,
+
+    /// Render threads. 0: one per CPU.
+    #[arg(long, env = "PHOTO_RENDER_THREADS", default_value_t = 0)]
+    pub render_threads: usize,
+
+    /// Renders allowed to wait for a thread; beyond this, `503` with `Retry-After`.
+    #[arg(long, env = "PHOTO_RENDER_QUEUE", default_value_t = 64)]
+    pub render_queue: usize,
+
+    /// JPEG quality of renditions (1-100).
+    #[arg(long, env = "PHOTO_JPEG_QUALITY", default_value_t = 82, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub jpeg_quality: u8,
+
+    /// Peers whose `X-Forwarded-Proto` is believed (CIDRs, comma-separated).
+    #[arg(
+        long,
+        env = "PHOTO_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        default_value = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+    )]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// After SIGTERM, readiness fails for this long before the listener closes,
+    /// so load balancers stop sending new requests first.
+    #[arg(long, env = "PHOTO_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    /// In-flight requests get this long to finish after the listener closes.
+    #[arg(long, env = "PHOTO_SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Log format.
+    #[arg(long, env = "PHOTO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    pub fn originals_dir(&self) -> PathBuf {
+        self.originals_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("originals"))
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
+    /// A configuration for tests: everything under `dir`, small limits, fixed key.
+    pub fn for_tests(dir: &std::path::Path) -> Config {
+        let mut config = Config::parse_from(["photo-server"]);
+        config.data_dir = dir.to_path_buf();
+        config.session_key = Some("test-session-key-0123456789abcdef".into());
+        config.admin_password = Some("admin-password".into());
+        config.shutdown_delay = Duration::ZERO;
+        config.render_threads = 2;
+        config
+    }
+}
+
+/// Parses `500ms`, `5s`, `10m`, `12h`, `30d` or a plain number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 5s, 10m or 30d"))?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(number)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use ms, s, m, h or d)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(number * seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86400)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn defaults_live_under_the_data_dir() {
+        let config = Config::parse_from(["photo-server", "--data-dir", "/srv/photo"]);
+        assert_eq!(
+            config.originals_dir(),
+            PathBuf::from("/srv/photo/originals")
+        );
+        assert_eq!(config.cache_dir(), PathBuf::from("/srv/photo/cache"));
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+        assert!(config.database_url.is_none());
+    }
+}

@@ -1,0 +1,65 @@
+//! `/healthz`, `/readyz`, `/metrics`.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde_json::json;
+
+use crate::state::SharedState;
+
+/// Liveness: the process answers. Deliberately checks nothing else, so a
+/// database outage makes pods unready, not restarted in a loop.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Readiness: not shutting down, the database answers, the originals store is
+/// mounted. The cache is reported but never fails readiness: without it the
+/// pod still serves, rendering on the fly.
+pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
+    let database = match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+        Ok(Ok(())) => "ok",
+        Ok(Err(_)) => "error",
+        Err(_) => "timeout",
+    };
+    let originals = if state.originals.usable() {
+        "ok"
+    } else {
+        "error"
+    };
+    let cache = if state.cache.writable() {
+        "ok"
+    } else {
+        "degraded"
+    };
+    let shutting_down = state.shutting_down();
+    let ready = database == "ok" && originals == "ok" && !shutting_down;
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(json!({
+            "ready": ready,
+            "shutting_down": shutting_down,
+            "database": database,
+            "originals": originals,
+            "cache": cache,
+        })),
+    )
+}
+
+pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}

@@ -1,0 +1,63 @@
+//! The HTTP surface: routes to handlers, plus the layers every request goes
+//! through (tracing, metrics, panic safety). Handlers live one file per
+//! resource; storage, rendering and SQL live outside this module.
+
+mod health;
+mod images;
+mod index;
+mod photos;
+mod session;
+mod upload;
+pub mod viewer;
+
+pub use photos::PhotoJson;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::state::SharedState;
+
+pub fn router(state: SharedState) -> Router {
+    let upload_limit = usize::try_from(state.config.max_request_bytes).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/", get(index::index))
+        .route("/img/{size}/{file}", get(images::image))
+        .route("/rest/login", post(session::login))
+        .route("/rest/logout", post(session::logout))
+        .route("/rest/session", get(session::session))
+        .route(
+            "/rest/edit",
+            post(upload::upload).layer(DefaultBodyLimit::max(upload_limit)),
+        )
+        .route("/rest/photos", get(photos::list))
+        .route(
+            "/rest/photos/{id}",
+            get(photos::get).patch(photos::patch).delete(photos::delete),
+        )
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(index::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            crate::metrics::track,
+        ))
+        .layer(CatchPanicLayer::new())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+                let id = request
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}

@@ -1,0 +1,188 @@
+//! `POST /rest/login`, `POST /rest/logout`, `GET /rest/session`.
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{ANON_COOKIE, SESSION_COOKIE, cookies, limiter, new_token, password, token_hash};
+use crate::db::now_ms;
+use crate::error::{ApiError, ApiResult};
+use crate::http::viewer::{Viewer, peer};
+use crate::metrics::OutcomeLabels;
+use crate::state::SharedState;
+
+#[derive(Debug, Deserialize)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+/// Reads credentials from a JSON body or an HTML form.
+async fn credentials(request: Request, state: &SharedState) -> ApiResult<Credentials> {
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        Json::<Credentials>::from_request(request, state)
+            .await
+            .map(|Json(c)| c)
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    } else {
+        Form::<Credentials>::from_request(request, state)
+            .await
+            .map(|Form(c)| c)
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// Refuses a login posted from another site (login CSRF). Browsers send
+/// `Origin` on every POST; scripts and curl send none and are not affected.
+fn same_origin(headers: &HeaderMap) -> bool {
+    if headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return true;
+    };
+    let host = headers
+        .get("x-forwarded-host")
+        .or_else(|| headers.get(header::HOST))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
+}
+
+pub async fn login(State(state): State<SharedState>, request: Request) -> ApiResult<Response> {
+    let headers = request.headers().clone();
+    let ip = state.auth.client_ip(&headers, peer(request.extensions()));
+    let tls = state
+        .auth
+        .request_is_tls(&headers, peer(request.extensions()));
+    if !same_origin(&headers) {
+        return Err(ApiError::Forbidden("cross-site login refused".into()));
+    }
+    let creds = credentials(request, &state).await?;
+    let outcome = |o: &str| {
+        state
+            .metrics
+            .logins
+            .get_or_create(&OutcomeLabels { outcome: o.into() })
+            .inc()
+    };
+    if !state.auth.limiter.allowed(ip, &creds.username) {
+        outcome("rate_limited");
+        return Err(ApiError::RateLimited {
+            retry_after: limiter::WINDOW,
+        });
+    }
+    let user = state.db.user_by_name(&creds.username).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = password::verify(creds.password, stored).await;
+    let Some(user) = user.filter(|_| ok) else {
+        state.auth.limiter.failed(ip, &creds.username);
+        outcome("failure");
+        tracing::info!(username = %creds.username, ip = ?ip, "login failed");
+        return Err(ApiError::BadCredentials);
+    };
+    state.auth.limiter.succeeded(ip, &creds.username);
+    let token = new_token();
+    let expires = now_ms() + state.auth.session_ttl.as_millis() as i64;
+    state
+        .db
+        .create_session(&token_hash(&token), &user.id, expires)
+        .await?;
+    outcome("success");
+    tracing::info!(username = %user.username, "logged in");
+    let cookie = cookies::set(SESSION_COOKIE, &token, state.auth.session_ttl, tls);
+    let body = json!({
+        "user": user.username,
+        "admin": user.is_admin,
+        "csrf": state.auth.csrf_token(&token),
+    });
+    Ok(([(header::SET_COOKIE, header_value(&cookie)?)], Json(body)).into_response())
+}
+
+pub async fn logout(
+    State(state): State<SharedState>,
+    viewer: Viewer,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    if let Some(token) = &viewer.session_token {
+        viewer.check_csrf(&state, &headers, None)?;
+        state.auth.end_session(&state.db, token).await?;
+    }
+    let cookie = cookies::clear(SESSION_COOKIE, viewer.tls);
+    Ok((
+        [(header::SET_COOKIE, header_value(&cookie)?)],
+        Json(json!({ "user": null })),
+    )
+        .into_response())
+}
+
+pub async fn session(State(state): State<SharedState>, viewer: Viewer) -> ApiResult<Response> {
+    let mut set_cookie = None;
+    let binding = match viewer.csrf_binding() {
+        Some(b) => b.to_string(),
+        None => {
+            let anon = new_token();
+            set_cookie = Some(cookies::set(
+                ANON_COOKIE,
+                &anon,
+                state.auth.session_ttl,
+                viewer.tls,
+            ));
+            anon
+        }
+    };
+    let body = Json(json!({
+        "user": viewer.user.as_ref().map(|u| u.username.clone()),
+        "admin": viewer.user.as_ref().is_some_and(|u| u.is_admin),
+        "csrf": state.auth.csrf_token(&binding),
+    }));
+    let mut response = body.into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(cookie) = set_cookie {
+        response
+            .headers_mut()
+            .insert(header::SET_COOKIE, header_value(&cookie)?);
+    }
+    Ok(response)
+}
+
+fn header_value(text: &str) -> ApiResult<HeaderValue> {
+    HeaderValue::from_str(text).map_err(ApiError::internal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_site_logins_are_refused() {
+        let mut h = HeaderMap::new();
+        assert!(same_origin(&h), "curl sends no Origin");
+        h.insert(header::HOST, "photos.example.com".parse().unwrap());
+        h.insert(
+            header::ORIGIN,
+            "https://photos.example.com".parse().unwrap(),
+        );
+        assert!(same_origin(&h));
+        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
+        assert!(!same_origin(&h));
+        let mut h = HeaderMap::new();
+        h.insert("sec-fetch-site", "cross-site".parse().unwrap());
+        assert!(!same_origin(&h));
+    }
+}

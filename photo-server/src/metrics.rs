@@ -1,0 +1,209 @@
+//! Prometheus metrics: the golden signals of the HTTP server plus the cache,
+//! the renderer and uploads. Served at `/metrics` in the text format.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SizeLabels {
+    pub size: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+/// Cheap to clone: every metric is a handle on shared atomics.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_duration: Family<RouteLabels, Histogram>,
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub cache_evictions: Counter,
+    pub cache_write_errors: Counter,
+    pub cache_bytes: Gauge,
+    pub render_duration: Family<SizeLabels, Histogram>,
+    pub renders_in_flight: Gauge,
+    pub renders_queued: Gauge,
+    pub renders_rejected: Counter,
+    pub uploads: Family<OutcomeLabels, Counter>,
+    pub upload_bytes: Counter,
+    pub logins: Family<OutcomeLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ])
+}
+
+fn render_histogram() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4])
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("photo");
+        let m = Metrics {
+            registry: Arc::new(Registry::default()),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(latency_histogram),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_evictions: Counter::default(),
+            cache_write_errors: Counter::default(),
+            cache_bytes: Gauge::default(),
+            render_duration: Family::new_with_constructor(render_histogram),
+            renders_in_flight: Gauge::default(),
+            renders_queued: Gauge::default(),
+            renders_rejected: Counter::default(),
+            uploads: Family::default(),
+            upload_bytes: Counter::default(),
+            logins: Family::default(),
+        };
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            m.http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            m.http_duration.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Renditions served from the cache",
+            m.cache_hits.clone(),
+        );
+        registry.register(
+            "cache_misses",
+            "Renditions not in the cache",
+            m.cache_misses.clone(),
+        );
+        registry.register(
+            "cache_evictions",
+            "Renditions evicted to stay under the cache cap",
+            m.cache_evictions.clone(),
+        );
+        registry.register(
+            "cache_write_errors",
+            "Failed writes to the cache directory",
+            m.cache_write_errors.clone(),
+        );
+        registry.register(
+            "cache_bytes",
+            "Bytes of renditions on disk",
+            m.cache_bytes.clone(),
+        );
+        registry.register(
+            "render_duration_seconds",
+            "Time to render a rendition, by size",
+            m.render_duration.clone(),
+        );
+        registry.register(
+            "renders_in_flight",
+            "Renders running on the render pool",
+            m.renders_in_flight.clone(),
+        );
+        registry.register(
+            "renders_queued",
+            "Renders admitted and waiting for a render thread",
+            m.renders_queued.clone(),
+        );
+        registry.register(
+            "renders_rejected",
+            "Renders refused with 503 because the queue was full",
+            m.renders_rejected.clone(),
+        );
+        registry.register("uploads", "Uploaded files by outcome", m.uploads.clone());
+        registry.register(
+            "upload_bytes",
+            "Bytes of originals stored",
+            m.upload_bytes.clone(),
+        );
+        registry.register("logins", "Login attempts by outcome", m.logins.clone());
+        Metrics {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn upload(&self, outcome: &str) {
+        self.uploads
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// Middleware recording every request by its route template (never the raw
+/// path, which would make one series per photo).
+pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let start = Instant::now();
+    let response = next.run(request).await;
+    let elapsed = start.elapsed().as_secs_f64();
+    metrics
+        .http_duration
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+            method: method.clone(),
+        })
+        .observe(elapsed);
+    metrics
+        .http_requests
+        .get_or_create(&RequestLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}

@@ -1,0 +1,127 @@
+//! Everything a request handler needs, built once at start.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::auth::{self, Auth};
+use crate::config::Config;
+use crate::db::{Db, DbResult, Photo};
+use crate::metrics::Metrics;
+use crate::render::RenderError;
+use crate::render::pool::RenderPool;
+use crate::storage::cache::{DiskCache, RenditionKey};
+use crate::storage::originals::OriginalStore;
+
+/// Why a render job failed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum JobError {
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("the original of this photo is missing from the originals store")]
+    MissingOriginal,
+    #[error("cannot read the original: {0}")]
+    Io(String),
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub db: Db,
+    pub originals: OriginalStore,
+    pub cache: DiskCache,
+    pub renderer: RenderPool<RenditionKey, JobError>,
+    pub metrics: Metrics,
+    pub auth: Auth,
+    /// Photo metadata by id (`None`: no such photo), kept for
+    /// `PHOTO_METADATA_TTL` so cached hits do not touch the database.
+    photos: moka::sync::Cache<String, Option<Arc<Photo>>>,
+    shutting_down: AtomicBool,
+}
+
+pub type SharedState = Arc<AppState>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    #[error("cannot open the originals directory {path}: {source}")]
+    Originals {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot load the session key: {0}")]
+    SessionKey(std::io::Error),
+    #[error("cannot start the render pool: {0}")]
+    RenderPool(std::io::Error),
+}
+
+impl AppState {
+    /// Opens the database (running migrations), the stores and the pools.
+    pub async fn open(config: Config) -> Result<SharedState, StartError> {
+        let metrics = Metrics::new();
+        let db = Db::connect(config.database_url.as_deref(), &config.data_dir).await?;
+        let originals_dir = config.originals_dir();
+        let originals =
+            OriginalStore::open(originals_dir.clone()).map_err(|source| StartError::Originals {
+                path: originals_dir.display().to_string(),
+                source,
+            })?;
+        let cache = DiskCache::open(
+            config.cache_dir(),
+            config.cache_max_bytes,
+            config.memory_cache_bytes,
+            metrics.clone(),
+        );
+        let renderer = RenderPool::new(config.render_threads, config.render_queue, metrics.clone())
+            .map_err(StartError::RenderPool)?;
+        let key = auth::load_key(
+            config.session_key.as_deref(),
+            config.session_key_file.as_deref(),
+            &config.data_dir,
+        )
+        .map_err(StartError::SessionKey)?;
+        let auth = Auth::new(
+            key,
+            config.session_ttl,
+            config.metadata_ttl,
+            config.trusted_proxies.clone(),
+        );
+        let photos = moka::sync::Cache::builder()
+            .max_capacity(200_000)
+            .time_to_live(config.metadata_ttl.max(std::time::Duration::from_millis(1)))
+            .build();
+        Ok(Arc::new(AppState {
+            config,
+            db,
+            originals,
+            cache,
+            renderer,
+            metrics,
+            auth,
+            photos,
+            shutting_down: AtomicBool::new(false),
+        }))
+    }
+
+    /// A photo's metadata through the short-lived cache.
+    pub async fn photo_cached(&self, id: &str) -> DbResult<Option<Arc<Photo>>> {
+        if let Some(hit) = self.photos.get(id) {
+            return Ok(hit);
+        }
+        let photo = self.db.photo(id).await?.map(Arc::new);
+        self.photos.insert(id.to_string(), photo.clone());
+        Ok(photo)
+    }
+
+    /// Drops this replica's cached metadata after an edit or delete.
+    pub fn forget_photo(&self, id: &str) {
+        self.photos.invalidate(id);
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::SeqCst);
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::SeqCst)
+    }
+}

@@ -1,0 +1,371 @@
+//! The per-pod rendition cache: files under `<width>/<ab>/<id>.jpg` in a local
+//! directory (an emptyDir in a cluster), kept under a byte cap by evicting the
+//! least recently used, plus a small in-memory layer for the hottest files so a
+//! cached hit usually touches neither disk nor database.
+//!
+//! The cache is an optimisation only. A directory that is missing, full or
+//! read-only makes every miss a render on the fly; it never fails a request.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use lru::LruCache;
+
+use crate::ids;
+use crate::metrics::Metrics;
+
+/// One rendition of one photo.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RenditionKey {
+    pub id: String,
+    pub width: u32,
+}
+
+impl RenditionKey {
+    fn relative_path(&self) -> PathBuf {
+        PathBuf::from(self.width.to_string())
+            .join(&self.id[..2])
+            .join(format!("{}.jpg", self.id))
+    }
+}
+
+struct Index {
+    lru: LruCache<RenditionKey, u64>,
+    bytes: u64,
+}
+
+pub struct DiskCache {
+    dir: PathBuf,
+    max_bytes: u64,
+    index: Mutex<Index>,
+    writable: AtomicBool,
+    /// Hot renditions in memory; `None` when configured to 0 bytes.
+    memory: Option<moka::sync::Cache<RenditionKey, Bytes>>,
+    metrics: Metrics,
+}
+
+impl DiskCache {
+    /// Opens the cache directory and indexes what a previous run left there
+    /// (oldest first, so they are evicted first).
+    pub fn open(dir: PathBuf, max_bytes: u64, memory_bytes: u64, metrics: Metrics) -> DiskCache {
+        let memory = (memory_bytes > 0).then(|| {
+            moka::sync::Cache::builder()
+                .weigher(|_k: &RenditionKey, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
+                .max_capacity(memory_bytes)
+                .build()
+        });
+        let cache = DiskCache {
+            index: Mutex::new(Index {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            writable: AtomicBool::new(true),
+            dir,
+            max_bytes,
+            memory,
+            metrics,
+        };
+        if let Err(e) = cache.load() {
+            tracing::warn!(dir = %cache.dir.display(), error = %e, "rendition cache unusable; rendering on the fly");
+            cache.writable.store(false, Ordering::Relaxed);
+        }
+        cache.evict_over_cap();
+        cache
+    }
+
+    fn load(&self) -> io::Result<()> {
+        fs::create_dir_all(&self.dir)?;
+        let mut found = Vec::new();
+        for width_dir in fs::read_dir(&self.dir)?.flatten() {
+            let name = width_dir.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(".tmp") {
+                let _ = fs::remove_file(width_dir.path());
+                continue;
+            }
+            let Ok(width) = name.parse::<u32>() else {
+                continue;
+            };
+            for shard in fs::read_dir(width_dir.path())?.flatten() {
+                for file in fs::read_dir(shard.path())?.flatten() {
+                    let file_name = file.file_name();
+                    let Some(id) = file_name.to_str().and_then(|n| n.strip_suffix(".jpg")) else {
+                        continue;
+                    };
+                    if !ids::is_valid(id) {
+                        continue;
+                    }
+                    let Ok(meta) = file.metadata() else { continue };
+                    let used = meta.modified().ok();
+                    let key = RenditionKey {
+                        id: id.to_string(),
+                        width,
+                    };
+                    found.push((used, key, meta.len()));
+                }
+            }
+        }
+        found.sort_by_key(|(used, _, _)| *used);
+        let mut index = self.lock();
+        for (_, key, len) in found {
+            index.bytes += len;
+            index.lru.put(key, len);
+        }
+        self.metrics.cache_bytes.set(index.bytes as i64);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        // A panic while holding the lock cannot leave the index inconsistent
+        // in a way that matters (at worst a size is off), so keep going.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn path(&self, key: &RenditionKey) -> PathBuf {
+        self.dir.join(key.relative_path())
+    }
+
+    /// The cached rendition, from memory or disk. Counts hits and misses.
+    pub async fn get(&self, key: &RenditionKey) -> Option<Bytes> {
+        if let Some(bytes) = self.memory.as_ref().and_then(|m| m.get(key)) {
+            self.touch(key);
+            self.metrics.cache_hits.inc();
+            return Some(bytes);
+        }
+        let known = self.lock().lru.contains(key);
+        if !known {
+            self.metrics.cache_misses.inc();
+            return None;
+        }
+        match tokio::fs::read(self.path(key)).await {
+            Ok(data) => {
+                let bytes = Bytes::from(data);
+                self.touch(key);
+                self.remember(key, &bytes);
+                self.metrics.cache_hits.inc();
+                Some(bytes)
+            }
+            Err(_) => {
+                // Deleted behind our back (or the volume is gone): forget it.
+                self.forget(key);
+                self.metrics.cache_misses.inc();
+                None
+            }
+        }
+    }
+
+    /// Whether a rendition is on disk, without reading it.
+    pub fn contains(&self, key: &RenditionKey) -> bool {
+        self.memory.as_ref().is_some_and(|m| m.contains_key(key)) || self.lock().lru.contains(key)
+    }
+
+    fn remember(&self, key: &RenditionKey, bytes: &Bytes) {
+        if let Some(memory) = &self.memory {
+            memory.insert(key.clone(), bytes.clone());
+        }
+    }
+
+    fn unremember(&self, key: &RenditionKey) {
+        if let Some(memory) = &self.memory {
+            memory.invalidate(key);
+        }
+    }
+
+    fn touch(&self, key: &RenditionKey) {
+        self.lock().lru.get(key);
+    }
+
+    fn forget(&self, key: &RenditionKey) {
+        let mut index = self.lock();
+        if let Some(len) = index.lru.pop(key) {
+            index.bytes -= len;
+            self.metrics.cache_bytes.set(index.bytes as i64);
+        }
+    }
+
+    /// Stores a rendition: temp file + rename, so a reader never sees half a
+    /// file. Blocking; called from the render pool. Failures are logged and
+    /// counted, never returned: the caller serves the bytes it has anyway.
+    pub fn put(&self, key: &RenditionKey, bytes: &Bytes) {
+        self.remember(key, bytes);
+        if bytes.len() as u64 > self.max_bytes {
+            return;
+        }
+        match self.write_file(key, bytes) {
+            Ok(()) => {
+                self.writable.store(true, Ordering::Relaxed);
+                let mut index = self.lock();
+                if let Some(old) = index.lru.put(key.clone(), bytes.len() as u64) {
+                    index.bytes -= old;
+                }
+                index.bytes += bytes.len() as u64;
+                self.metrics.cache_bytes.set(index.bytes as i64);
+                drop(index);
+                self.evict_over_cap();
+            }
+            Err(e) => {
+                if self.writable.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write to the rendition cache; rendering on the fly");
+                }
+                self.metrics.cache_write_errors.inc();
+            }
+        }
+    }
+
+    fn write_file(&self, key: &RenditionKey, bytes: &[u8]) -> io::Result<()> {
+        let target = self.path(key);
+        let parent = target
+            .parent()
+            .ok_or_else(|| io::Error::other("cache path has no parent"))?;
+        fs::create_dir_all(parent)?;
+        let temp = self.dir.join(format!(".tmp-{}", ids::new_id()));
+        let result = (|| {
+            let mut file = fs::File::create(&temp)?;
+            file.write_all(bytes)?;
+            // No fsync: a rendition lost in a crash is simply rendered again.
+            fs::rename(&temp, &target)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        result
+    }
+
+    fn evict_over_cap(&self) {
+        loop {
+            let victim = {
+                let mut index = self.lock();
+                if index.bytes <= self.max_bytes {
+                    return;
+                }
+                let Some((key, len)) = index.lru.pop_lru() else {
+                    return;
+                };
+                index.bytes -= len;
+                self.metrics.cache_bytes.set(index.bytes as i64);
+                key
+            };
+            let _ = fs::remove_file(self.path(&victim));
+            self.unremember(&victim);
+            self.metrics.cache_evictions.inc();
+        }
+    }
+
+    /// Drops every rendition of a deleted photo.
+    pub fn remove_photo(&self, id: &str, widths: &[u32]) {
+        for &width in widths {
+            let key = RenditionKey {
+                id: id.to_string(),
+                width,
+            };
+            self.unremember(&key);
+            self.forget(&key);
+            let _ = fs::remove_file(self.path(&key));
+        }
+    }
+
+    /// Bytes on disk according to the index.
+    pub fn bytes(&self) -> u64 {
+        self.lock().bytes
+    }
+
+    /// False after a write failed, until one succeeds again.
+    pub fn writable(&self) -> bool {
+        self.writable.load(Ordering::Relaxed)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(n: u32) -> RenditionKey {
+        RenditionKey {
+            id: format!("{:0>20}", n),
+            width: 240,
+        }
+    }
+
+    fn disk_files(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in fs::read_dir(d).unwrap().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn eviction_keeps_the_cache_under_its_cap_and_drops_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path().to_path_buf(), 3000, 0, Metrics::new());
+        let kb = Bytes::from(vec![7u8; 1000]);
+        cache.put(&key(1), &kb);
+        cache.put(&key(2), &kb);
+        cache.put(&key(3), &kb);
+        assert!(cache.get(&key(1)).await.is_some(), "1 is now recently used");
+        cache.put(&key(4), &kb);
+        assert!(cache.bytes() <= 3000);
+        assert!(!cache.contains(&key(2)), "2 was least recently used");
+        assert!(cache.contains(&key(1)) && cache.contains(&key(3)) && cache.contains(&key(4)));
+        let on_disk: u64 = disk_files(dir.path())
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum();
+        assert!(on_disk <= 3000, "{on_disk} bytes on disk");
+        assert_eq!(cache.metrics.cache_evictions.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_restart_finds_the_previous_files_and_respects_a_smaller_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let cache = DiskCache::open(dir.path().to_path_buf(), 10_000, 0, Metrics::new());
+            for n in 0..5 {
+                cache.put(&key(n), &Bytes::from(vec![1u8; 1000]));
+            }
+        }
+        let cache = DiskCache::open(dir.path().to_path_buf(), 2500, 0, Metrics::new());
+        assert_eq!(cache.bytes(), 2000);
+        assert_eq!(disk_files(dir.path()).len(), 2);
+        assert!(cache.get(&key(4)).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn an_unusable_directory_degrades_to_no_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        fs::write(&file, b"x").unwrap();
+        let cache = DiskCache::open(file.join("cache"), 10_000, 0, Metrics::new());
+        assert!(!cache.writable());
+        cache.put(&key(1), &Bytes::from_static(b"jpeg"));
+        assert_eq!(cache.metrics.cache_write_errors.get(), 1);
+        assert!(cache.get(&key(2)).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_file_removed_behind_its_back_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path().to_path_buf(), 10_000, 0, Metrics::new());
+        cache.put(&key(1), &Bytes::from_static(b"jpeg"));
+        for f in disk_files(dir.path()) {
+            fs::remove_file(f).unwrap();
+        }
+        assert!(cache.get(&key(1)).await.is_none());
+        assert_eq!(cache.bytes(), 0);
+    }
+}

@@ -1,0 +1,4 @@
+//! Files: the shared originals store and the per-pod rendition cache.
+
+pub mod cache;
+pub mod originals;

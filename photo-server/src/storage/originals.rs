@@ -1,0 +1,241 @@
+//! The shared originals store: one directory every replica mounts read-write
+//! (EFS/NFS in a cluster), written once per photo and never modified.
+//!
+//! An upload is spooled to `.incoming/` on the same filesystem, fsynced, then
+//! renamed into `ab/<id>.<ext>` and the directory fsynced. Only after that
+//! does the caller insert the database row. So a crash leaves at worst a
+//! spool file (swept at start) or an original with no row (invisible; the
+//! client retries and gets a new id): never a row pointing at a missing or
+//! half-written file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::ids;
+use crate::render::Format;
+
+const INCOMING: &str = ".incoming";
+
+#[derive(Debug, Clone)]
+pub struct OriginalStore {
+    dir: PathBuf,
+}
+
+/// An upload being written to the spool directory. Dropped without
+/// `commit`, it removes its file.
+#[derive(Debug)]
+pub struct Spool {
+    path: PathBuf,
+    file: Option<File>,
+    hasher: Sha256,
+    bytes: u64,
+    /// The first bytes, enough to recognise the format.
+    head: Vec<u8>,
+}
+
+impl OriginalStore {
+    /// Opens the store, creating it if needed, and removes spool files left
+    /// by a crash more than an hour ago (younger ones may belong to another
+    /// replica's upload in progress).
+    pub fn open(dir: PathBuf) -> io::Result<OriginalStore> {
+        fs::create_dir_all(dir.join(INCOMING))?;
+        let store = OriginalStore { dir };
+        store.sweep_incoming(Duration::from_secs(3600));
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn path(&self, id: &str, format: Format) -> PathBuf {
+        debug_assert!(ids::is_valid(id));
+        self.dir
+            .join(&id[..2])
+            .join(format!("{id}.{}", format.extension()))
+    }
+
+    /// Starts spooling an upload.
+    pub fn spool(&self) -> io::Result<Spool> {
+        let path = self
+            .dir
+            .join(INCOMING)
+            .join(format!("{}.part", ids::new_id()));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(Spool {
+            path,
+            file: Some(file),
+            hasher: Sha256::new(),
+            bytes: 0,
+            head: Vec::new(),
+        })
+    }
+
+    /// Makes a spooled upload the original of `id`: fsync, rename, fsync the
+    /// directory. When this returns the file survives a crash.
+    pub fn commit(&self, mut spool: Spool, id: &str, format: Format) -> io::Result<PathBuf> {
+        let file = spool
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("spool already committed"))?;
+        file.sync_all()?;
+        drop(file);
+        let target = self.path(id, format);
+        let parent = target
+            .parent()
+            .ok_or_else(|| io::Error::other("original path has no parent"))?;
+        fs::create_dir_all(parent)?;
+        if target.exists() {
+            // Ids are random and 103 bits long; this is a bug, not bad luck.
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("original {} already exists", target.display()),
+            ));
+        }
+        fs::rename(&spool.path, &target)?;
+        spool.path = PathBuf::new();
+        File::open(parent)?.sync_all()?;
+        Ok(target)
+    }
+
+    pub fn read(&self, id: &str, format: Format) -> io::Result<Vec<u8>> {
+        fs::read(self.path(id, format))
+    }
+
+    /// Removes an original (after its row is gone). Missing is fine.
+    pub fn remove(&self, id: &str, format: Format) -> io::Result<()> {
+        match fs::remove_file(self.path(id, format)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the store can be listed, for readiness.
+    pub fn usable(&self) -> bool {
+        fs::metadata(self.dir.join(INCOMING)).is_ok_and(|m| m.is_dir())
+    }
+
+    fn sweep_incoming(&self, older_than: Duration) {
+        let Ok(entries) = fs::read_dir(self.dir.join(INCOMING)) else {
+            return;
+        };
+        let now = SystemTime::now();
+        for entry in entries.flatten() {
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| now.duration_since(t).unwrap_or_default() > older_than);
+            if stale {
+                tracing::info!(path = %entry.path().display(), "removing an upload spool left by a crash");
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+}
+
+impl Spool {
+    pub fn write(&mut self, chunk: &[u8]) -> io::Result<()> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("spool already committed"))?;
+        file.write_all(chunk)?;
+        self.hasher.update(chunk);
+        self.bytes += chunk.len() as u64;
+        if self.head.len() < 64 {
+            let take = (64 - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+        }
+        Ok(())
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Hex SHA-256 of everything written so far.
+    pub fn sha256(&self) -> String {
+        let digest = self.hasher.clone().finalize();
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_moves_the_spool_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OriginalStore::open(dir.path().join("orig")).unwrap();
+        let mut spool = store.spool().unwrap();
+        spool.write(b"hello ").unwrap();
+        spool.write(b"world").unwrap();
+        assert_eq!(spool.bytes(), 11);
+        assert_eq!(
+            spool.sha256(),
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        let spool_path = spool.path().to_path_buf();
+        let id = ids::new_id();
+        let target = store.commit(spool, &id, Format::Jpeg).unwrap();
+        assert!(!spool_path.exists());
+        assert_eq!(fs::read(&target).unwrap(), b"hello world");
+        assert_eq!(store.read(&id, Format::Jpeg).unwrap(), b"hello world");
+        store.remove(&id, Format::Jpeg).unwrap();
+        store.remove(&id, Format::Jpeg).unwrap();
+        assert!(!target.exists());
+    }
+
+    #[test]
+    fn an_abandoned_spool_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OriginalStore::open(dir.path().to_path_buf()).unwrap();
+        let mut spool = store.spool().unwrap();
+        spool.write(b"partial").unwrap();
+        let path = spool.path().to_path_buf();
+        assert!(path.exists());
+        drop(spool);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn stale_spools_are_swept_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OriginalStore::open(dir.path().to_path_buf()).unwrap();
+        let spool = store.spool().unwrap();
+        let path = spool.path().to_path_buf();
+        // Simulate a crash: the process dies without running Drop.
+        std::mem::forget(spool);
+        store.sweep_incoming(Duration::from_secs(3600));
+        assert!(
+            path.exists(),
+            "a fresh spool may be another replica's upload"
+        );
+        store.sweep_incoming(Duration::ZERO);
+        assert!(!path.exists());
+    }
+}
