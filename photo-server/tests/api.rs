@@ -1,0 +1,709 @@
+//! The HTTP API of CONTRACT.md, end to end over a real socket, against the
+//! SQLite default and a real PostgreSQL.
+
+mod common;
+
+use common::{Backend, TestServer, fixture};
+use serde_json::{Value, json};
+
+both_backends!(
+    session_login_and_logout,
+    bad_credentials_and_rate_limit,
+    upload_then_serve_every_size,
+    conditional_and_head_requests,
+    unknown_sizes_ids_and_path_tricks_are_404,
+    state_changes_need_the_csrf_token,
+    private_photos_are_invisible_to_others,
+    listing_is_newest_first_and_paginated,
+    edit_and_delete,
+    bad_uploads_are_refused_and_store_nothing,
+    a_failed_commit_leaves_no_original,
+    concurrent_misses_render_once,
+    sessions_work_on_every_replica_and_logout_ends_them,
+    health_and_metrics,
+);
+
+async fn session_login_and_logout(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = server.client();
+    let anon = client.get_json("/rest/session").await;
+    assert_eq!(anon["user"], Value::Null);
+    assert!(anon["csrf"].as_str().is_some_and(|t| t.len() > 20));
+
+    let login = client.login("admin", common::ADMIN_PASSWORD).await;
+    let me: Value = login.json().await.unwrap();
+    assert_eq!(me["user"], "admin");
+    assert_eq!(me["admin"], true);
+
+    // Logout without the token is refused; with it the session ends.
+    let r = client
+        .http
+        .post(client.url("/rest/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = client
+        .http
+        .post(client.url("/rest/logout"))
+        .header("x-csrf-token", &client.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(client.get_json("/rest/session").await["user"], Value::Null);
+    assert_eq!(
+        client
+            .upload(&[("a.jpg", fixture("landscape.jpg"))], &[])
+            .await
+            .status(),
+        401
+    );
+}
+
+async fn bad_credentials_and_rate_limit(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut client = server.client();
+    let r = client.login("admin", "wrong").await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "wrong username or password");
+    assert_eq!(client.login("nobody", "x").await.status(), 401);
+    // Form posts work too.
+    let r = client
+        .http
+        .post(client.url("/rest/login"))
+        .form(&[("username", "admin"), ("password", common::ADMIN_PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Guessing one account's password soon hits the limit, and stays blocked
+    // even for the right password.
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(client.login("admin", "guess").await.status().as_u16());
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    let r = client.login("admin", common::ADMIN_PASSWORD).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+}
+
+async fn upload_then_serve_every_size(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let photo = admin
+        .upload_ok(
+            "landscape.jpg",
+            &[("title", "Lake"), ("visibility", "public")],
+        )
+        .await;
+    let id = photo["id"].as_str().unwrap();
+    let (w, h) = (
+        photo["width"].as_u64().unwrap(),
+        photo["height"].as_u64().unwrap(),
+    );
+    assert!(w > h, "landscape");
+    assert_eq!(photo["urls"]["240"], format!("/img/240/{id}.jpg"));
+    assert_eq!(photo["urls"]["orig"], format!("/img/orig/{id}.jpg"));
+    assert_eq!(photo["title"], "Lake");
+
+    let anonymous = server.client();
+    for size in [240u64, 640] {
+        let r = anonymous.get(&format!("/img/{size}/{id}.jpg")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "image/jpeg");
+        assert_eq!(r.headers()["x-cache"], "miss");
+        assert!(
+            r.headers()["cache-control"]
+                .to_str()
+                .unwrap()
+                .contains("immutable")
+        );
+        let len: usize = r.headers()["content-length"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let bytes = r.bytes().await.unwrap();
+        assert_eq!(bytes.len(), len);
+        let img = image::load_from_memory(&bytes).unwrap();
+        assert_eq!(u64::from(img.width()), size.min(w));
+        let expected_h = (h as f64 * img.width() as f64 / w as f64).round() as i64;
+        assert!((i64::from(img.height()) - expected_h).abs() <= 1);
+        // Second request: from the cache, same bytes.
+        let again = anonymous.get(&format!("/img/{size}/{id}.jpg")).await;
+        assert_eq!(again.headers()["x-cache"], "hit");
+        assert_eq!(again.bytes().await.unwrap(), bytes);
+    }
+    // Wider than the original: never upscaled.
+    let big = anonymous.get(&format!("/img/2048/{id}.jpg")).await;
+    let img = image::load_from_memory(&big.bytes().await.unwrap()).unwrap();
+    assert_eq!(u64::from(img.width()), w.min(2048));
+    // The original, byte for byte.
+    let orig = anonymous.get(&format!("/img/orig/{id}.jpg")).await;
+    assert_eq!(orig.status(), 200);
+    assert_eq!(orig.bytes().await.unwrap(), fixture("landscape.jpg"));
+}
+
+async fn conditional_and_head_requests(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let id = admin
+        .upload_ok("portrait.jpg", &[("visibility", "public")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/img/640/{id}.jpg");
+    let first = admin.get(&path).await;
+    let etag = first.headers()["etag"].to_str().unwrap().to_string();
+    assert!(etag.starts_with('"'), "strong ETag: {etag}");
+    let len = first.bytes().await.unwrap().len();
+    let r = admin
+        .http
+        .get(admin.url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(r.headers()["etag"], etag.as_str());
+    assert!(r.bytes().await.unwrap().is_empty());
+    let head = admin.http.head(admin.url(&path)).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"].to_str().unwrap(),
+        len.to_string()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
+    let other = admin
+        .http
+        .get(admin.url(&path))
+        .header("if-none-match", "\"something-else\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
+}
+
+async fn unknown_sizes_ids_and_path_tricks_are_404(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let id = admin
+        .upload_ok("landscape.jpg", &[("visibility", "public")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let renders_before = server.metric("photo_render_duration_seconds_count").await;
+    for path in [
+        format!("/img/241/{id}.jpg"),
+        format!("/img/0240/{id}.jpg"),
+        format!("/img/99999/{id}.jpg"),
+        format!("/img/240/{id}.png"),
+        format!("/img/240/{id}"),
+        "/img/240/aaaaaaaaaaaaaaaaaaaa.jpg".to_string(),
+        "/img/240/..%2F..%2Fphotos.db.jpg".to_string(),
+        "/img/240/%2e%2e.jpg".to_string(),
+        "/img/orig/..%2Fsession.key".to_string(),
+        format!("/img/240/{}.jpg", id.to_uppercase()),
+        "/rest/photos/..%2F..%2Fetc%2Fpasswd".to_string(),
+    ] {
+        let r = admin.get(&path).await;
+        assert_eq!(r.status(), 404, "{path}");
+    }
+    assert_eq!(
+        server.metric("photo_render_duration_seconds_count").await,
+        renders_before,
+        "no render for a refused request"
+    );
+}
+
+async fn state_changes_need_the_csrf_token(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let mut admin = server.admin().await;
+    let id = admin.upload_ok("landscape.jpg", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let good = admin.csrf.clone();
+    for token in ["", "forged", &good[..good.len() - 2]] {
+        admin.csrf = token.to_string();
+        assert_eq!(
+            admin
+                .upload(&[("a.jpg", fixture("landscape.jpg"))], &[])
+                .await
+                .status(),
+            403
+        );
+        assert_eq!(
+            admin
+                .patch(&format!("/rest/photos/{id}"), json!({"title": "x"}))
+                .await
+                .status(),
+            403
+        );
+        assert_eq!(
+            admin.delete(&format!("/rest/photos/{id}")).await.status(),
+            403
+        );
+    }
+    admin.csrf = good;
+    let photo = admin.get_json(&format!("/rest/photos/{id}")).await;
+    assert_eq!(photo["title"], "", "nothing changed");
+    let list = admin.get_json("/rest/photos").await;
+    assert_eq!(
+        list["photos"].as_array().unwrap().len(),
+        1,
+        "nothing stored"
+    );
+    // The token may also come as a form field (HTML forms).
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", admin.csrf.clone())
+        .part(
+            "file",
+            reqwest::multipart::Part::bytes(fixture("portrait.jpg")).file_name("p.jpg"),
+        );
+    let r = admin
+        .http
+        .post(admin.url("/rest/edit"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+async fn private_photos_are_invisible_to_others(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let id = alice
+        .upload_ok("landscape.jpg", &[("title", "secret")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(alice.get(&format!("/img/240/{id}.jpg")).await.status(), 200);
+    assert_eq!(
+        alice.get(&format!("/img/240/{id}.jpg")).await.headers()["cache-control"],
+        "private, max-age=3600"
+    );
+    for client in [&bob, &server.client()] {
+        for path in [
+            format!("/img/240/{id}.jpg"),
+            format!("/img/orig/{id}.jpg"),
+            format!("/rest/photos/{id}"),
+        ] {
+            assert_eq!(client.get(&path).await.status(), 404, "{path}");
+        }
+        let list = client.get_json("/rest/photos").await;
+        assert!(list["photos"].as_array().unwrap().is_empty());
+    }
+    assert_eq!(
+        bob.patch(&format!("/rest/photos/{id}"), json!({"title": "mine"}))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        bob.delete(&format!("/rest/photos/{id}")).await.status(),
+        404
+    );
+    // The admin moderates and sees it.
+    let admin = server.admin().await;
+    assert_eq!(admin.get(&format!("/rest/photos/{id}")).await.status(), 200);
+    // Made public, everyone sees it; others still cannot edit it.
+    let r = alice
+        .patch(
+            &format!("/rest/photos/{id}"),
+            json!({"visibility": "public"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        server
+            .client()
+            .get(&format!("/img/240/{id}.jpg"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        bob.patch(&format!("/rest/photos/{id}"), json!({"title": "mine"}))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        bob.delete(&format!("/rest/photos/{id}")).await.status(),
+        403
+    );
+}
+
+async fn listing_is_newest_first_and_paginated(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let p = admin
+            .upload_ok(
+                "landscape.jpg",
+                &[("title", &format!("n{n}")), ("visibility", "public")],
+            )
+            .await;
+        ids.push(p["id"].as_str().unwrap().to_string());
+    }
+    ids.reverse();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let anonymous = server.client();
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/rest/photos?limit=2&cursor={c}"),
+            None => "/rest/photos?limit=2".to_string(),
+        };
+        let page = anonymous.get_json(&path).await;
+        let photos = page["photos"].as_array().unwrap();
+        assert!(photos.len() <= 2);
+        seen.extend(photos.iter().map(|p| p["id"].as_str().unwrap().to_string()));
+        match page["next"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids, "newest first, each photo exactly once");
+    for bad in [
+        "/rest/photos?limit=0",
+        "/rest/photos?limit=101",
+        "/rest/photos?limit=x",
+        "/rest/photos?cursor=garbage",
+    ] {
+        let r = anonymous.get(bad).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert!(body["error"].is_string());
+    }
+}
+
+async fn edit_and_delete(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let id = admin
+        .upload_ok("landscape.jpg", &[("visibility", "public")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/rest/photos/{id}");
+    let r = admin
+        .patch(
+            &path,
+            json!({"title": "  Sunset  ", "description": "<b>by the lake</b>"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["title"], "Sunset");
+    assert_eq!(p["description"], "<b>by the lake</b>");
+    for (body, status) in [
+        (json!({}), 400),
+        (json!({"visibility": "secret"}), 422),
+        (json!({"owner": "bob"}), 422),
+        (json!({"title": "x".repeat(201)}), 422),
+    ] {
+        assert_eq!(
+            admin.patch(&path, body.clone()).await.status(),
+            status,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        admin.get_json(&path).await["title"],
+        "Sunset",
+        "refused edits change nothing"
+    );
+    // Warm the cache, then delete: every trace goes.
+    assert_eq!(admin.get(&format!("/img/240/{id}.jpg")).await.status(), 200);
+    assert_eq!(admin.delete(&path).await.status(), 204);
+    assert_eq!(admin.get(&path).await.status(), 404);
+    assert_eq!(admin.get(&format!("/img/240/{id}.jpg")).await.status(), 404);
+    assert_eq!(admin.delete(&path).await.status(), 404);
+    let original = server
+        .state
+        .originals
+        .path(&id, photo_server::render::Format::Jpeg);
+    assert!(!original.exists());
+}
+
+/// Every file the originals store holds (excluding the spool directory).
+fn stored_originals(server: &TestServer) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let root = server.state.originals.dir().to_path_buf();
+    for shard in std::fs::read_dir(&root).unwrap().flatten() {
+        if shard.file_name() == ".incoming" {
+            assert_eq!(
+                std::fs::read_dir(shard.path()).unwrap().count(),
+                0,
+                "no spool file left behind"
+            );
+            continue;
+        }
+        for f in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            out.push(f.path());
+        }
+    }
+    out
+}
+
+async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| c.max_upload_bytes = 400_000).await;
+    let admin = server.admin().await;
+    let big = vec![0xFFu8; 500_000];
+    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+        (
+            "not-an-image.jpg",
+            fixture("not-an-image.jpg"),
+            415,
+            "not a JPEG, PNG or WebP",
+        ),
+        (
+            "truncated.jpg",
+            fixture("truncated.jpg"),
+            422,
+            "corrupt or truncated",
+        ),
+        ("bomb.png", fixture("bomb.png"), 422, "too many pixels"),
+        ("bomb.jpg", fixture("bomb.jpg"), 422, "too many pixels"),
+        ("empty.jpg", Vec::new(), 400, "empty"),
+        ("huge.jpg", big, 413, "limit"),
+    ];
+    for (name, bytes, status, message) in cases {
+        let r = admin.upload(&[(name, bytes)], &[]).await;
+        assert_eq!(r.status(), status, "{name}");
+        let body: Value = r.json().await.unwrap();
+        let error = body["error"].as_str().unwrap_or_default();
+        assert!(error.contains(message), "{name}: {error}");
+        // One bad file in a batch refuses the whole batch.
+    }
+    let r = admin
+        .upload(
+            &[
+                ("good.jpg", fixture("landscape.jpg")),
+                ("bad.jpg", fixture("truncated.jpg")),
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().starts_with("bad.jpg:"),
+        "{body}"
+    );
+    let r = admin
+        .upload(
+            &[("a.jpg", fixture("landscape.jpg"))],
+            &[("visibility", "everyone")],
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    let r = admin.upload(&[], &[("title", "no file")]).await;
+    assert_eq!(r.status(), 400);
+    assert!(stored_originals(&server).is_empty());
+    assert!(
+        admin.get_json("/rest/photos").await["photos"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // PNG, WebP, grayscale and CMYK are fine.
+    for name in ["photo.png", "photo.webp", "gray.jpg", "cmyk.jpg"] {
+        let p = admin.upload_ok(name, &[]).await;
+        let r = admin
+            .get(&format!("/img/240/{}.jpg", p["id"].as_str().unwrap()))
+            .await;
+        assert_eq!(r.status(), 200, "{name}");
+        assert!(image::load_from_memory(&r.bytes().await.unwrap()).is_ok());
+    }
+}
+
+/// Fault injection in the database itself: a trigger makes the row insert
+/// fail after the originals were written. The originals must be removed
+/// again, and a retry must succeed.
+async fn a_failed_commit_leaves_no_original(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let trigger = match backend {
+        Backend::Sqlite => vec![
+            "CREATE TRIGGER fail_insert BEFORE INSERT ON photos WHEN NEW.title = 'boom' \
+             BEGIN SELECT RAISE(ABORT, 'injected failure'); END",
+        ],
+        Backend::Postgres => vec![
+            "CREATE FUNCTION fail_insert() RETURNS trigger AS $$ BEGIN \
+             IF NEW.title = 'boom' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER fail_insert BEFORE INSERT ON photos FOR EACH ROW EXECUTE FUNCTION fail_insert()",
+        ],
+    };
+    for sql in trigger {
+        sqlx::query(sql)
+            .execute(server.state.db.pool())
+            .await
+            .unwrap();
+    }
+    let r = admin
+        .upload(
+            &[
+                ("a.jpg", fixture("landscape.jpg")),
+                ("b.jpg", fixture("portrait.jpg")),
+            ],
+            &[("title", "boom")],
+        )
+        .await;
+    assert_eq!(r.status(), 500);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "internal error", "no internals leak");
+    assert!(
+        stored_originals(&server).is_empty(),
+        "originals of the failed upload removed"
+    );
+    assert!(
+        admin.get_json("/rest/photos").await["photos"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // The client retries (here with another title) and it works.
+    let p = admin
+        .upload_ok("landscape.jpg", &[("title", "retry")])
+        .await;
+    assert_eq!(stored_originals(&server).len(), 1);
+    assert_eq!(
+        admin
+            .get(&format!("/img/240/{}.jpg", p["id"].as_str().unwrap()))
+            .await
+            .status(),
+        200
+    );
+}
+
+async fn concurrent_misses_render_once(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let id = admin
+        .upload_ok("landscape.jpg", &[("visibility", "public")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = server.metric("photo_render_duration_seconds_count").await;
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let http = admin.http.clone();
+        let url = admin.url(&format!("/img/1440/{id}.jpg"));
+        tasks.push(tokio::spawn(async move {
+            let r = http.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap())
+        }));
+    }
+    let mut bodies = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        assert_eq!(status, 200);
+        bodies.push(body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]));
+    let after = server.metric("photo_render_duration_seconds_count").await;
+    assert_eq!(after - before, 1.0, "24 concurrent requests, one render");
+}
+
+async fn sessions_work_on_every_replica_and_logout_ends_them(backend: Backend) {
+    let server =
+        TestServer::start_with(backend, |c| c.metadata_ttl = std::time::Duration::ZERO).await;
+    let replica = server.replica(|_| {}).await;
+    let mut alice = server.user("alice").await;
+    let id = alice.upload_ok("landscape.jpg", &[]).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Same cookie jar, other replica: the session and the CSRF token hold.
+    assert!(alice.session.is_some());
+    alice.base = replica.url.clone();
+    assert_eq!(alice.get_json("/rest/session").await["user"], "alice");
+    assert_eq!(alice.get(&format!("/img/240/{id}.jpg")).await.status(), 200);
+    let r = alice
+        .patch(
+            &format!("/rest/photos/{id}"),
+            json!({"title": "from the replica"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // Logging out on the first replica ends the session on the other.
+    alice.base = server.url.clone();
+    let r = alice
+        .http
+        .post(alice.url("/rest/logout"))
+        .header("x-csrf-token", &alice.csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // The cookie jar dropped the cookie; replay it by hand, as a thief of the
+    // cookie would, against the other replica.
+    let stolen = format!("photo_session={}", alice.session.clone().unwrap());
+    let thief = reqwest::Client::new();
+    let session: Value = thief
+        .get(format!("{}/rest/session", replica.url))
+        .header("cookie", &stolen)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(session["user"], Value::Null);
+    let image = thief
+        .get(format!("{}/img/240/{id}.jpg", replica.url))
+        .header("cookie", &stolen)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(image.status(), 404);
+}
+
+async fn health_and_metrics(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let client = server.client();
+    assert_eq!(client.get("/healthz").await.status(), 200);
+    let ready = client.get_json("/readyz").await;
+    assert_eq!(ready["ready"], true);
+    assert_eq!(ready["database"], "ok");
+    let admin = server.admin().await;
+    let id = admin
+        .upload_ok("landscape.jpg", &[("visibility", "public")])
+        .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    admin.get(&format!("/img/240/{id}.jpg")).await;
+    admin.get(&format!("/img/240/{id}.jpg")).await;
+    let text = client.get("/metrics").await.text().await.unwrap();
+    for needle in [
+        "photo_http_requests_total{route=\"/img/{size}/{file}\",method=\"GET\",status=\"200\"} 2",
+        "photo_http_request_duration_seconds_bucket",
+        "photo_cache_hits_total 1",
+        "photo_cache_misses_total 1",
+        "photo_render_duration_seconds_count{size=\"240\"} 1",
+        "photo_uploads_total{outcome=\"stored\"} 1",
+        "photo_renders_in_flight 0",
+        "photo_cache_bytes",
+    ] {
+        assert!(text.contains(needle), "metrics lack {needle}:\n{text}");
+    }
+    // Shutting down: readiness fails first.
+    server.state.begin_shutdown();
+    assert_eq!(client.get("/readyz").await.status(), 503);
+    assert_eq!(client.get("/healthz").await.status(), 200);
+}

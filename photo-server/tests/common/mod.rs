@@ -1,0 +1,285 @@
+//! Test harness: a real photo-server on a loopback port, backed by the
+//! embedded SQLite default or a throwaway PostgreSQL, and an HTTP client with
+//! a cookie jar. The suites run every HTTP test against both backends.
+#![allow(dead_code)]
+
+pub mod postgres;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use photo_server::{Config, SharedState};
+use reqwest::multipart::{Form, Part};
+use serde_json::Value;
+
+pub const ADMIN_PASSWORD: &str = "admin-password";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub state: SharedState,
+    pub dir: Arc<tempfile::TempDir>,
+    pub backend: Backend,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+}
+
+impl TestServer {
+    pub async fn start(backend: Backend) -> TestServer {
+        TestServer::start_with(backend, |_| {}).await
+    }
+
+    pub async fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let mut config = Config::for_tests(dir.path());
+        config.database_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(postgres::Postgres::shared().fresh_database()),
+        };
+        adjust(&mut config);
+        TestServer::launch(config, dir, backend).await
+    }
+
+    async fn launch(config: Config, dir: Arc<tempfile::TempDir>, backend: Backend) -> TestServer {
+        let state = photo_server::start(config).await.expect("server starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let serve_state = state.clone();
+        let task = tokio::spawn(async move {
+            let _ = photo_server::serve(serve_state, listener).await;
+        });
+        TestServer {
+            url,
+            state,
+            dir,
+            backend,
+            task,
+        }
+    }
+
+    /// A second replica of the same site: same database, originals and
+    /// session key, its own cache, as another pod would be.
+    pub async fn replica(&self, adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = self.state.config.clone();
+        config.database_url = Some(match &config.database_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                config.data_dir.join("photos.db").display()
+            ),
+        });
+        config.originals_dir = Some(config.originals_dir());
+        config.cache_dir = Some(
+            self.dir
+                .path()
+                .join(format!("cache-{}", photo_server::ids::new_id())),
+        );
+        adjust(&mut config);
+        TestServer::launch(config, self.dir.clone(), self.backend).await
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: self.url.clone(),
+            csrf: String::new(),
+            session: None,
+        }
+    }
+
+    /// A client logged in as the admin.
+    pub async fn admin(&self) -> Client {
+        let mut c = self.client();
+        c.login("admin", ADMIN_PASSWORD).await;
+        c
+    }
+
+    /// Creates a user directly in the database (there is no public sign-up).
+    pub async fn create_user(&self, name: &str, password: &str) {
+        let hash = photo_server::auth::password::hash(password.to_string())
+            .await
+            .expect("hash");
+        self.state
+            .db
+            .create_user(name, &hash, false)
+            .await
+            .expect("create user")
+            .expect("new user");
+    }
+
+    /// A logged-in client for a new ordinary user.
+    pub async fn user(&self, name: &str) -> Client {
+        self.create_user(name, "user-password").await;
+        let mut c = self.client();
+        c.login(name, "user-password").await;
+        c
+    }
+
+    /// The value of one metric sample line, e.g. `photo_cache_hits_total`.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+pub struct Client {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub csrf: String,
+    /// The raw session cookie value from the last login.
+    pub session: Option<String>,
+}
+
+impl Client {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn login(&mut self, username: &str, password: &str) -> reqwest::Response {
+        let response = self
+            .http
+            .post(self.url("/rest/login"))
+            .json(&serde_json::json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .expect("login request");
+        if response.status() == 200 {
+            self.session = response
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(|v| v.strip_prefix("photo_session="))
+                .and_then(|v| v.split(';').next())
+                .map(str::to_string);
+            let body: Value = response.json().await.expect("login json");
+            self.csrf = body["csrf"].as_str().expect("csrf").to_string();
+            // Return a fresh, equivalent response for callers that inspect it.
+            return self.get("/rest/session").await;
+        }
+        response
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).send().await.expect("GET")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.expect("json")
+    }
+
+    /// Uploads files (name, bytes) with extra text fields, with the CSRF header.
+    pub async fn upload(
+        &self,
+        files: &[(&str, Vec<u8>)],
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut form = Form::new();
+        for (name, bytes) in files {
+            form = form.part(
+                "file",
+                Part::bytes(bytes.clone()).file_name(name.to_string()),
+            );
+        }
+        for (k, v) in fields {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        self.http
+            .post(self.url("/rest/edit"))
+            .header("x-csrf-token", &self.csrf)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload")
+    }
+
+    /// Uploads one fixture and returns the new photo's JSON.
+    pub async fn upload_ok(&self, fixture_name: &str, fields: &[(&str, &str)]) -> Value {
+        let r = self
+            .upload(&[(fixture_name, fixture(fixture_name))], fields)
+            .await;
+        let status = r.status();
+        let body: Value = r.json().await.expect("upload json");
+        assert_eq!(status, 201, "upload of {fixture_name}: {body}");
+        body["photos"][0].clone()
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .patch(self.url(path))
+            .header("x-csrf-token", &self.csrf)
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH")
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.http
+            .delete(self.url(path))
+            .header("x-csrf-token", &self.csrf)
+            .send()
+            .await
+            .expect("DELETE")
+    }
+}
+
+/// Runs each named async test function against SQLite and PostgreSQL:
+/// `both_backends!(name, ...)` makes `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}

@@ -1,0 +1,168 @@
+//! The renderer on real photographs: sizes, aspect ratio, EXIF orientation,
+//! and pictures that look like a careful reference resize of the original.
+
+mod common;
+
+use common::fixture;
+use image::{DynamicImage, GenericImageView, RgbImage, imageops::FilterType};
+use photo_server::render::{self, Format, RenderError};
+
+const MAX_PIXELS: u64 = 100_000_000;
+
+fn decode(bytes: &[u8]) -> DynamicImage {
+    image::load_from_memory(bytes).expect("rendition decodes")
+}
+
+/// Peak signal-to-noise ratio of two same-size images, in dB.
+fn psnr(a: &RgbImage, b: &RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions());
+    let mse: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(&x, &y)| {
+            let d = f64::from(x) - f64::from(y);
+            d * d
+        })
+        .sum::<f64>()
+        / a.as_raw().len() as f64;
+    10.0 * (255.0 * 255.0 / mse.max(1e-9)).log10()
+}
+
+/// The slow, careful way: full decode, orientation, Lanczos3 resize.
+fn reference(original: &[u8], width: u32) -> RgbImage {
+    let mut decoder = image::ImageReader::new(std::io::Cursor::new(original))
+        .with_guessed_format()
+        .unwrap()
+        .into_decoder()
+        .unwrap();
+    use image::ImageDecoder;
+    let orientation = decoder.orientation().unwrap();
+    let mut img = DynamicImage::from_decoder(decoder).unwrap();
+    img.apply_orientation(orientation);
+    let height =
+        (f64::from(img.height()) * f64::from(width) / f64::from(img.width())).round() as u32;
+    img.resize_exact(width, height, FilterType::Lanczos3)
+        .to_rgb8()
+}
+
+#[test]
+fn renditions_match_a_reference_resize() {
+    for name in [
+        "landscape.jpg",
+        "portrait.jpg",
+        "photo.png",
+        "photo.webp",
+        "rotated.jpg",
+    ] {
+        let original = fixture(name);
+        for width in [240, 320] {
+            let out = render::render(&original, width, 90, MAX_PIXELS).unwrap();
+            let got = decode(&out).to_rgb8();
+            let want = reference(&original, width);
+            assert_eq!(got.dimensions(), want.dimensions(), "{name} at {width}");
+            let score = psnr(&got, &want);
+            assert!(score > 28.0, "{name} at {width}: PSNR {score:.1} dB");
+        }
+    }
+}
+
+#[test]
+fn exif_orientation_is_applied() {
+    let upright = fixture("landscape.jpg");
+    let rotated = fixture("rotated.jpg");
+    let (w, h) = decode(&upright).dimensions();
+    // The stored pixels are the same; orientation 6 means "display rotated 90° clockwise".
+    let out = decode(&render::render(&rotated, 240, 90, MAX_PIXELS).unwrap());
+    let expected_h = (f64::from(w) * 240.0 / f64::from(h)).round() as u32;
+    assert_eq!(out.width(), 240);
+    assert!(
+        out.height().abs_diff(expected_h) <= 1,
+        "{} vs {expected_h}",
+        out.height()
+    );
+    // And it is the upright photo turned clockwise, not some other turn.
+    let turned = DynamicImage::ImageRgb8(decode(&upright).rotate90().to_rgb8());
+    let want = turned
+        .resize_exact(240, out.height(), FilterType::Lanczos3)
+        .to_rgb8();
+    let wrong = DynamicImage::ImageRgb8(decode(&upright).rotate270().to_rgb8())
+        .resize_exact(240, out.height(), FilterType::Lanczos3)
+        .to_rgb8();
+    let (right_score, wrong_score) = (psnr(&out.to_rgb8(), &want), psnr(&out.to_rgb8(), &wrong));
+    assert!(
+        right_score > 28.0 && right_score > wrong_score + 5.0,
+        "{right_score:.1} vs {wrong_score:.1}"
+    );
+    // The probe reports displayed dimensions.
+    let probe = render::probe(&rotated, MAX_PIXELS).unwrap();
+    assert_eq!((probe.width, probe.height), (h, w));
+}
+
+#[test]
+fn never_upscales_and_keeps_aspect() {
+    let original = fixture("photo.png");
+    let (w, h) = decode(&original).dimensions();
+    let out = decode(&render::render(&original, 4000, 85, MAX_PIXELS).unwrap());
+    assert_eq!(out.dimensions(), (w, h));
+    let portrait = fixture("portrait.jpg");
+    let (pw, ph) = decode(&portrait).dimensions();
+    let out = decode(&render::render(&portrait, 240, 85, MAX_PIXELS).unwrap());
+    assert_eq!(out.width(), 240);
+    let ratio = f64::from(ph) / f64::from(pw);
+    assert!((f64::from(out.height()) - 240.0 * ratio).abs() <= 1.0);
+}
+
+#[test]
+fn probe_reads_format_size_and_camera() {
+    let probe = render::probe(&fixture("landscape.jpg"), MAX_PIXELS).unwrap();
+    assert_eq!(probe.format, Format::Jpeg);
+    let (w, h) = decode(&fixture("landscape.jpg")).dimensions();
+    assert_eq!((probe.width, probe.height), (w, h));
+    assert!(
+        probe.exif.camera.is_some(),
+        "the fixture carries EXIF Make/Model"
+    );
+    assert_eq!(
+        render::probe(&fixture("photo.webp"), MAX_PIXELS)
+            .unwrap()
+            .format,
+        Format::Webp
+    );
+    assert_eq!(
+        render::probe(&fixture("photo.png"), MAX_PIXELS)
+            .unwrap()
+            .format,
+        Format::Png
+    );
+}
+
+#[test]
+fn bad_images_are_refused_with_the_right_reason() {
+    assert_eq!(
+        render::probe(&fixture("not-an-image.jpg"), MAX_PIXELS),
+        Err(RenderError::Unsupported)
+    );
+    assert!(matches!(
+        render::probe(&fixture("truncated.jpg"), MAX_PIXELS),
+        Err(RenderError::Corrupt(_))
+    ));
+    for bomb in ["bomb.png", "bomb.jpg"] {
+        match render::probe(&fixture(bomb), MAX_PIXELS) {
+            Err(RenderError::TooManyPixels { width, height, .. }) => {
+                assert_eq!((width, height), (50000, 50000), "{bomb}")
+            }
+            other => panic!("{bomb}: {other:?}"),
+        }
+        // Rendering refuses it the same way, before allocating.
+        assert!(matches!(
+            render::render(&fixture(bomb), 240, 80, MAX_PIXELS),
+            Err(RenderError::TooManyPixels { .. })
+        ));
+    }
+    // A tighter limit refuses an ordinary photo too.
+    assert!(matches!(
+        render::probe(&fixture("landscape.jpg"), 1000),
+        Err(RenderError::TooManyPixels { .. })
+    ));
+}
