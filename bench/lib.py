@@ -13,6 +13,7 @@ Subcommands:
   median V...                       median of the numbers
   stats V...                        "median min max" of the numbers
   vmhwm PID                         VmHWM of PID in KiB
+  cpu PID...                        CPU seconds (user+system) used so far by the PIDs and their children
   report RESULTS_TSV                print the summary table
 """
 import json
@@ -102,6 +103,28 @@ def timecmd(n, cmd):
     print("%.6f" % statistics.median(times))
 
 
+def cputicks(pids):
+    """utime+stime (all threads) of the PIDs and of their direct children, in seconds."""
+    import os
+    want = set(pids)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = open("/proc/%s/stat" % entry).read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] in pids:  # ppid
+                want.add(entry)
+    total = 0
+    for pid in want:
+        try:
+            fields = open("/proc/%s/stat" % pid).read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    print("%.3f" % (total / os.sysconf("SC_CLK_TCK")))
+
+
 def vmhwm(pid):
     for line in open("/proc/%s/status" % pid):
         if line.startswith("VmHWM:"):
@@ -163,6 +186,19 @@ def report(path):
                     _f(ratio, "%.2f"),
                     ">= 0.90",
                     verdict(ok) if variant == "mem" else ("info" if ok is None else ("ok" if ok else "below")),
+                )
+            )
+            cpu_ps = g("hit.%s.%s.cpu_us" % (variant, size))
+            cpu_ng = g("hit.nginx.%s.cpu_us" % size)
+            rows.append(
+                (
+                    "",
+                    "  server CPU us/request (ratio nginx/ps)",
+                    _f(cpu_ps, "%.0f"),
+                    _f(cpu_ng, "%.0f"),
+                    _f(_ratio(cpu_ng, cpu_ps), "%.2f"),
+                    "",
+                    "",
                 )
             )
             rows.append(
@@ -285,6 +321,8 @@ def main(argv):
     elif cmd == "stats":
         xs = [float(x) for x in argv[2:]]
         print("%.6f %.6f %.6f" % (statistics.median(xs), min(xs), max(xs)))
+    elif cmd == "cpu":
+        cputicks(argv[2:])
     elif cmd == "vmhwm":
         vmhwm(argv[2])
     elif cmd == "report":

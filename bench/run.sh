@@ -272,21 +272,26 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 mem) url="http://127.0.0.1:${PORT[a]}/img/$size/$HID.jpg" ;;
                 disk) url="http://127.0.0.1:${PORT[b]}/img/$size/$HIDB.jpg" ;;
             esac
+            case $tgt in nginx) spid=$NGINX_PID ;; mem) spid=${PID[a]} ;; disk) spid=${PID[b]} ;; esac
             wout="$OUT/wrk.$tgt.$size.$round.txt"
+            cpu0=$("${LIB[@]}" cpu "$spid")
             timeout 120 wrk -t2 -c32 -d"$DURATION" --timeout 5s --latency "$url" >"$wout" 2>&1 || true
+            cpu1=$("${LIB[@]}" cpu "$spid")
             read -r rps p50 p99 non2xx errs < <("${LIB[@]}" wrk "$wout")
-            log "  round $round /img/$size $tgt: $rps req/s p50 ${p50}ms p99 ${p99}ms non2xx $non2xx errors $errs"
+            nreq=$(awk '/requests in/{print $1}' "$wout")
+            cpu_us=$(python3 -c "print('%.1f' % (($cpu1-$cpu0)*1e6/max(1,${nreq:-0})))")
+            log "  round $round /img/$size $tgt: $rps req/s p50 ${p50}ms p99 ${p99}ms, server CPU ${cpu_us}us/req, non2xx $non2xx errors $errs"
             [ "$non2xx" = 0 ] || log "  WARNING: $non2xx non-2xx responses from $tgt"
             key="$tgt.$size"
             if [ -z "${best[$key]:-}" ] || python3 -c "import sys; sys.exit(0 if float('$rps') > float('${best[$key]%% *}') else 1)"; then
-                best[$key]="$rps $p50 $p99"
+                best[$key]="$rps $p50 $p99 $cpu_us"
             fi
         done
     done
 done
 for key in "${!best[@]}"; do
-    read -r rps p50 p99 <<<"${best[$key]}"
-    put "hit.$key.rps" "$rps"; put "hit.$key.p50" "$p50"; put "hit.$key.p99" "$p99"
+    read -r rps p50 p99 cpu_us <<<"${best[$key]}"
+    put "hit.$key.rps" "$rps"; put "hit.$key.p50" "$p50"; put "hit.$key.p99" "$p99"; put "hit.$key.cpu_us" "$cpu_us"
 done
 put note.method "Method: wrk/nginx/servers share the same 2 cores; cached-hit figures are the best of $ROUNDS interleaved ${DURATION} wrk runs per configuration; nginx: worker_processes auto, sendfile on, access_log off, keepalive_requests 1e6, same rendition bytes. Cold = first request for a fresh photo id (x-cache: miss), median of $COLD_RUNS; 'render' = delta of photo_render_duration_seconds_sum; vipsthumbnail timed as a process (median of $COLD_RUNS after 1 warm-up)."
 kill -TERM "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""
