@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""Validate Kubernetes YAML streams in strict mode.
+
+Every document is validated against
+  * the upstream Kubernetes OpenAPI schemas shipped by `kubernetes-validate` (strict: unknown
+    fields are errors) for built-in kinds, or
+  * the openAPIV3Schema of a CustomResourceDefinition (from --crds directories/files) for
+    custom kinds, with Python `jsonschema`. To get the API server's pruning semantics as
+    errors, every object schema without `x-kubernetes-preserve-unknown-fields: true` (and
+    without its own `additionalProperties`) is treated as `additionalProperties: false`;
+    `nullable` and `x-kubernetes-int-or-string` are translated; `metadata` at the root and in
+    `x-kubernetes-embedded-resource` objects is checked as ObjectMeta by the API server, so
+    here it only has to be an object.
+
+A kind with neither schema is an error (unless --allow-unknown). Exit status 1 on any error.
+
+Usage: validate.py [--kubernetes-version 1.33.0] [--crds DIR_OR_FILE ...] FILE... ('-' = stdin)
+"""
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import yaml
+
+
+def strictify(schema, root=True):
+    """A copy of a structural schema where unknown fields are errors."""
+    s = copy.copy(schema)
+    if s.get("nullable"):
+        t = s.get("type")
+        if isinstance(t, str):
+            s["type"] = [t, "null"]
+        s.pop("nullable")
+    if s.get("x-kubernetes-int-or-string"):
+        s.pop("type", None)
+        if "anyOf" not in s:
+            s["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in s:
+            s[key] = [strictify(x, False) for x in s[key]]
+    if "not" in s:
+        s["not"] = strictify(s["not"], False)
+    if "items" in s and isinstance(s["items"], dict):
+        s["items"] = strictify(s["items"], False)
+    if isinstance(s.get("additionalProperties"), dict):
+        s["additionalProperties"] = strictify(s["additionalProperties"], False)
+    props = s.get("properties")
+    if props is not None:
+        props = {k: strictify(v, False) for k, v in props.items()}
+        if root or s.get("x-kubernetes-embedded-resource"):
+            props["metadata"] = {"type": "object"}
+            props.setdefault("apiVersion", {"type": "string"})
+            props.setdefault("kind", {"type": "string"})
+        s["properties"] = props
+    if s.get("type") == "object" or props is not None:
+        if not s.get("x-kubernetes-preserve-unknown-fields") and "additionalProperties" not in s:
+            if props is None and s.get("x-kubernetes-embedded-resource"):
+                s["properties"] = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                                   "metadata": {"type": "object"}}
+            s["additionalProperties"] = False
+    return s
+
+
+def load_crds(paths):
+    """{(group, version, kind): (schema, source)} from CRD files."""
+    out = {}
+    files = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files += sorted(p.rglob("*.yaml")) + sorted(p.rglob("*.yml"))
+        elif p.exists():
+            files.append(p)
+    for f in files:
+        for doc in yaml.safe_load_all(f.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            spec = doc["spec"]
+            for v in spec["versions"]:
+                schema = (v.get("schema") or {}).get("openAPIV3Schema")
+                if schema:
+                    out[(spec["group"], v["name"], spec["names"]["kind"])] = (strictify(schema), str(f))
+    return out
+
+
+def where(err):
+    path = "/".join(str(p) for p in err.absolute_path)
+    return f"at /{path}: " if path else ""
+
+
+def validate_doc(doc, crds, version, allow_unknown):
+    """A list of error strings for one object."""
+    api_version = doc.get("apiVersion", "")
+    kind = doc.get("kind", "")
+    group, _, ver = api_version.rpartition("/")
+    if (group, ver, kind) in crds:
+        schema, _src = crds[(group, ver, kind)]
+        v = jsonschema.Draft7Validator(schema)
+        return [f"{where(e)}{e.message}" for e in sorted(v.iter_errors(doc), key=lambda e: list(e.absolute_path))]
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+        return []
+    except kubernetes_validate.ValidationError as e:
+        return [f"{where(e)}{e.message}"]
+    except kubernetes_validate.SchemaNotFoundError:
+        if allow_unknown:
+            return []
+        return [f"no schema for {api_version} {kind} (not a Kubernetes {version} kind and no CRD given)"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-k", "--kubernetes-version", default="1.33.0")
+    ap.add_argument("--crds", action="append", default=[], help="CRD file or directory (repeatable)")
+    ap.add_argument("--allow-unknown", action="store_true")
+    ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("files", nargs="+")
+    a = ap.parse_args()
+    crds = load_crds(a.crds)
+    failures = 0
+    count = 0
+    for f in a.files:
+        text = sys.stdin.read() if f == "-" else Path(f).read_text()
+        for doc in yaml.safe_load_all(text):
+            if not doc:
+                continue
+            count += 1
+            name = f"{doc.get('kind')}/{(doc.get('metadata') or {}).get('name')}"
+            errors = validate_doc(doc, crds, a.kubernetes_version, a.allow_unknown)
+            if errors:
+                failures += 1
+                for e in errors:
+                    print(f"FAIL {f}: {name}: {e}")
+            elif not a.quiet:
+                src = "CRD" if (doc.get("apiVersion", "").rpartition("/")[0], doc.get("apiVersion", "").rpartition("/")[2], doc.get("kind")) in crds else f"k8s {a.kubernetes_version}"
+                print(f"ok   {f}: {name} ({src})")
+    print(f"{count - failures}/{count} objects valid (Kubernetes {a.kubernetes_version} strict, {len(crds)} CRD versions loaded)")
+    return 1 if failures or count == 0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
