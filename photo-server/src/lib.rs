@@ -19,6 +19,7 @@ pub mod renditions;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::time::Duration;

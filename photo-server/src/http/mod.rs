@@ -2,15 +2,15 @@
 //! through (tracing, metrics, panic safety). Handlers live one file per
 //! resource; storage, rendering and SQL live outside this module.
 
+mod admin;
 mod health;
 mod images;
-mod index;
-mod photos;
-mod session;
+pub mod photos;
+pub mod session;
 mod upload;
 pub mod viewer;
 
-pub use photos::PhotoJson;
+pub use photos::{PhotoJson, decode_cursor, encode_cursor, visible_photo};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -23,8 +23,7 @@ use crate::state::SharedState;
 
 pub fn router(state: SharedState) -> Router {
     let upload_limit = usize::try_from(state.config.max_request_bytes).unwrap_or(usize::MAX);
-    Router::new()
-        .route("/", get(index::index))
+    crate::web::routes()
         .route("/img/{size}/{file}", get(images::image))
         .route("/rest/login", post(session::login))
         .route("/rest/logout", post(session::logout))
@@ -38,10 +37,12 @@ pub fn router(state: SharedState) -> Router {
             "/rest/photos/{id}",
             get(photos::get).patch(photos::patch).delete(photos::delete),
         )
+        .route("/rest/admin/users", get(admin::users).post(admin::create_user))
+        .route("/rest/admin/users/{username}/password", post(admin::reset_password))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .fallback(index::not_found)
+        .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             crate::metrics::track,
@@ -60,4 +61,8 @@ pub fn router(state: SharedState) -> Router {
         )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
+}
+
+async fn not_found() -> crate::error::ApiError {
+    crate::error::ApiError::NotFound
 }

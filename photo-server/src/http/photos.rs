@@ -85,11 +85,11 @@ pub struct ListJson {
 const DEFAULT_LIMIT: u32 = 30;
 const MAX_LIMIT: u32 = 100;
 
-fn encode_cursor(photo: &Photo) -> String {
+pub fn encode_cursor(photo: &Photo) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}.{}", photo.created_at, photo.id))
 }
 
-fn decode_cursor(text: &str) -> Option<(i64, String)> {
+pub fn decode_cursor(text: &str) -> Option<(i64, String)> {
     let raw = URL_SAFE_NO_PAD.decode(text).ok()?;
     let raw = String::from_utf8(raw).ok()?;
     let (time, id) = raw.split_once('.')?;
@@ -147,7 +147,7 @@ pub async fn list(
 
 /// The photo if `viewer` may see it; `404` otherwise (a private photo of
 /// someone else does not exist as far as the caller can tell).
-async fn visible_photo(
+pub async fn visible_photo(
     state: &SharedState,
     viewer: Option<&SessionUser>,
     id: &str,

@@ -42,7 +42,7 @@ async fn credentials(request: Request, state: &SharedState) -> ApiResult<Credent
 
 /// Refuses a login posted from another site (login CSRF). Browsers send
 /// `Origin` on every POST; scripts and curl send none and are not affected.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub fn same_origin(headers: &HeaderMap) -> bool {
     if headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes() == b"cross-site")
@@ -62,6 +62,58 @@ fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
 }
 
+/// Checks credentials (rate-limited) and opens a session. Returns the
+/// session token and the user. Shared by the API and the HTML login form.
+pub async fn authenticate(
+    state: &SharedState,
+    ip: Option<std::net::IpAddr>,
+    username: &str,
+    password_text: String,
+) -> ApiResult<(String, crate::db::User)> {
+    let outcome = |o: &str| {
+        state
+            .metrics
+            .logins
+            .get_or_create(&OutcomeLabels { outcome: o.into() })
+            .inc()
+    };
+    if !state.auth.limiter.allowed(ip, username) {
+        outcome("rate_limited");
+        return Err(ApiError::RateLimited {
+            retry_after: limiter::WINDOW,
+        });
+    }
+    let user = state.db.user_by_name(username).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = password::verify(password_text, stored).await;
+    let Some(user) = user.filter(|_| ok) else {
+        state.auth.limiter.failed(ip, username);
+        outcome("failure");
+        tracing::info!(username = %username, ip = ?ip, "login failed");
+        return Err(ApiError::BadCredentials);
+    };
+    state.auth.limiter.succeeded(ip, username);
+    let token = new_token();
+    let expires = now_ms() + state.auth.session_ttl.as_millis() as i64;
+    state
+        .db
+        .create_session(&token_hash(&token), &user.id, expires)
+        .await?;
+    outcome("success");
+    tracing::info!(username = %user.username, "logged in");
+    Ok((token, user))
+}
+
+/// The `Set-Cookie` value of a new session.
+pub fn session_cookie(state: &SharedState, token: &str, tls: bool) -> ApiResult<HeaderValue> {
+    header_value(&cookies::set(
+        SESSION_COOKIE,
+        token,
+        state.auth.session_ttl,
+        tls,
+    ))
+}
+
 pub async fn login(State(state): State<SharedState>, request: Request) -> ApiResult<Response> {
     let headers = request.headers().clone();
     let ip = state.auth.client_ip(&headers, peer(request.extensions()));
@@ -72,44 +124,17 @@ pub async fn login(State(state): State<SharedState>, request: Request) -> ApiRes
         return Err(ApiError::Forbidden("cross-site login refused".into()));
     }
     let creds = credentials(request, &state).await?;
-    let outcome = |o: &str| {
-        state
-            .metrics
-            .logins
-            .get_or_create(&OutcomeLabels { outcome: o.into() })
-            .inc()
-    };
-    if !state.auth.limiter.allowed(ip, &creds.username) {
-        outcome("rate_limited");
-        return Err(ApiError::RateLimited {
-            retry_after: limiter::WINDOW,
-        });
-    }
-    let user = state.db.user_by_name(&creds.username).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = password::verify(creds.password, stored).await;
-    let Some(user) = user.filter(|_| ok) else {
-        state.auth.limiter.failed(ip, &creds.username);
-        outcome("failure");
-        tracing::info!(username = %creds.username, ip = ?ip, "login failed");
-        return Err(ApiError::BadCredentials);
-    };
-    state.auth.limiter.succeeded(ip, &creds.username);
-    let token = new_token();
-    let expires = now_ms() + state.auth.session_ttl.as_millis() as i64;
-    state
-        .db
-        .create_session(&token_hash(&token), &user.id, expires)
-        .await?;
-    outcome("success");
-    tracing::info!(username = %user.username, "logged in");
-    let cookie = cookies::set(SESSION_COOKIE, &token, state.auth.session_ttl, tls);
+    let (token, user) = authenticate(&state, ip, &creds.username, creds.password).await?;
     let body = json!({
         "user": user.username,
         "admin": user.is_admin,
         "csrf": state.auth.csrf_token(&token),
     });
-    Ok(([(header::SET_COOKIE, header_value(&cookie)?)], Json(body)).into_response())
+    Ok((
+        [(header::SET_COOKIE, session_cookie(&state, &token, tls)?)],
+        Json(body),
+    )
+        .into_response())
 }
 
 pub async fn logout(
@@ -161,7 +186,7 @@ pub async fn session(State(state): State<SharedState>, viewer: Viewer) -> ApiRes
     Ok(response)
 }
 
-fn header_value(text: &str) -> ApiResult<HeaderValue> {
+pub fn header_value(text: &str) -> ApiResult<HeaderValue> {
     HeaderValue::from_str(text).map_err(ApiError::internal)
 }
 

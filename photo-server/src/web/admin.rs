@@ -1,0 +1,73 @@
+//! `GET /admin`: users, creating a user, resetting a password, storage used.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+
+use crate::error::ApiError;
+use crate::http::viewer::Viewer;
+use crate::state::SharedState;
+use crate::web::{PageContext, bytes};
+
+pub async fn page(State(state): State<SharedState>, viewer: Viewer) -> Response {
+    let ctx = PageContext::new(&state, &viewer);
+    match &viewer.user {
+        None => return Redirect::to("/login?next=/admin").into_response(),
+        Some(u) if !u.is_admin => {
+            return ctx.render(
+                StatusCode::FORBIDDEN,
+                "Admins only",
+                html! { h1 { "Admins only" } },
+            );
+        }
+        Some(_) => {}
+    }
+    let (users, (photos, stored)) =
+        match (state.db.list_users().await, state.db.storage_used().await) {
+            (Ok(u), Ok(s)) => (u, s),
+            (Err(e), _) | (_, Err(e)) => return ApiError::from(e).into_response(),
+        };
+    ctx.render(
+        StatusCode::OK,
+        "Admin",
+        html! {
+            h1 { "Admin" }
+            p { "Storage used: " strong id="storage" { (photos) " photos, " (bytes(stored)) } " of originals." }
+            section {
+                h2 { "Users" }
+                table id="users" {
+                    thead { tr { th scope="col" { "Username" } th scope="col" { "Role" } } }
+                    tbody {
+                        @for u in &users {
+                            tr { td { (u.username) } td { @if u.is_admin { "admin" } @else { "user" } } }
+                        }
+                    }
+                }
+            }
+            div.columns {
+                form.stack id="create-user" {
+                    h2 { "Create a user" }
+                    label for="new-username" { "Username" }
+                    input id="new-username" name="username" required pattern="[A-Za-z0-9._\\-]{1,40}" autocomplete="off";
+                    label for="new-password" { "Password (at least 8 characters)" }
+                    input id="new-password" name="password" type="password" required minlength="8" autocomplete="new-password";
+                    label.check { input id="new-admin" name="admin" type="checkbox"; " Admin" }
+                    button type="submit" { "Create user" }
+                    p.status id="create-status" role="status" aria-live="polite" {}
+                }
+                form.stack id="reset-password" {
+                    h2 { "Reset a password" }
+                    label for="reset-username" { "User" }
+                    select id="reset-username" name="username" {
+                        @for u in &users { option value=(u.username) { (u.username) } }
+                    }
+                    label for="reset-password-input" { "New password" }
+                    input id="reset-password-input" name="password" type="password" required minlength="8" autocomplete="new-password";
+                    button type="submit" { "Reset password" }
+                    p.status id="reset-status" role="status" aria-live="polite" {}
+                }
+            }
+        },
+    )
+}
