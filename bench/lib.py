@@ -126,7 +126,11 @@ def cputicks(pids):
 
 
 def vmhwm(pid):
-    for line in open("/proc/%s/status" % pid):
+    try:
+        lines = open("/proc/%s/status" % pid).readlines()
+    except OSError:
+        lines = []
+    for line in lines:
         if line.startswith("VmHWM:"):
             print(line.split()[1])
             return
@@ -298,6 +302,11 @@ def report(path):
     for note in ("note.photos", "note.machine", "note.method"):
         if g(note):
             print(g(note))
+    if int(g("deaths", "0") or 0):
+        print("WARNING: %s server process(es) died during the run and were restarted:" % g("deaths"))
+        for k in sorted(r):
+            if k.startswith("death."):
+                print("  " + r[k])
     passed = sum(1 for v in verdicts if v)
     print("targets: %d PASS, %d FAIL" % (passed, len(verdicts) - passed))
 

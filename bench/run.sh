@@ -100,8 +100,9 @@ fi
 [ -x "$BIN" ] || die "no server binary at $BIN (build failed?)"
 
 # ---------------------------------------------------------------- servers
-declare -A PORT PID JAR CSRF
+declare -A PORT PID JAR CSRF DATA ENVS
 NGINX_PID=""
+DEATHS=0
 cleanup() {
     local p
     for p in "${PID[@]}" $NGINX_PID; do kill -TERM "$p" 2>/dev/null || true; done
@@ -119,6 +120,7 @@ trap 'exit 130' INT TERM
 # start_server NAME DATA_DIR [VAR=VALUE ...]: fresh cache dir under DATA_DIR/cache-NAME
 start_server() {
     local name=$1 data=$2; shift 2
+    DATA[$name]=$data; ENVS[$name]="$*"
     local port; port=$("${LIB[@]}" freeport)
     mkdir -p "$data"
     rm -rf "$data/cache-$name"
@@ -140,6 +142,24 @@ start_server() {
         die "login to $name failed"
     CSRF[$name]=$(printf '%s' "$resp" | "${LIB[@]}" json-get csrf)
     log "server $name pid ${PID[$name]} on 127.0.0.1:$port"
+}
+
+# alive NAME: true if the server still runs; otherwise logs how it ended (exit status or signal),
+# restarts it on the same data dir (same photo ids, fresh cache dir) and returns false.
+alive() {
+    local name=$1 p=${PID[$1]} status=0
+    kill -0 "$p" 2>/dev/null && return 0
+    wait "$p" 2>/dev/null || status=$?
+    DEATHS=$((DEATHS + 1))
+    local how="exit status $status"
+    [ "$status" -gt 128 ] && how="killed by signal $((status - 128)) ($(kill -l $((status - 128)) 2>/dev/null || echo ?))"
+    log "  WARNING: server $name (pid $p) died: $how; last log lines:"
+    tail -5 "$WORK/logs/$name.log" | cut -c1-300 >&2
+    cp "$WORK/logs/$name.log" "$WORK/logs/$name.died.$DEATHS.log"
+    put "death.$DEATHS" "server $name (pid $p): $how at $(date -u +%T)"
+    # shellcheck disable=SC2086
+    start_server "$name" "${DATA[$name]}" ${ENVS[$name]}
+    return 1
 }
 
 stop_server() {
@@ -192,6 +212,7 @@ for mp in 12 24; do
     for ((run = 0; run < COLD_RUNS; run++)); do
         for size in "${SIZES[@]}"; do
             id=${ids[$k]}; k=$((k + 1))
+            alive a || true
             curl -sS -m 10 "http://127.0.0.1:${PORT[a]}/metrics" >"$RUN/m0"
             read -r code t cache < <(get a "/img/$size/$id.jpg")
             curl -sS -m 10 "http://127.0.0.1:${PORT[a]}/metrics" >"$RUN/m1"
@@ -272,12 +293,22 @@ for ((round = 1; round <= ROUNDS; round++)); do
                 mem) url="http://127.0.0.1:${PORT[a]}/img/$size/$HID.jpg" ;;
                 disk) url="http://127.0.0.1:${PORT[b]}/img/$size/$HIDB.jpg" ;;
             esac
+            for srv in a b; do
+                if ! alive $srv; then
+                    id=$HID; [ $srv = b ] && id=$HIDB
+                    for s in 240 1440; do get $srv "/img/$s/$id.jpg" >/dev/null; done
+                fi
+            done
             case $tgt in nginx) spid=$NGINX_PID ;; mem) spid=${PID[a]} ;; disk) spid=${PID[b]} ;; esac
             wout="$OUT/wrk.$tgt.$size.$round.txt"
             cpu0=$("${LIB[@]}" cpu "$spid")
             timeout 120 wrk -t2 -c32 -d"$DURATION" --timeout 5s --latency "$url" >"$wout" 2>&1 || true
             cpu1=$("${LIB[@]}" cpu "$spid")
             read -r rps p50 p99 non2xx errs < <("${LIB[@]}" wrk "$wout")
+            if [ "$tgt" != nginx ] && ! kill -0 "$spid" 2>/dev/null; then
+                log "  round $round /img/$size $tgt: server died during the run, run discarded"
+                continue
+            fi
             nreq=$(awk '/requests in/{print $1}' "$wout")
             cpu_us=$(python3 -c "print('%.1f' % (($cpu1-$cpu0)*1e6/max(1,${nreq:-0})))")
             log "  round $round /img/$size $tgt: $rps req/s p50 ${p50}ms p99 ${p99}ms, server CPU ${cpu_us}us/req, non2xx $non2xx errors $errs"
@@ -298,6 +329,7 @@ kill -TERM "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || tr
 stop_server b
 
 # ================================================================ 3. uploads
+alive a || true
 log "test 3: $UPLOADS uploads of $UPSIZE bytes, sequential then 4 in parallel"
 upload_one() { # prints the HTTP code
     curl -sS -m 300 -o /dev/null -w '%{http_code}\n' -b "$1" -H "X-CSRF-Token: $2" \
@@ -321,6 +353,7 @@ log "test 4: peak RSS under $RSS_N concurrent cold renders of /img/1440 of the 2
 start_server c "$DATA_C"
 mapfile -t rids < <(upload c "$P24" "$RSS_N")
 sleep 1
+alive c || true
 CPID=${PID[c]}
 put rss.n "$RSS_N"
 UPHWM=$("${LIB[@]}" vmhwm "$CPID")
@@ -337,9 +370,13 @@ put rss.200 "$(grep -c '^200 ' "$RUN/rss.codes" || true)"
 put rss.503 "$(grep -c '^503 ' "$RUN/rss.codes" || true)"
 put rss.other "$(grep -vcE '^(200|503) ' "$RUN/rss.codes" || true)"
 put rss.wall "$(python3 -c "print($t1-$t0)")"
-log "  VmHWM during renders: $((hwm / 1024)) MB; codes: $(cut -d' ' -f1 "$RUN/rss.codes" | sort | uniq -c | tr '\n' ' ')"
+log "  VmHWM during renders: $hwm KiB; codes: $(cut -d' ' -f1 "$RUN/rss.codes" | sort | uniq -c | tr '\n' ' ')"
+alive c || log "  server c died during the memory test; the figures above are suspect"
+put deaths "$DEATHS"
 curl -sS -m 10 "http://127.0.0.1:${PORT[c]}/metrics" >"$OUT/metrics.c.txt" || true
 stop_server c
+
+put deaths "$DEATHS"
 
 # ================================================================ report
 echo
