@@ -22,7 +22,8 @@ The list of calls is DERIVED FROM operator/src, not written by hand:
 3. Libraries that call the API themselves (LIBRARIES below), detected by their entry point:
    kube-runtime's events `Recorder` (create, then a merge patch for a repeated Event, see
    kube-runtime src/events.rs) and kube-lease-manager's `LeaseManagerBuilder` (get, create,
-   patch of one Lease in the operator's namespace, see kube-lease-manager src/state.rs).
+   patch of one Lease in the operator's namespace, see kube-lease-manager src/state.rs);
+   re-derived from those files in the cargo registry at the Cargo.lock version when present.
    Discovery (`list_api_group_resources`) is a non-resource GET allowed to every
    authenticated user by the built-in system:discovery role: reported, not required.
 
@@ -35,6 +36,7 @@ Calls on the leader-election Lease must be granted in the release namespace.
 Usage: rbac_check.py --helm HELM [--values FILE]... [--print]
 """
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -87,12 +89,18 @@ VERBS = {
     "entry": (["get", "create", "update"], ""),
 }
 
-# Libraries that make API calls: (entry-point regex, group, plural, verbs, scope, why)
+# Libraries that make API calls: (entry-point regex, group, plural, verbs, scope, why,
+# (crate, file, regex of the calls in that file)). When the crate's source is in the cargo
+# registry (it is after any cargo build), the verbs are re-derived from it at the version in
+# Cargo.lock and must be a subset of the table's, so a library upgrade that starts making a
+# new call fails here.
 LIBRARIES = [
     (r"\bRecorder::new\b", "events.k8s.io", "events", ["create", "patch"], "sites",
-     "kube-runtime events::Recorder: create, merge-patch for a repeated Event"),
+     "kube-runtime events::Recorder: create, merge-patch for a repeated Event",
+     ("kube-runtime", "src/events.rs", r"\bevents\s*\.\s*(\w+)\s*\(")),
     (r"\bLeaseManagerBuilder::new\b", "coordination.k8s.io", "leases", ["get", "create", "patch"],
-     "operator", "kube-lease-manager: get, create once, patch to renew and release"),
+     "operator", "kube-lease-manager: get, create once, patch to renew and release",
+     ("kube-lease-manager", "src/state.rs", r"\bself\.api\s*\.\s*(\w+)\s*\(")),
 ]
 DISCOVERY = r"\blist_api_group_resources\b|\bDiscovery::new\b"
 
@@ -163,6 +171,26 @@ def custom_types():
     return out
 
 
+def library_verbs(crate, lib_file, call_re):
+    """Verbs a library's source calls, at the version locked in Cargo.lock (None if absent)."""
+    lock = (ROOT / "Cargo.lock").read_text()
+    m = re.search(rf'name = "{re.escape(crate)}"\nversion = "([^"]+)"', lock)
+    if not m:
+        return None
+    home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+    hits = sorted(home.glob(f"registry/src/*/{crate}-{m.group(1)}/{lib_file}"))
+    if not hits:
+        return None
+    text = hits[0].read_text()
+    cut = re.search(r"#\[cfg\(test\)\]\s*(?:pub(?:\(crate\))?\s+)?mod\s", text)
+    text = text[:cut.start()] if cut else text
+    verbs = set()
+    for method in re.findall(call_re, text):
+        if method in VERBS:
+            verbs |= set(VERBS[method][0])
+    return verbs
+
+
 def derive():
     """{(group, resource, scope): {verb: set(reasons)}}, notes."""
     variants, rows, protected = kinds_table()
@@ -229,9 +257,17 @@ def derive():
         if seen != n_handles:
             problems.append(f"{rel}: {n_handles} Api handles but {seen} recognised `let x: Api<T> = ...` bindings "
                             "(bind every Api to a typed variable, or teach rbac_check.py)")
-        for pattern, g, plural, verbs, scope, why in LIBRARIES:
+        for pattern, g, plural, verbs, scope, why, (crate, lib_file, call_re) in LIBRARIES:
             if re.search(pattern, text):
                 add(g, plural, verbs, scope, f"{rel}: {why}")
+                derived = library_verbs(crate, lib_file, call_re)
+                if derived is None:
+                    notes.append(f"{crate} source not in the cargo registry: its verbs are taken from the table")
+                elif not derived <= set(verbs):
+                    problems.append(f"{crate} {lib_file} now calls verbs {sorted(derived - set(verbs))} on {plural}: "
+                                    "update LIBRARIES in rbac_check.py and the chart")
+                else:
+                    notes.append(f"{crate} {lib_file}: calls {sorted(derived)} (re-derived from its source)")
         if re.search(DISCOVERY, text):
             notes.append(f"discovery GET /apis/<group>/<version> ({rel}): granted by system:discovery")
     return need, sorted(set(notes)), problems
