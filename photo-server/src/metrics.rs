@@ -180,7 +180,7 @@ impl Default for Metrics {
 
 /// Middleware recording every request by its route template (never the raw
 /// path, which would make one series per photo).
-pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
+pub async fn track(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
