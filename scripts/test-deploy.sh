@@ -104,11 +104,9 @@ else
   CRD_ARGS+=(--allow-unknown)
 fi
 validate() { # validate FILE...: strict, against every KUBE_VERSIONS and the CRDs
-  local v rc=0
-  for v in $KUBE_VERSIONS; do
-    "$PY" scripts/deploy-checks/validate.py --quiet -k "$v" "${CRD_ARGS[@]}" "$@" || rc=1
-  done
-  return $rc
+  local v versions=()
+  for v in $KUBE_VERSIONS; do versions+=(-k "$v"); done
+  "$PY" scripts/deploy-checks/validate.py --quiet "${versions[@]}" "${CRD_ARGS[@]}" "$@"
 }
 
 # ---------------------------------------------------------------------------------------
