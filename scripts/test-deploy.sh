@@ -136,9 +136,9 @@ render_validate() { # render_validate NAME HELM_ARGS...
   local name=$1 out=$WORK/render-$1.yaml; shift
   "$HELM" template photo-operator "$CHART" --namespace "$NS" --include-crds "$@" >"$out" || return 1
   echo "$name: $(grep -c '^kind:' "$out") objects: $(grep '^kind:' "$out" | awk '{print $2}' | sort | uniq -c | awk '{printf "%s%s ", $2, ($1 > 1 ? "x" $1 : "")}')"
-  validate "$out"
+  validate "$out" && "$PY" scripts/deploy-checks/pss_check.py "$out"
 }
-run "default values render valid objects" render_validate default
+run "default values render valid objects (strict schemas, restricted PSS)" render_validate default
 run "every option on (ci/all-on-values.yaml) renders valid objects" render_validate all-on -f "$CHART/ci/all-on-values.yaml"
 run "scope: Namespace (ci/namespaced-values.yaml) renders valid objects" render_validate namespaced -f "$CHART/ci/namespaced-values.yaml"
 has_kinds() { # has_kinds FILE KIND...: every option really renders its object
@@ -211,11 +211,11 @@ else
   render_sample() { # render_sample SAMPLE OUT
     "$OPERATOR" render -f "$1" >"$2" || return 1
     echo "$1 renders $(grep -c '^kind:' "$2") objects: $(grep '^kind:' "$2" | awk '{print $2}' | tr '\n' ' ')"
-    validate "$2"
+    validate "$2" && "$PY" scripts/deploy-checks/pss_check.py "$2"
   }
   for sample in manifests/samples/*.yaml; do
     run "$sample: PhotoSite valid against crds/photosite.yaml" validate "$sample"
-    run "$sample: rendered children valid (core kinds strict, CNPG/cert-manager/Prometheus CRDs)" \
+    run "$sample: rendered children valid (core kinds strict, CNPG/cert-manager/Prometheus CRDs, restricted PSS)" \
       render_sample "$sample" "$WORK/sample-$(basename "$sample")"
   done
   # Known operator issue, reported but not fatal here: alert expressions must query metrics
