@@ -11,7 +11,8 @@
 #   KUBE_VERSIONS      Kubernetes schema versions to validate against (default
 #                      "1.33.0 1.37.0": the operator's k8s-openapi target and the newest
 #                      kubernetes-validate ships)
-#   PHOTOSTACK_CRDS    directory of third-party CRDs (default /work/shared/crds: CloudNativePG
+#   PHOTOSTACK_CRDS    directory of third-party CRDs (default ../shared/crds next to the
+#                      checkout, else /work/shared/crds: CloudNativePG
 #                      v1.30.0, cert-manager v1.21.1, Prometheus Operator v0.93.0)
 #   PHOTO_OPERATOR_BIN a prebuilt photo-operator binary (default: cargo build of the workspace's)
 #   CARGO_TARGET_DIR   as for cargo (default target)
@@ -25,7 +26,11 @@ PY=$VENV/bin/python
 HELM=$TOOLS/bin/helm
 KUBECTL=$TOOLS/bin/kubectl
 KUBE_VERSIONS=${KUBE_VERSIONS:-1.33.0 1.37.0}
-CRDS=${PHOTOSTACK_CRDS:-/work/shared/crds}
+CRDS=${PHOTOSTACK_CRDS:-}
+if [ -z "$CRDS" ]; then  # next to the checkout (as operator/src/schema_check.rs looks), else /work/shared
+  CRDS=/work/shared/crds
+  [ -d "$ROOT/../shared/crds" ] && CRDS=$(cd "$ROOT/../shared/crds" && pwd)
+fi
 CHART=charts/photo-operator
 NS=photo-system
 # Tool versions, pinned so that a check does not change under us.
