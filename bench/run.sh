@@ -13,7 +13,7 @@
 #   PHOTO_SERVER_BIN   use this binary instead of <target>/release/photo-server
 #   BENCH_SKIP_BUILD=1 do not run cargo build
 #   BENCH_DURATION     wrk duration per run (default 10s)
-#   BENCH_ROUNDS       wrk rounds per configuration, interleaved; best is kept (default 3)
+#   BENCH_ROUNDS       wrk rounds per configuration, interleaved; the median is kept (default 3)
 #   BENCH_COLD_RUNS    cold renders per size and photo, median kept (default 5)
 #   BENCH_UPLOADS      uploads per upload test (default 20)
 #   BENCH_RSS_N        concurrent cold renders in the memory test (default 32)
@@ -284,7 +284,7 @@ for _ in $(seq 50); do curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$NPORT/img/
 curl -fsS -m 2 -o /dev/null "http://127.0.0.1:$NPORT/img/240/$HID.jpg" || die "nginx did not start (see $WORK/nginx/error.log)"
 cmp -s <(curl -fsS "http://127.0.0.1:${PORT[b]}/img/1440/$HIDB.jpg") "$WORK/www/img/1440/$HID.jpg" ||
     log "  note: server b's 1440 rendition differs in bytes from server a's"
-declare -A best=()
+rm -f "$RUN"/rounds.*
 for ((round = 1; round <= ROUNDS; round++)); do
     for size in 240 1440; do
         for tgt in nginx mem disk; do
@@ -313,18 +313,19 @@ for ((round = 1; round <= ROUNDS; round++)); do
             cpu_us=$(python3 -c "print('%.1f' % (($cpu1-$cpu0)*1e6/max(1,${nreq:-0})))")
             log "  round $round /img/$size $tgt: $rps req/s p50 ${p50}ms p99 ${p99}ms, server CPU ${cpu_us}us/req, non2xx $non2xx errors $errs"
             [ "$non2xx" = 0 ] || log "  WARNING: $non2xx non-2xx responses from $tgt"
-            key="$tgt.$size"
-            if [ -z "${best[$key]:-}" ] || python3 -c "import sys; sys.exit(0 if float('$rps') > float('${best[$key]%% *}') else 1)"; then
-                best[$key]="$rps $p50 $p99 $cpu_us"
-            fi
+            echo "$rps $p50 $p99 $cpu_us" >>"$RUN/rounds.$tgt.$size"
         done
     done
 done
-for key in "${!best[@]}"; do
-    read -r rps p50 p99 cpu_us <<<"${best[$key]}"
+# Per configuration, the round with the median req/s (lower middle for an even count).
+for f in "$RUN"/rounds.*; do
+    key=${f#"$RUN"/rounds.}
+    n=$(grep -vc "^nan" "$f" || true)
+    [ "$n" -gt 0 ] || continue
+    read -r rps p50 p99 cpu_us < <(grep -v '^nan' "$f" | sort -g | sed -n "$(((n + 1) / 2))p")
     put "hit.$key.rps" "$rps"; put "hit.$key.p50" "$p50"; put "hit.$key.p99" "$p99"; put "hit.$key.cpu_us" "$cpu_us"
 done
-put note.method "Method: wrk/nginx/servers share the same 2 cores; cached-hit figures are the best of $ROUNDS interleaved ${DURATION} wrk runs per configuration; nginx: worker_processes auto, sendfile on, access_log off, keepalive_requests 1e6, same rendition bytes. Cold = first request for a fresh photo id (x-cache: miss), median of $COLD_RUNS; 'render' = delta of photo_render_duration_seconds_sum; vipsthumbnail timed as a process (median of $COLD_RUNS after 1 warm-up)."
+put note.method "Method: wrk/nginx/servers share the same 2 cores; cached-hit figures are from the median (by req/s) of $ROUNDS interleaved ${DURATION} wrk runs per configuration; nginx: worker_processes auto, sendfile on, access_log off, keepalive_requests 1e6, same rendition bytes. Cold = first request for a fresh photo id (x-cache: miss), median of $COLD_RUNS; 'render' = delta of photo_render_duration_seconds_sum; vipsthumbnail timed as a process (median of $COLD_RUNS after 1 warm-up)."
 kill -TERM "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""
 stop_server b
 
