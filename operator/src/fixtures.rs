@@ -95,7 +95,10 @@ pub fn status_patch(ns: &str, name: &str) -> Step {
     Step::new(
         Method::PATCH,
         format!("/apis/photostack.io/v1alpha1/namespaces/{ns}/photosites/{name}/status{QUERY}"),
-        Reply::Echo,
+        // the API server answers with the whole object
+        Reply::EchoWith(
+            json!({"metadata": {"name": name, "namespace": ns}, "spec": {"image": "x"}}),
+        ),
     )
 }
 

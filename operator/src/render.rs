@@ -80,6 +80,19 @@ mod tests {
     }
 
     #[test]
+    fn sample_files_are_the_contract_objects() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/samples");
+        for (file, expected) in [("demo.yaml", DEMO), ("fakeflickr.yaml", FAKEFLICKR)] {
+            let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+            let sample: PhotoSite = serde_yaml::from_str(&text).unwrap();
+            let expected: PhotoSite = serde_yaml::from_str(expected).unwrap();
+            assert_eq!(sample.spec, expected.spec, "{file}");
+            assert_eq!(sample.metadata.name, expected.metadata.name);
+            assert!(render(&text).is_ok());
+        }
+    }
+
+    #[test]
     fn rejects_input_without_photosite() {
         assert!(render("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n").is_err());
     }
