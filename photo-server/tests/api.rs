@@ -707,3 +707,31 @@ async fn health_and_metrics(backend: Backend) {
     assert_eq!(client.get("/readyz").await.status(), 503);
     assert_eq!(client.get("/healthz").await.status(), 200);
 }
+
+/// Many pods of a new site start at the same moment against one empty
+/// database: one migrates (under sqlx's advisory lock), the others wait, and
+/// all of them create or find the same admin account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn many_replicas_start_at_once_on_one_new_database() {
+    let url = common::postgres::Postgres::shared().fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let mut starts = Vec::new();
+    for n in 0..6 {
+        let mut config = photo_server::Config::for_tests(&dir.path().join(format!("pod{n}")));
+        config.database_url = Some(url.clone());
+        config.originals_dir = Some(dir.path().join("originals"));
+        starts.push(tokio::spawn(photo_server::start(config)));
+    }
+    let mut states = Vec::new();
+    for s in starts {
+        states.push(s.await.unwrap().expect("every replica starts"));
+    }
+    let users = states[0].db.list_users().await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert!(users[0].is_admin);
+    let migrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(states[0].db.pool())
+        .await
+        .unwrap();
+    assert_eq!(migrations, 1, "applied once");
+}
