@@ -34,12 +34,15 @@ pub enum Reply {
     Json(u16, Value),
 }
 
+/// An assertion on a request body.
+pub type BodyCheck = Box<dyn Fn(&Value) + Send>;
+
 /// One expected request.
 pub struct Step {
     pub method: Method,
     pub uri: String,
     pub reply: Reply,
-    pub check: Option<Box<dyn Fn(&Value) + Send>>,
+    pub check: Option<BodyCheck>,
 }
 
 impl Step {
@@ -223,7 +226,9 @@ pub fn stores(objects: &[(Kind, Value)]) -> Stores {
         let mut writer = Writer::<DynamicObject>::new(kind.api_resource());
         for (k, obj) in objects {
             if *k == kind {
-                let o: DynamicObject = serde_json::from_value(obj.clone()).expect("dynamic object");
+                let mut o: DynamicObject =
+                    serde_json::from_value(obj.clone()).expect("dynamic object");
+                crate::controller::apply::prune_dynamic(&mut o);
                 writer.apply_watcher_event(&watcher::Event::Apply(o));
             }
         }

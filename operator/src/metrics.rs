@@ -62,12 +62,9 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let applied = Family::<KindLabels, Counter>::default();
         let deleted = Family::<KindLabels, Counter>::default();
-        let duration = Histogram::new(
-            [
-                0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-            ]
-            .into_iter(),
-        );
+        let duration = Histogram::new([
+            0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]);
         let leader = Gauge::default();
         registry.register(
             "reconciles",

@@ -74,7 +74,8 @@ pub struct RunArgs {
     pub no_leader_election: bool,
 }
 
-/// Live children, as seen by the watches (managed fields stripped to save memory).
+/// Live children, as seen by the watches, pruned to what the diff and the status need
+/// ([`apply::prune`]) to keep memory small.
 #[derive(Clone, Default)]
 pub struct Stores {
     stores: HashMap<Kind, Store<DynamicObject>>,
@@ -336,7 +337,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let reader = writer.as_reader();
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
         let stream = watcher(api, watch_config())
-            .modify(|o: &mut DynamicObject| o.managed_fields_mut().clear())
+            .modify(apply::prune_dynamic)
             .default_backoff()
             .reflect(writer)
             .applied_objects();
