@@ -7,8 +7,9 @@
 //!   comment at the top of the stream says so;
 //! - the Prometheus Operator CRDs are assumed to exist, so monitoring objects appear when the
 //!   spec asks for them;
-//! - objects carry an owner reference with an empty uid when FILE gives none (a PhotoSite
-//!   not yet created has no uid); FILE may set `metadata.uid`;
+//! - objects carry no owner reference when FILE gives no `metadata.uid` (a PhotoSite not yet
+//!   created has none), so the output can also be applied as is; with a uid they carry the
+//!   same owner references the controller sets;
 //! - schema defaults are applied by deserialising into the Rust types, as the API server's
 //!   defaulting would; a PhotoSite without namespace renders into `default`.
 
@@ -77,6 +78,14 @@ mod tests {
         // demo: 8 (no Secret), fakeflickr: 12 (no Secret)
         assert_eq!(docs.len(), 20);
         assert!(docs.iter().all(|d| d["kind"] != "Secret"));
+        // the test samples carry a uid, so owner references are rendered
+        assert!(
+            docs.iter()
+                .any(|d| d["metadata"]["ownerReferences"].is_sequence())
+        );
+        let no_uid = render("kind: PhotoSite\napiVersion: photostack.io/v1alpha1\nmetadata: {name: a}\nspec: {image: x}\n").unwrap();
+        assert!(!no_uid.contains("ownerReferences"));
+        assert!(no_uid.contains("namespace: default"));
     }
 
     #[test]

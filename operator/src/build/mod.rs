@@ -27,8 +27,8 @@ pub mod service_account;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::Resource;
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -180,7 +180,8 @@ pub struct Site<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
     pub spec: &'a PhotoSiteSpec,
-    pub owner: OwnerReference,
+    /// Controller owner reference to the PhotoSite; `None` when it has no uid (render).
+    pub owner: Option<OwnerReference>,
 }
 
 impl<'a> Site<'a> {
@@ -195,16 +196,8 @@ impl<'a> Site<'a> {
             .namespace
             .as_deref()
             .ok_or_else(|| Error::InvalidSpec("PhotoSite has no namespace".into()))?;
-        let owner = site
-            .controller_owner_ref(&())
-            .unwrap_or_else(|| OwnerReference {
-                api_version: PhotoSite::api_version(&()).into(),
-                kind: PhotoSite::kind(&()).into(),
-                name: name.into(),
-                uid: site.uid().unwrap_or_default(),
-                controller: Some(true),
-                block_owner_deletion: Some(true),
-            });
+        // None for a PhotoSite that has no uid yet (render of a file): no owner reference then.
+        let owner = site.controller_owner_ref(&());
         Ok(Site {
             name,
             namespace,
@@ -219,7 +212,7 @@ impl<'a> Site<'a> {
             name: Some(name),
             namespace: Some(self.namespace.into()),
             labels: Some(labels::common(self.name, component)),
-            owner_references: Some(vec![self.owner.clone()]),
+            owner_references: self.owner.clone().map(|o| vec![o]),
             ..ObjectMeta::default()
         }
     }
