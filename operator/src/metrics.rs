@@ -200,4 +200,43 @@ mod tests {
         assert!(text.contains("photo_operator_reconcile_errors_total{reason=\"invalid_spec\"} 1"));
         assert!(text.contains("photo_operator_reconcile_duration_seconds_count 1"));
     }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_health_readiness_and_metrics() {
+        let m = Arc::new(Metrics::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, router(m.clone())).await });
+        assert!(get(addr, "/healthz").await.starts_with("HTTP/1.1 200"));
+        let metrics = get(addr, "/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(
+            metrics.contains("photo_operator_reconcile_duration_seconds"),
+            "{metrics}"
+        );
+        server.abort();
+    }
+
+    #[tokio::test]
+    async fn readiness_follows_the_flag() {
+        let m = Arc::new(Metrics::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = m.clone();
+        let server = tokio::spawn(async move { axum::serve(listener, router(served)).await });
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 503"));
+        m.ready.store(true, Ordering::Relaxed);
+        assert!(get(addr, "/readyz").await.starts_with("HTTP/1.1 200"));
+        server.abort();
+    }
 }
