@@ -330,3 +330,38 @@ mod generated {
         }
     }
 }
+
+#[test]
+fn every_sample_in_manifests_renders_and_validates() {
+    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/samples"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(crate::render::render(&text).is_ok(), "{}", path.display());
+        let mut site: PhotoSite = serde_yaml::from_str(&text).unwrap();
+        site.metadata.uid = Some("uid".into());
+        site.metadata
+            .namespace
+            .get_or_insert_with(|| "default".into());
+        assert!(
+            site.validate_cel().is_ok(),
+            "{}: {:?}",
+            path.display(),
+            site.validate_cel()
+        );
+        if crds_dir().is_some() {
+            assert!(
+                check_site(&site).is_ok(),
+                "{}: {:?}",
+                path.display(),
+                check_site(&site)
+            );
+        }
+        seen += 1;
+    }
+    assert!(seen >= 2);
+}
