@@ -195,16 +195,27 @@ pub async fn patch(
     body: Result<Json<PhotoPatch>, JsonRejection>,
 ) -> ApiResult<Json<PhotoJson>> {
     let user = viewer.user_with_csrf(&state, &headers, None)?;
-    let photo = visible_photo(&state, Some(user), &id).await?;
+    let Json(patch) = body.map_err(|e| match e.status() {
+        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(e.body_text()),
+        _ => ApiError::BadRequest(e.body_text()),
+    })?;
+    Ok(Json(edit_photo(&state, user, &id, patch).await?))
+}
+
+/// Edits a photo's title, description or visibility: `PATCH
+/// /rest/photos/{id}` and `POST /rest/edit` with an `id` share this.
+pub async fn edit_photo(
+    state: &SharedState,
+    user: &SessionUser,
+    id: &str,
+    patch: PhotoPatch,
+) -> ApiResult<PhotoJson> {
+    let photo = visible_photo(state, Some(user), id).await?;
     if !photo.editable_by(user) {
         return Err(ApiError::Forbidden(
             "only the owner or an admin may edit this photo".into(),
         ));
     }
-    let Json(patch) = body.map_err(|e| match e.status() {
-        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(e.body_text()),
-        _ => ApiError::BadRequest(e.body_text()),
-    })?;
     if patch.is_empty() {
         return Err(ApiError::BadRequest(
             "nothing to change: send title, description or visibility".into(),
@@ -215,16 +226,12 @@ pub async fn patch(
     validate_text(patch.title.as_deref(), patch.description.as_deref())?;
     let updated = state
         .db
-        .update_photo(&id, &patch)
+        .update_photo(id, &patch)
         .await?
         .ok_or(ApiError::NotFound)?;
-    state.forget_photo(&id);
+    state.forget_photo(id);
     tracing::info!(id = %id, user = %user.username, "photo edited");
-    Ok(Json(to_json(
-        &updated,
-        &state.config.renditions,
-        Some(user),
-    )))
+    Ok(to_json(&updated, &state.config.renditions, Some(user)))
 }
 
 pub async fn delete(

@@ -1,4 +1,6 @@
-//! `POST /rest/edit`: fakeflickr's upload endpoint.
+//! `POST /rest/edit`: fakeflickr's upload and edit endpoint. With `file`
+//! parts it uploads; with an `id` field and no file it edits that photo's
+//! title, description or visibility (the same rules as `PATCH /rest/photos/{id}`).
 //!
 //! All or nothing. Every file is spooled and fully checked (format, pixel
 //! count, decodable data) before anything is kept; one bad file fails the
@@ -14,9 +16,11 @@ use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
-use crate::db::{NewPhoto, Visibility, now_ms};
+use crate::db::{NewPhoto, PhotoPatch, Visibility, now_ms};
 use crate::error::{ApiError, ApiResult};
-use crate::http::photos::{PhotoJson, to_json, validate_text};
+use crate::http::photos::{
+    MAX_DESCRIPTION, MAX_TITLE, PhotoJson, edit_photo, to_json, validate_text,
+};
 use crate::http::viewer::Viewer;
 use crate::ids;
 use crate::render::pool::PoolError;
@@ -142,32 +146,34 @@ pub async fn upload(
     let user = viewer.user()?.clone();
     let mut multipart = multipart.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let mut uploads = Vec::new();
-    let mut title = String::new();
-    let mut description = String::new();
-    let mut visibility = Visibility::Private;
+    let mut title = None;
+    let mut description = None;
+    let mut visibility = None;
+    let mut edit_id = None;
     let mut csrf_field = None;
     let result: ApiResult<()> = async {
         while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
             match field.name().unwrap_or("") {
                 "file" => uploads.push(spool_file(&state, field).await?),
                 "title" => {
-                    title = read_text(field, "title", crate::http::photos::MAX_TITLE)
-                        .await?
-                        .trim()
-                        .to_string()
+                    title = Some(
+                        read_text(field, "title", MAX_TITLE)
+                            .await?
+                            .trim()
+                            .to_string(),
+                    )
                 }
                 "description" => {
-                    description =
-                        read_text(field, "description", crate::http::photos::MAX_DESCRIPTION)
-                            .await?
+                    description = Some(read_text(field, "description", MAX_DESCRIPTION).await?)
                 }
                 "visibility" => {
                     let text = read_text(field, "visibility", 16).await?;
-                    visibility = Visibility::parse(text.trim()).ok_or_else(|| {
+                    visibility = Some(Visibility::parse(text.trim()).ok_or_else(|| {
                         ApiError::BadRequest("visibility must be `public` or `private`".into())
-                    })?;
+                    })?);
                 }
                 "csrf" => csrf_field = Some(read_text(field, "csrf", 200).await?),
+                "id" => edit_id = Some(read_text(field, "id", 64).await?.trim().to_string()),
                 _ => {}
             }
         }
@@ -179,9 +185,33 @@ pub async fn upload(
         return Err(e);
     }
     viewer.check_csrf(&state, &headers, csrf_field.as_deref())?;
-    if uploads.is_empty() {
-        return Err(ApiError::BadRequest("no `file` part in the upload".into()));
+    if let Some(id) = edit_id {
+        if !uploads.is_empty() {
+            return Err(ApiError::BadRequest(
+                "send either `file` parts (upload) or an `id` (edit), not both".into(),
+            ));
+        }
+        let patch = PhotoPatch {
+            title,
+            description,
+            visibility,
+        };
+        let photo = edit_photo(&state, &user, &id, patch).await?;
+        return Ok((
+            StatusCode::OK,
+            Json(UploadJson {
+                photos: vec![photo],
+            }),
+        ));
     }
+    if uploads.is_empty() {
+        return Err(ApiError::BadRequest(
+            "no `file` part in the upload (or `id` of a photo to edit)".into(),
+        ));
+    }
+    let title = title.unwrap_or_default();
+    let description = description.unwrap_or_default();
+    let visibility = visibility.unwrap_or(Visibility::Private);
     validate_text(Some(&title), Some(&description))?;
 
     let mut checked = Vec::with_capacity(uploads.len());

@@ -248,9 +248,10 @@ fn decode_jpeg_scaled(
         jpeg_decoder::PixelFormat::CMYK32 => pixels
             .chunks_exact(4)
             .flat_map(|c| {
-                // jpeg-decoder hands out inverted (Adobe) CMYK.
-                let k = u16::from(c[3]);
-                let channel = |v: u8| ((u16::from(v) * k) / 255) as u8;
+                // jpeg-decoder hands out ink amounts (0 = no ink), having
+                // already undone Adobe's inversion: naive CMYK to RGB.
+                let white = 255 - u16::from(c[3]);
+                let channel = |ink: u8| (((255 - u16::from(ink)) * white) / 255) as u8;
                 [channel(c[0]), channel(c[1]), channel(c[2])]
             })
             .collect(),
