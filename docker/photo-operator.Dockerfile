@@ -32,9 +32,7 @@ ENV PHOTO_OPERATOR_METRICS_ADDR=0.0.0.0:8080 \
     PHOTO_OPERATOR_LOG_FORMAT=json
 USER 65532:65532
 EXPOSE 8080
-# The operator shuts down gracefully (stops reconciling, releases its Lease so the standby
-# takes over at once) on SIGINT only; as PID 1 it would ignore the default SIGTERM until the
-# kubelet's SIGKILL. Container runtimes (and so Kubernetes) send the image's STOPSIGNAL.
-STOPSIGNAL SIGINT
+# On SIGTERM the operator finishes the reconciles under way and releases its Lease, so the
+# standby takes over at once.
 ENTRYPOINT ["/usr/local/bin/photo-operator"]
 CMD ["run"]

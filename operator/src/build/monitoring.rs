@@ -3,8 +3,8 @@
 //!
 //! Built only when the spec asks for them and the Prometheus Operator CRDs exist (the
 //! controller checks discovery; `render` assumes they exist). Alerts use photo-server's metric
-//! names: `http_requests_total{route,method,status}` and
-//! `http_request_duration_seconds_bucket{route}`, scoped by the `namespace` and `service`
+//! names: `photo_http_requests_total{route,method,status}` and
+//! `photo_http_request_duration_seconds_bucket{route,method}`, scoped by the `namespace` and `service`
 //! labels the ServiceMonitor's scrape adds. JSON because there are no Rust types for these
 //! CRDs; a test validates them against the prometheus-operator CRD schemas.
 
@@ -69,7 +69,7 @@ pub fn prometheus_rule(site: &Site) -> Value {
                     },
                     {
                         "alert": "PhotoSiteHighLatency",
-                        "expr": format!("histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket{{{sel}}}[5m]))) > 2"),
+                        "expr": format!("histogram_quantile(0.99, sum by (le) (rate(photo_http_request_duration_seconds_bucket{{{sel}}}[5m]))) > 2"),
                         "for": "10m",
                         "labels": warning,
                         "annotations": {
@@ -79,7 +79,7 @@ pub fn prometheus_rule(site: &Site) -> Value {
                     },
                     {
                         "alert": "PhotoSiteHighErrorRate",
-                        "expr": format!("sum(rate(http_requests_total{{{sel},status=~\"5..\"}}[5m])) / sum(rate(http_requests_total{{{sel}}}[5m])) > 0.05"),
+                        "expr": format!("sum(rate(photo_http_requests_total{{{sel},status=~\"5..\"}}[5m])) / sum(rate(photo_http_requests_total{{{sel}}}[5m])) > 0.05"),
                         "for": "10m",
                         "labels": labels,
                         "annotations": {

@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Skip leader election (a single replica, or local development).
     #[arg(long, default_value_t = false)]
     pub no_leader_election: bool,
+    /// Reconcile PhotoSites in this namespace only (the chart's `scope: Namespace`, whose
+    /// Role grants nothing outside it). Unset or empty: every namespace.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
 }
 
 /// Live children, as seen by the watches, pruned to what the diff and the status need
@@ -309,10 +313,36 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
 
+    // Ready means "this process is healthy", leader or standby: a standby that never became
+    // ready would stall rollouts and, under the PodDisruptionBudget, block node drains.
+    metrics.ready.store(true, Ordering::Relaxed);
+
+    // SIGTERM (what Kubernetes sends) or Ctrl-C: stop waiting for the Lease, or finish the
+    // reconciles under way and release it.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+
     let leadership = if args.no_leader_election {
         None
     } else {
-        Some(crate::leader::acquire(client.clone(), &args, metrics.clone()).await?)
+        tokio::select! {
+            lease = crate::leader::acquire(client.clone(), &args, metrics.clone()) => Some(lease?),
+            _ = stopped() => return Ok(()),
+        }
     };
 
     let prometheus = has_kind(&client, "monitoring.coreos.com", "v1", "ServiceMonitor").await
@@ -325,7 +355,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
     }
 
-    let sites: Api<DeserializeGuard<PhotoSite>> = Api::all(client.clone());
+    let namespace = args.watch_namespace.as_deref().filter(|ns| !ns.is_empty());
+    let sites: Api<DeserializeGuard<PhotoSite>> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
     let mut controller = Controller::new(sites, watcher::Config::default().any_semantic());
     let mut stores = Stores::default();
     for kind in Kind::ALL {
@@ -335,7 +369,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let ar = kind.api_resource();
         let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
         let reader = writer.as_reader();
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+            None => Api::all_with(client.clone(), &ar),
+        };
         let stream = watcher(api, watch_config())
             .modify(apply::prune_dynamic)
             .default_backoff()
@@ -350,13 +387,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         stores,
         prometheus,
     ));
-    metrics.ready.store(true, Ordering::Relaxed);
-
-    let shutdown = async move {
-        let _ = tokio::signal::ctrl_c().await;
-    };
     let run = controller
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(stopped())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             if let Err(e) = res {
