@@ -151,11 +151,8 @@ async fn conditional_and_head_requests(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let id = admin
-        .upload_ok("portrait.jpg", &[("visibility", "public")])
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .upload_id("portrait.jpg", &[("visibility", "public")])
+        .await;
     let path = format!("/img/640/{id}.jpg");
     let first = admin.get(&path).await;
     let etag = first.headers()["etag"].to_str().unwrap().to_string();
@@ -192,11 +189,8 @@ async fn unknown_sizes_ids_and_path_tricks_are_404(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let id = admin
-        .upload_ok("landscape.jpg", &[("visibility", "public")])
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .upload_id("landscape.jpg", &[("visibility", "public")])
+        .await;
     let renders_before = server.metric("photo_render_duration_seconds_count").await;
     for path in [
         format!("/img/241/{id}.jpg"),
@@ -224,10 +218,7 @@ async fn unknown_sizes_ids_and_path_tricks_are_404(backend: Backend) {
 async fn state_changes_need_the_csrf_token(backend: Backend) {
     let server = TestServer::start(backend).await;
     let mut admin = server.admin().await;
-    let id = admin.upload_ok("landscape.jpg", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = admin.upload_id("landscape.jpg", &[]).await;
     let good = admin.csrf.clone();
     for token in ["", "forged", &good[..good.len() - 2]] {
         admin.csrf = token.to_string();
@@ -281,11 +272,8 @@ async fn private_photos_are_invisible_to_others(backend: Backend) {
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     let id = alice
-        .upload_ok("landscape.jpg", &[("title", "secret")])
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .upload_id("landscape.jpg", &[("title", "secret")])
+        .await;
     assert_eq!(alice.get(&format!("/img/240/{id}.jpg")).await.status(), 200);
     assert_eq!(
         alice.get(&format!("/img/240/{id}.jpg")).await.headers()["cache-control"],
@@ -392,11 +380,8 @@ async fn edit_and_delete(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let id = admin
-        .upload_ok("landscape.jpg", &[("visibility", "public")])
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .upload_id("landscape.jpg", &[("visibility", "public")])
+        .await;
     let path = format!("/rest/photos/{id}");
     let r = admin
         .patch(
@@ -593,11 +578,8 @@ async fn concurrent_misses_render_once(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let id = admin
-        .upload_ok("landscape.jpg", &[("visibility", "public")])
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .upload_id("landscape.jpg", &[("visibility", "public")])
+        .await;
     let before = server.metric("photo_render_duration_seconds_count").await;
     let mut tasks = Vec::new();
     for _ in 0..24 {
@@ -624,10 +606,7 @@ async fn sessions_work_on_every_replica_and_logout_ends_them(backend: Backend) {
         TestServer::start_with(backend, |c| c.metadata_ttl = std::time::Duration::ZERO).await;
     let replica = server.replica(|_| {}).await;
     let mut alice = server.user("alice").await;
-    let id = alice.upload_ok("landscape.jpg", &[]).await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = alice.upload_id("landscape.jpg", &[]).await;
     // Same cookie jar, other replica: the session and the CSRF token hold.
     assert!(alice.session.is_some());
     alice.base = replica.url.clone();
@@ -682,11 +661,8 @@ async fn health_and_metrics(backend: Backend) {
     assert_eq!(ready["database"], "ok");
     let admin = server.admin().await;
     let id = admin
-        .upload_ok("landscape.jpg", &[("visibility", "public")])
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .upload_id("landscape.jpg", &[("visibility", "public")])
+        .await;
     admin.get(&format!("/img/240/{id}.jpg")).await;
     admin.get(&format!("/img/240/{id}.jpg")).await;
     let text = client.get("/metrics").await.text().await.unwrap();

@@ -99,11 +99,8 @@ async fn a_lost_or_unwritable_cache_only_means_rendering_on_the_fly() {
     let server = TestServer::start_with(Backend::Sqlite, |c| c.memory_cache_bytes = 0).await;
     let admin = server.admin().await;
     let id = admin
-        .upload_ok("landscape.jpg", &[("visibility", "public")])
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .upload_id("landscape.jpg", &[("visibility", "public")])
+        .await;
     assert_eq!(
         admin.get(&format!("/img/240/{id}.jpg")).await.headers()["x-cache"],
         "miss"
@@ -149,12 +146,7 @@ async fn the_cache_stays_under_its_cap() {
         "photo.webp",
         "gray.jpg",
     ] {
-        ids.push(
-            admin.upload_ok(name, &[("visibility", "public")]).await["id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
-        );
+        ids.push(admin.upload_id(name, &[("visibility", "public")]).await);
     }
     for id in &ids {
         for size in [240, 640] {

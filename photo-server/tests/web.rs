@@ -233,11 +233,8 @@ async fn private_photos_are_404_on_every_page() {
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     let id = alice
-        .upload_ok("landscape.jpg", &[("title", "alice only")])
-        .await["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+        .upload_id("landscape.jpg", &[("title", "alice only")])
+        .await;
     let (status, html, _) = page(&alice, &format!("/photos/{id}")).await;
     assert_eq!(status, 200);
     assert!(html.contains("id=\"edit-form\""), "the owner may edit");

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
 
-pub use photos::{NewPhoto, Photo, PhotoPatch, Visibility};
+pub use photos::{Photo, PhotoPatch, Visibility};
 pub use sessions::SessionUser;
 pub use users::User;
 

@@ -31,6 +31,7 @@ impl Visibility {
     }
 }
 
+/// A photo's row, with its owner's username (`owner`, ignored on insert).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Photo {
     pub id: String,
@@ -60,25 +61,6 @@ impl Photo {
     pub fn editable_by(&self, user: &SessionUser) -> bool {
         user.is_admin || user.user_id == self.owner_id
     }
-}
-
-/// What an upload inserts.
-#[derive(Debug, Clone)]
-pub struct NewPhoto {
-    pub id: String,
-    pub owner_id: String,
-    pub title: String,
-    pub description: String,
-    pub visibility: Visibility,
-    pub format: crate::render::Format,
-    pub width: u32,
-    pub height: u32,
-    pub bytes: u64,
-    pub sha256: String,
-    pub original_name: String,
-    pub camera: Option<String>,
-    pub taken_at: Option<String>,
-    pub created_at: i64,
 }
 
 /// Fields `PATCH /rest/photos/{id}` may change.
@@ -127,7 +109,7 @@ fn from_row(row: &AnyRow) -> DbResult<Photo> {
 
 impl Db {
     /// Inserts every row of one upload in one transaction: all or none.
-    pub async fn insert_photos(&self, photos: &[NewPhoto]) -> DbResult<()> {
+    pub async fn insert_photos(&self, photos: &[Photo]) -> DbResult<()> {
         let mut tx = self.pool().begin().await?;
         for p in photos {
             sqlx::query(

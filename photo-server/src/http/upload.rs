@@ -16,7 +16,7 @@ use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
-use crate::db::{NewPhoto, PhotoPatch, Visibility, now_ms};
+use crate::db::{Photo, PhotoPatch, Visibility, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::http::photos::{
     MAX_DESCRIPTION, MAX_TITLE, PhotoJson, edit_photo, to_json, validate_text,
@@ -229,6 +229,7 @@ pub async fn upload(
     let created_at = now_ms();
     let store = state.originals.clone();
     let owner_id = user.user_id.clone();
+    let owner = user.username.clone();
     let committed = tokio::task::spawn_blocking(move || {
         let mut rows = Vec::new();
         for (upload, probe) in checked {
@@ -237,14 +238,15 @@ pub async fn upload(
             let sha256 = upload.spool.sha256();
             if let Err(e) = store.commit(upload.spool, &id, probe.format) {
                 for row in &rows {
-                    let row: &NewPhoto = row;
+                    let row: &Photo = row;
                     let _ = store.remove(&row.id, row.format);
                 }
                 return Err(e);
             }
-            rows.push(NewPhoto {
+            rows.push(Photo {
                 id,
                 owner_id: owner_id.clone(),
+                owner: owner.clone(),
                 title: title.clone(),
                 description: description.clone(),
                 visibility,
@@ -285,8 +287,7 @@ pub async fn upload(
         state.metrics.upload_bytes.inc_by(row.bytes);
         state.forget_photo(&row.id);
         tracing::info!(id = %row.id, user = %user.username, bytes = row.bytes, width = row.width, height = row.height, "photo uploaded");
-        let photo = state.db.photo(&row.id).await?.ok_or(ApiError::NotFound)?;
-        photos.push(to_json(&photo, &state.config.renditions, Some(&user)));
+        photos.push(to_json(row, &state.config.renditions, Some(&user)));
     }
     Ok((StatusCode::CREATED, Json(UploadJson { photos })))
 }

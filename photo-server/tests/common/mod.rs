@@ -240,6 +240,12 @@ impl Client {
         body["photos"][0].clone()
     }
 
+    /// Uploads one fixture and returns the new photo's id.
+    pub async fn upload_id(&self, fixture_name: &str, fields: &[(&str, &str)]) -> String {
+        let photo = self.upload_ok(fixture_name, fields).await;
+        photo["id"].as_str().expect("id").to_string()
+    }
+
     pub async fn patch(&self, path: &str, body: Value) -> reqwest::Response {
         self.http
             .patch(self.url(path))
