@@ -45,38 +45,37 @@ enum Command {
     },
 }
 
+/// Prints a command's YAML, or its error on stderr with a failing exit code.
+fn print_or_fail(result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(yaml) => {
+            print!("{yaml}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Crd) => match photo_operator::crd::crd_yaml() {
-            Ok(y) => {
-                print!("{y}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
-            }
-        },
+        Some(Command::Crd) => {
+            print_or_fail(photo_operator::crd::crd_yaml().map_err(|e| e.to_string()))
+        }
         Some(Command::Render { file }) => {
             let input = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin())
             } else {
                 std::fs::read_to_string(&file)
             };
-            let result = input
-                .map_err(|e| format!("reading {}: {e}", file.display()))
-                .and_then(|i| photo_operator::render::render(&i).map_err(|e| e.to_string()));
-            match result {
-                Ok(y) => {
-                    print!("{y}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            print_or_fail(
+                input
+                    .map_err(|e| format!("reading {}: {e}", file.display()))
+                    .and_then(|i| photo_operator::render::render(&i).map_err(|e| e.to_string())),
+            )
         }
         command => {
             photo_operator::telemetry::init(cli.log_format == "json");

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde_json::{Value, json};
 
 use crate::build::test_support::*;
-use crate::build::{self, Credentials, Inputs, Kind};
+use crate::build::{self, Kind};
 use crate::crd::PhotoSite;
 
 fn crds_dir() -> Option<PathBuf> {
@@ -107,16 +107,6 @@ fn schema_for(kind: Kind) -> Option<(Value, Value)> {
     };
     let original = crd_schema(file, version)?;
     Some((strict(original.clone()), original))
-}
-
-fn inputs() -> Inputs {
-    Inputs {
-        credentials: Some(Credentials {
-            session_key: "k".into(),
-            admin_password: "p".into(),
-        }),
-        prometheus_available: true,
-    }
 }
 
 /// Validate every third-party object and the core invariants of one PhotoSite's children.

@@ -381,7 +381,19 @@ pub fn desired(site: &PhotoSite, inputs: &Inputs) -> Result<Desired, Error> {
 
 #[cfg(test)]
 pub(crate) mod test_support {
+    use super::{Credentials, Inputs};
     use crate::crd::PhotoSite;
+
+    /// Build inputs with credentials already generated and the Prometheus CRDs present.
+    pub fn inputs() -> Inputs {
+        Inputs {
+            credentials: Some(Credentials {
+                session_key: "k".into(),
+                admin_password: "p".into(),
+            }),
+            prometheus_available: true,
+        }
+    }
 
     pub const DEMO: &str = "apiVersion: photostack.io/v1alpha1
 kind: PhotoSite
@@ -434,16 +446,6 @@ spec:
 mod tests {
     use super::test_support::*;
     use super::*;
-
-    fn inputs() -> Inputs {
-        Inputs {
-            credentials: Some(Credentials {
-                session_key: "k".into(),
-                admin_password: "p".into(),
-            }),
-            prometheus_available: true,
-        }
-    }
 
     #[test]
     fn demo_children_in_apply_order() {
