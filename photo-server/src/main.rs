@@ -1,6 +1,12 @@
 use clap::Parser;
 use photo_server::{Config, serve, start, telemetry};
 
+// Cached hits allocate a handful of small objects per request; mimalloc's
+// thread-local free lists make that measurably cheaper than glibc malloc
+// (bench/run.sh, cached-hit CPU per request).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();

@@ -8,9 +8,9 @@
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 
 use crate::auth::{SESSION_COOKIE, cookies};
@@ -26,11 +26,9 @@ use crate::storage::cache::RenditionKey;
 /// Bumped whenever the renderer's output changes, so ETags change with it.
 const RENDER_VERSION: u32 = 1;
 
-pub async fn image(
-    State(state): State<SharedState>,
-    Path((size, file)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> ApiResult<Response> {
+pub async fn image(State(state): State<SharedState>, request: Request) -> ApiResult<Response> {
+    let (size, file) = split_path(request.uri().path()).ok_or(ApiError::NotFound)?;
+    let headers = request.headers();
     let id = file.strip_suffix(".jpg").ok_or(ApiError::NotFound)?;
     if !ids::is_valid(id) {
         return Err(ApiError::NotFound);
@@ -38,11 +36,11 @@ pub async fn image(
     let size = state
         .config
         .renditions
-        .parse_size(&size)
+        .parse_size(size)
         .ok_or(ApiError::NotFound)?;
     let photo = state.photo_cached(id).await?.ok_or(ApiError::NotFound)?;
     if photo.visibility == Visibility::Private {
-        let viewer = match cookies::get(&headers, SESSION_COOKIE) {
+        let viewer = match cookies::get(headers, SESSION_COOKIE) {
             Some(token) => state.auth.session_user_cached(&state.db, token).await?,
             None => None,
         };
@@ -51,15 +49,12 @@ pub async fn image(
             return Err(ApiError::NotFound);
         }
     }
-    let etag = match size {
-        Size::Original => format!("\"{}\"", photo.sha256),
-        Size::Width(w) => format!("\"{id}-{w}-v{RENDER_VERSION}\""),
-    };
+    let etag = etag(&photo, size);
     let cache_control = match photo.visibility {
         Visibility::Public => "public, max-age=31536000, immutable",
         Visibility::Private => "private, max-age=3600",
     };
-    if if_none_match(&headers, &etag) {
+    if if_none_match(headers, &etag) {
         return Ok(respond(
             StatusCode::NOT_MODIFIED,
             &etag,
@@ -98,46 +93,78 @@ pub async fn image(
     Ok(response)
 }
 
+/// `/img/{size}/{file}` taken apart from the raw path. Sizes and ids are
+/// plain ASCII, so there is nothing to percent-decode (an escaped id is not
+/// an id), and the hot path skips the `Path` extractor's allocations.
+fn split_path(path: &str) -> Option<(&str, &str)> {
+    path.strip_prefix("/img/")?.split_once('/')
+}
+
 /// Whether `If-None-Match` names this ETag (or `*`).
-fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let etag = etag.as_bytes();
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
+        .any(|t| t.as_bytes() == etag || t == "*")
 }
 
+/// The strong ETag of a photo at a size: the content hash for the original;
+/// id, width and renderer version for a rendition.
+fn etag(photo: &Photo, size: Size) -> HeaderValue {
+    // Built without `format!`: this runs on every cached hit.
+    let mut value = String::with_capacity(80);
+    value.push('"');
+    match size {
+        Size::Original => value.push_str(&photo.sha256),
+        Size::Width(w) => {
+            value.push_str(&photo.id);
+            value.push('-');
+            value.push_str(itoa::Buffer::new().format(w));
+            value.push_str("-v");
+            value.push_str(itoa::Buffer::new().format(RENDER_VERSION));
+        }
+    }
+    value.push('"');
+    // Ids and hashes are alphanumeric: always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+/// Builds the response by hand, with static header values where possible:
+/// this runs on every cached hit, and `Response::builder` with `&str` values
+/// would copy each of them.
 fn respond(
     status: StatusCode,
-    etag: &str,
+    etag: &HeaderValue,
     cache_control: &'static str,
     content_type: Option<&'static str>,
     body: Option<Bytes>,
 ) -> Response {
-    let mut builder = Response::builder()
-        .status(status)
-        .header(header::CACHE_CONTROL, cache_control)
-        .header(header::VARY, "Cookie");
-    if let Ok(v) = HeaderValue::from_str(etag) {
-        builder = builder.header(header::ETAG, v);
-    }
+    let mut response = Response::new(Body::empty());
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.reserve(8);
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    headers.insert(header::ETAG, etag.clone());
     if let Some(ct) = content_type {
-        builder = builder
-            .header(header::CONTENT_TYPE, ct)
-            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        headers.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
     }
-    let body = match body {
-        Some(bytes) => {
-            builder = builder.header(header::CONTENT_LENGTH, bytes.len());
-            Body::from(bytes)
-        }
-        None => Body::empty(),
-    };
-    builder
-        .body(body)
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    if let Some(bytes) = body {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        *response.body_mut() = Body::from(bytes);
+    }
+    response
 }
 
 async fn original(state: &SharedState, photo: &Photo) -> ApiResult<Bytes> {
@@ -208,11 +235,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn etags_are_stable() {
+        // Browsers and CDNs hold these: they may change only with RENDER_VERSION.
+        let photo = Photo {
+            id: "abcdefghij0123456789".into(),
+            owner_id: "o".into(),
+            owner: "admin".into(),
+            title: String::new(),
+            description: String::new(),
+            visibility: Visibility::Public,
+            format: render::Format::Jpeg,
+            width: 10,
+            height: 10,
+            bytes: 1,
+            sha256: "5e".repeat(32),
+            original_name: "a.jpg".into(),
+            camera: None,
+            taken_at: None,
+            created_at: 0,
+        };
+        assert_eq!(
+            etag(&photo, Size::Width(1440)),
+            "\"abcdefghij0123456789-1440-v1\""
+        );
+        assert_eq!(
+            etag(&photo, Size::Original),
+            format!("\"{}\"", "5e".repeat(32)).as_str()
+        );
+    }
+
+    #[test]
+    fn image_paths() {
+        assert_eq!(split_path("/img/240/abc.jpg"), Some(("240", "abc.jpg")));
+        assert_eq!(split_path("/img/orig/abc.jpg"), Some(("orig", "abc.jpg")));
+        // Whatever follows the size is the file, and must then be `<id>.jpg`.
+        assert_eq!(split_path("/img/240/a/b.jpg"), Some(("240", "a/b.jpg")));
+        assert_eq!(split_path("/image/240/abc.jpg"), None);
+    }
+
+    #[test]
     fn etag_matching() {
         let mut h = HeaderMap::new();
-        assert!(!if_none_match(&h, "\"a\""));
+        assert!(!if_none_match(&h, &HeaderValue::from_static("\"a\"")));
         h.insert(header::IF_NONE_MATCH, "\"x\", W/\"a\"".parse().unwrap());
-        assert!(if_none_match(&h, "\"a\""));
-        assert!(!if_none_match(&h, "\"b\""));
+        assert!(if_none_match(&h, &HeaderValue::from_static("\"a\"")));
+        assert!(!if_none_match(&h, &HeaderValue::from_static("\"b\"")));
     }
 }
