@@ -56,22 +56,25 @@ pub async fn serve(state: SharedState, listener: TcpListener) -> anyhow::Result<
     let url = format!("http://{}/", listener.local_addr()?);
     tracing::info!(%url, "photo-server listening");
     println!("photo-server listening on {url}");
-    let app = http::router(state.clone());
+    let app = http::app(state.clone());
     spawn_session_sweeper(state.clone());
     let (closing_tx, closing_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown_state = state.clone();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        signal.await;
-        tracing::info!("shutdown requested: failing readiness");
-        shutdown_state.begin_shutdown();
-        tokio::time::sleep(shutdown_state.config.shutdown_delay).await;
-        tracing::info!("closing the listener; finishing in-flight requests");
-        let _ = closing_tx.send(());
-    });
+    let server =
+        axum::serve(
+            listener,
+            axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+                SocketAddr,
+            >(app),
+        )
+        .with_graceful_shutdown(async move {
+            signal.await;
+            tracing::info!("shutdown requested: failing readiness");
+            shutdown_state.begin_shutdown();
+            tokio::time::sleep(shutdown_state.config.shutdown_delay).await;
+            tracing::info!("closing the listener; finishing in-flight requests");
+            let _ = closing_tx.send(());
+        });
     let deadline = state.config.shutdown_timeout;
     let mut server = std::pin::pin!(server.into_future());
     tokio::select! {

@@ -50,15 +50,12 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
         }
     }
     let etag = etag(&photo, size);
-    let cache_control = match photo.visibility {
-        Visibility::Public => "public, max-age=31536000, immutable",
-        Visibility::Private => "private, max-age=3600",
-    };
+    let caching = Caching::of(photo.visibility);
     if if_none_match(headers, &etag) {
         return Ok(respond(
             StatusCode::NOT_MODIFIED,
             &etag,
-            cache_control,
+            caching,
             None,
             None,
         ));
@@ -83,7 +80,7 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
     let mut response = respond(
         StatusCode::OK,
         &etag,
-        cache_control,
+        caching,
         Some(content_type),
         Some(bytes),
     );
@@ -133,13 +130,40 @@ fn etag(photo: &Photo, size: Size) -> HeaderValue {
     HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
 
+/// How browsers and shared caches may keep an image.
+#[derive(Clone, Copy)]
+struct Caching {
+    cache_control: &'static str,
+    /// Only private photos depend on who asks. `Vary: Cookie` on public ones
+    /// would keep CDNs from sharing them between visitors.
+    vary_cookie: bool,
+}
+
+impl Caching {
+    fn of(visibility: Visibility) -> Caching {
+        match visibility {
+            // Ids are never reused and a photo's bytes never change.
+            Visibility::Public => Caching {
+                cache_control: "public, max-age=31536000, immutable",
+                vary_cookie: false,
+            },
+            // Kept by the browser only, and revalidated when the session
+            // cookie changes (another user on the same browser).
+            Visibility::Private => Caching {
+                cache_control: "private, max-age=3600",
+                vary_cookie: true,
+            },
+        }
+    }
+}
+
 /// Builds the response by hand, with static header values where possible:
 /// this runs on every cached hit, and `Response::builder` with `&str` values
 /// would copy each of them.
 fn respond(
     status: StatusCode,
     etag: &HeaderValue,
-    cache_control: &'static str,
+    caching: Caching,
     content_type: Option<&'static str>,
     body: Option<Bytes>,
 ) -> Response {
@@ -149,9 +173,11 @@ fn respond(
     headers.reserve(8);
     headers.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static(cache_control),
+        HeaderValue::from_static(caching.cache_control),
     );
-    headers.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    if caching.vary_cookie {
+        headers.insert(header::VARY, HeaderValue::from_static("Cookie"));
+    }
     headers.insert(header::ETAG, etag.clone());
     if let Some(ct) = content_type {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));

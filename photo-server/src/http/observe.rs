@@ -40,6 +40,7 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub struct ObserveLayer {
     metrics: Arc<Metrics>,
     ids: RequestIds,
+    route: Option<&'static str>,
 }
 
 impl ObserveLayer {
@@ -47,6 +48,16 @@ impl ObserveLayer {
         ObserveLayer {
             metrics: Arc::new(metrics),
             ids: RequestIds::new(),
+            route: None,
+        }
+    }
+
+    /// For a service outside the router, which has no `MatchedPath`: every
+    /// request it sees is labelled with this route template.
+    pub fn with_route(self, route: &'static str) -> ObserveLayer {
+        ObserveLayer {
+            route: Some(route),
+            ..self
         }
     }
 }
@@ -59,6 +70,7 @@ impl<S> Layer<S> for ObserveLayer {
             inner,
             metrics: self.metrics.clone(),
             ids: self.ids.clone(),
+            route: self.route,
         }
     }
 }
@@ -68,6 +80,7 @@ pub struct Observe<S> {
     inner: S,
     metrics: Arc<Metrics>,
     ids: RequestIds,
+    route: Option<&'static str>,
 }
 
 impl<S, ReqBody> Service<Request<ReqBody>> for Observe<S>
@@ -91,7 +104,10 @@ where
                 id
             }
         };
-        let route = route_label(request.extensions().get::<MatchedPath>());
+        let route = match self.route {
+            Some(route) => route,
+            None => route_label(request.extensions().get::<MatchedPath>()),
+        };
         let method = method_label(request.method());
         // Only the id: each span field costs about a microsecond per request
         // with JSON logs, and the id leads to the rest (it is in the
