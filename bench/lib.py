@@ -288,6 +288,20 @@ def report(path):
         )
     )
 
+    # 5. instructions per cached hit
+    if g("instr.photo-server"):
+        rows.append(
+            (
+                "5 CPU work",
+                "instructions per cached /img/240 hit (callgrind, user space)",
+                _f(g("instr.photo-server"), "%.0f"),
+                _f(g("instr.nginx"), "%.0f") + " nginx",
+                _f(_ratio(g("instr.photo-server"), g("instr.nginx")), "%.2f"),
+                "",
+                "info",
+            )
+        )
+
     headers = ("test", "measure", "photo-server", "reference", "ratio", "target", "result")
     widths = [max(len(str(row[i])) for row in rows + [headers]) for i in range(len(headers))]
     line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"

@@ -3,7 +3,7 @@
 #
 #   bash bench/run.sh
 #
-# Installs what it needs (wrk, nginx-light, libvips-tools, time, curl, python3), fetches a
+# Installs what it needs (wrk, nginx-light, libvips-tools, valgrind, time, curl, python3), fetches a
 # real camera photo from Debian's mate-backgrounds package into bench/work/, builds
 # photo-server in release mode, and prints a table of figures with targets and PASS/FAIL.
 # Everything runs on 127.0.0.1 only; every server started here is stopped on exit.
@@ -17,6 +17,7 @@
 #   BENCH_COLD_RUNS    cold renders per size and photo, median kept (default 5)
 #   BENCH_UPLOADS      uploads per upload test (default 20)
 #   BENCH_RSS_N        concurrent cold renders in the memory test (default 32)
+#   BENCH_INSTR_N      cached hits counted under callgrind (default 2000; 0 skips test 5)
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -32,6 +33,7 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 COLD_RUNS="${BENCH_COLD_RUNS:-5}"
 UPLOADS="${BENCH_UPLOADS:-20}"
 RSS_N="${BENCH_RSS_N:-32}"
+INSTR_N="${BENCH_INSTR_N:-2000}"
 SIZES=(240 640 1440 2048)
 PASSWORD=benchpass
 
@@ -43,6 +45,7 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 command -v vipsthumbnail >/dev/null || need+=(libvips-tools)
+command -v callgrind_control >/dev/null || [ "$INSTR_N" = 0 ] || need+=(valgrind)
 [ -x /usr/bin/time ] || need+=(time)
 command -v curl >/dev/null || need+=(curl)
 command -v python3 >/dev/null || need+=(python3)
@@ -124,8 +127,8 @@ start_server() {
     local port; port=$("${LIB[@]}" freeport)
     mkdir -p "$data"
     rm -rf "$data/cache-$name"
-    env PHOTO_DATA_DIR="$data" PHOTO_CACHE_DIR="$data/cache-$name" PHOTO_LISTEN="127.0.0.1:$port" \
-        PHOTO_ADMIN_PASSWORD="$PASSWORD" PHOTO_LOG_FORMAT=json RUST_LOG=warn PHOTO_SHUTDOWN_DELAY=0s \
+    env -u RUST_LOG PHOTO_DATA_DIR="$data" PHOTO_CACHE_DIR="$data/cache-$name" PHOTO_LISTEN="127.0.0.1:$port" \
+        PHOTO_ADMIN_PASSWORD="$PASSWORD" PHOTO_LOG_FORMAT=json PHOTO_SHUTDOWN_DELAY=0s \
         "$@" "$BIN" >"$WORK/logs/$name.log" 2>&1 &
     PID[$name]=$!
     PORT[$name]=$port
@@ -325,7 +328,7 @@ for f in "$RUN"/rounds.*; do
     read -r rps p50 p99 cpu_us < <(grep -v '^nan' "$f" | sort -g | sed -n "$(((n + 1) / 2))p")
     put "hit.$key.rps" "$rps"; put "hit.$key.p50" "$p50"; put "hit.$key.p99" "$p99"; put "hit.$key.cpu_us" "$cpu_us"
 done
-put note.method "Method: wrk/nginx/servers share the same 2 cores; cached-hit figures are from the median (by req/s) of $ROUNDS interleaved ${DURATION} wrk runs per configuration; nginx: worker_processes auto, sendfile on, access_log off, keepalive_requests 1e6, same rendition bytes. Cold = first request for a fresh photo id (x-cache: miss), median of $COLD_RUNS; 'render' = delta of photo_render_duration_seconds_sum; vipsthumbnail timed as a process (median of $COLD_RUNS after 1 warm-up)."
+put note.method "Method: wrk/nginx/servers share the same 2 cores; photo-server logs JSON at the default info level, as in a cluster; cached-hit figures are from the median (by req/s) of $ROUNDS interleaved ${DURATION} wrk runs per configuration; nginx: worker_processes auto, sendfile on, access_log off, keepalive_requests 1e6, same rendition bytes. Cold = first request for a fresh photo id (x-cache: miss), median of $COLD_RUNS; 'render' = delta of photo_render_duration_seconds_sum; vipsthumbnail timed as a process (median of $COLD_RUNS after 1 warm-up)."
 kill -TERM "$NGINX_PID" 2>/dev/null || true; wait "$NGINX_PID" 2>/dev/null || true; NGINX_PID=""
 stop_server b
 
@@ -376,6 +379,59 @@ alive c || log "  server c died during the memory test; the figures above are su
 put deaths "$DEATHS"
 curl -sS -m 10 "http://127.0.0.1:${PORT[c]}/metrics" >"$OUT/metrics.c.txt" || true
 stop_server c
+
+# ================================================================ 5. instructions per hit
+# req/s on a shared 2-core machine swings with whatever else runs; instructions counted by
+# callgrind do not. Both servers answer the same cached 240-px file INSTR_N times on one
+# keep-alive connection; counters are zeroed after a warm-up. User space only: the kernel's
+# share (photo-server makes 2 syscalls per hit, nginx about 7) is not in these figures.
+if [ "$INSTR_N" != 0 ]; then
+    log "test 5: user-space instructions per cached /img/240 hit under callgrind, $INSTR_N hits"
+    DATA_D="$RUN/d"; rm -rf "$DATA_D"
+    rm -f "$OUT"/callgrind.*
+    printf '#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file="%s" "%s" "$@"\n' \
+        "$OUT/callgrind.photo-server.out" "$BIN" >"$RUN/callgrind-server.sh"
+    chmod +x "$RUN/callgrind-server.sh"
+    REAL_BIN=$BIN; BIN="$RUN/callgrind-server.sh"
+    start_server d "$DATA_D"
+    BIN=$REAL_BIN
+    IID=$(upload d "$P12" 1)
+    get d "/img/240/$IID.jpg" >/dev/null
+    mkdir -p "$WORK/www/img/240"
+    curl -fsS -m 30 -o "$WORK/www/img/240/$IID.jpg" "http://127.0.0.1:${PORT[d]}/img/240/$IID.jpg"
+    CGPORT=$("${LIB[@]}" freeport)
+    sed -e "s/^worker_processes auto;/worker_processes 1; master_process off;/" \
+        -e "s/listen 127.0.0.1:$NPORT;/listen 127.0.0.1:$CGPORT;/" \
+        -e "s|pid $WORK/nginx/nginx.pid;|pid $WORK/nginx/nginx-cg.pid;|" \
+        "$WORK/nginx/nginx.conf" >"$WORK/nginx/nginx-cg.conf"
+    valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.nginx.out" \
+        "$NGINX" -e "$WORK/nginx/error.log" -p "$WORK/nginx" -c "$WORK/nginx/nginx-cg.conf" 2>"$WORK/logs/nginx-cg.log" &
+    NGINX_PID=$!
+    for _ in $(seq 300); do curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$CGPORT/img/240/$IID.jpg" 2>/dev/null && break; sleep 0.1; done
+    # count NAME PID URL: instructions per request, from the dump taken right after the hits
+    count() {
+        local name=$1 pid=$2 url=$3 i total
+        : >"$RUN/hits.warm"
+        : >"$RUN/hits"
+        for ((i = 0; i < 200; i++)); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url" >>"$RUN/hits.warm"; done
+        for ((i = 0; i < INSTR_N; i++)); do printf 'url = "%s"\noutput = "/dev/null"\n' "$url" >>"$RUN/hits"; done
+        curl -sS -K "$RUN/hits.warm"
+        callgrind_control -z "$pid" >/dev/null 2>&1
+        curl -sS -w '%{http_code}\n' -K "$RUN/hits" | sort | uniq -c | tr '\n' ' ' >"$RUN/hits.codes"
+        callgrind_control -d "$pid" >/dev/null 2>&1
+        total=$(awk '/^(summary|totals):/{print $2; exit}' "$OUT/callgrind.$name.out.1" 2>/dev/null || true)
+        log "  $name: ${total:-?} instructions for $INSTR_N hits (HTTP codes: $(cat "$RUN/hits.codes"))"
+        if [ -n "$total" ]; then
+            put "instr.$name" "$(python3 -c "print('%.0f' % ($total / $INSTR_N))")"
+        fi
+    }
+    count photo-server "${PID[d]}" "http://127.0.0.1:${PORT[d]}/img/240/$IID.jpg"
+    count nginx "$NGINX_PID" "http://127.0.0.1:$CGPORT/img/240/$IID.jpg"
+    kill -TERM "$NGINX_PID" 2>/dev/null || true
+    wait "$NGINX_PID" 2>/dev/null || true
+    NGINX_PID=""
+    stop_server d
+fi
 
 put deaths "$DEATHS"
 
