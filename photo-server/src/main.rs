@@ -1,9 +1,9 @@
 use clap::Parser;
 use photo_server::{Config, serve, start, telemetry};
 
-// Cached hits allocate a handful of small objects per request; mimalloc's
-// thread-local free lists make that measurably cheaper than glibc malloc
-// (bench/run.sh, cached-hit CPU per request).
+// Cached hits allocate a handful of small objects per request; with mimalloc
+// a cached /img/240 hit takes 29.7k instructions against 34.7k with glibc
+// malloc (callgrind, as in bench/run.sh test 5).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
