@@ -134,6 +134,16 @@ run "rejects a PhotoSite that breaks a CEL rule of the CRD" validator_rejects "m
 kind: PhotoSite
 metadata: {name: x, namespace: y}
 spec: {image: i, monitoring: {alerts: true}}'
+run "rejects a PhotoSite that breaks a root CEL rule reading defaulted fields" validator_rejects "ReadWriteOncePod lets only one pod" \
+  'apiVersion: photostack.io/v1alpha1
+kind: PhotoSite
+metadata: {name: x, namespace: y}
+spec: {image: i, replicas: 3, storage: {originals: {accessMode: ReadWriteOncePod}}}'
+run "rejects a PhotoSite whose ingress CIDR is not a CIDR" validator_rejects "ingressCIDRs" \
+  'apiVersion: photostack.io/v1alpha1
+kind: PhotoSite
+metadata: {name: x, namespace: y}
+spec: {image: i, networkPolicy: {ingressCIDRs: [vpc]}}'
 if [ -d "$CRDS" ]; then
   run "rejects an unknown field in a ServiceMonitor (Prometheus Operator CRD)" validator_rejects "'bogus' was unexpected" \
     'apiVersion: monitoring.coreos.com/v1

@@ -7,8 +7,8 @@
 //! photo-operator --example reconcile_bench`)
 //!
 //! Per site it does what a reconcile does without API round trips: validate and build every
-//! child, hash it, look up the live copy in the stores, compare (the no-write check), and
-//! compute the status.
+//! child, read the live copies from the stores, plan (hash and compare: the no-write check,
+//! the same `plan` the controller uses), and compute the status.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -16,9 +16,9 @@ use std::time::Instant;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
-use photo_operator::build::{self, Credentials, Inputs, Kind};
+use photo_operator::build::{self, Apis, Credentials, Inputs, Kind};
 use photo_operator::controller::Stores;
-use photo_operator::controller::apply::{Applied, needs_apply, prune_dynamic, with_hash};
+use photo_operator::controller::plan::{self, Observed, prune_dynamic, with_hash};
 use photo_operator::controller::status;
 use photo_operator::crd::PhotoSite;
 use serde_json::json;
@@ -82,7 +82,8 @@ fn main() {
             session_key: "s".repeat(64),
             admin_password: "p".repeat(24),
         }),
-        prometheus_available: true,
+        apis: Apis::ALL,
+        external_database: None,
     };
 
     // Fill the stores with every child of every site, as live objects with statuses.
@@ -95,7 +96,8 @@ fn main() {
     let mut children = 0;
     for s in &sites {
         site_writer.apply_watcher_event(&watcher::Event::Apply(s.clone()));
-        let desired = build::desired(s, &inputs).expect("desired");
+        let valid = build::validate(s).expect("valid");
+        let desired = build::desired(&valid, &inputs).expect("desired");
         for c in desired.children {
             let mut o = with_hash(&c.object).expect("hash");
             o["metadata"]["resourceVersion"] = json!("12345");
@@ -125,22 +127,18 @@ fn main() {
     let start = Instant::now();
     for _ in 0..rounds {
         for s in &sites {
-            let desired = build::desired(s, &inputs).expect("desired");
-            let ns = s.metadata.namespace.as_deref().unwrap_or_default();
-            let mut applied = Applied::default();
-            for c in &desired.children {
-                let object = with_hash(&c.object).expect("hash");
-                let live = stores
-                    .get(c.kind, ns, &c.name)
-                    .map(|o| serde_json::to_value(&*o).expect("json"));
-                if needs_apply(&object, live.as_ref()) {
-                    writes += 1;
-                }
-                if let Some(l) = live {
-                    applied.live.insert(c.kind, l);
-                }
-            }
-            std::hint::black_box(status::compute(s, &applied));
+            let valid = build::validate(s).expect("valid");
+            let desired = build::desired(&valid, &inputs).expect("desired");
+            let observed = Observed::from_stores(&stores, &valid, &desired).expect("observed");
+            let plan = plan::plan(&desired, &observed).expect("plan");
+            writes += plan.apply.len() + plan.delete.len();
+            let observations = status::Observations {
+                live: observed.children,
+                problems: status::problems(&plan.held, &desired.missing),
+                missing: &desired.missing,
+                existing_claim_phase: None,
+            };
+            std::hint::black_box(status::compute(s, &valid, &observations));
         }
     }
     let elapsed = start.elapsed();

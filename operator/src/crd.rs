@@ -78,6 +78,7 @@ use serde::{Deserialize, Serialize};
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
     ),
+    validation = Rule::new("self.spec.storage.originals.accessMode != 'ReadWriteOncePod' || has(self.spec.storage.originals.existingClaim) || (self.spec.replicas <= 1 && (!self.spec.autoscaling.enabled || self.spec.autoscaling.maxReplicas <= 1))").message("storage.originals.accessMode ReadWriteOncePod lets only one pod mount the originals: replicas (and autoscaling.maxReplicas) must be at most 1").reason(Reason::FieldValueForbidden),
     validation = Rule::new("size(self.metadata.name) <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label (lower-case letters, digits and '-', starting with a letter) of at most 40 characters: children and CloudNativePG add suffixes").reason(Reason::FieldValueInvalid),
     cel
 )]
@@ -110,6 +111,11 @@ pub struct PhotoSiteSpec {
     #[schemars(length(min = 1, max = 16), inner(range(min = 16, max = 8192)))]
     pub renditions: Vec<u32>,
 
+    /// Size limits of uploads. photo-server refuses larger requests, and an nginx Ingress is
+    /// given the same body-size limit (`nginx.ingress.kubernetes.io/proxy-body-size`).
+    #[serde(default)]
+    pub uploads: UploadsSpec,
+
     /// Storage for originals (shared by every pod) and the per-pod rendition cache.
     #[serde(default)]
     pub storage: StorageSpec,
@@ -134,7 +140,9 @@ pub struct PhotoSiteSpec {
     #[serde(default)]
     pub data_policy: DataPolicy,
 
-    /// Which namespaces may reach the photo-server pods (the NetworkPolicy).
+    /// Who may reach the photo-server pods (the NetworkPolicy): the ingress controller's
+    /// namespace and address blocks on the web port, the monitoring namespace on the metrics
+    /// port.
     #[serde(default)]
     pub network_policy: NetworkPolicySettings,
 
@@ -214,6 +222,31 @@ impl Default for AutoscalingSpec {
     }
 }
 
+/// Size limits of uploads (`POST /rest/edit`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadsSpec {
+    /// Largest request body photo-server accepts (`PHOTO_MAX_REQUEST_BYTES`; one upload may
+    /// carry several files). With an nginx Ingress (class `nginx`, or no class) the
+    /// `nginx.ingress.kubernetes.io/proxy-body-size` annotation is set to the same size unless
+    /// `ingress.annotations` sets it; ingress-nginx's own default is 1m.
+    #[serde(default = "default_max_request_size")]
+    pub max_request_size: Quantity,
+    /// Largest single original photo-server accepts (`PHOTO_MAX_UPLOAD_BYTES`). At most
+    /// `maxRequestSize`.
+    #[serde(default = "default_max_file_size")]
+    pub max_file_size: Quantity,
+}
+
+impl Default for UploadsSpec {
+    fn default() -> Self {
+        Self {
+            max_request_size: default_max_request_size(),
+            max_file_size: default_max_file_size(),
+        }
+    }
+}
+
 /// Storage of originals and cache.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -231,18 +264,24 @@ pub struct StorageSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     cel,
-    validation = Rule::new("!has(self.existingClaim) || size(self.existingClaim) > 0").message("storage.originals.existingClaim must not be empty").reason(Reason::FieldValueInvalid)
+    validation = Rule::new("!has(self.existingClaim) || size(self.existingClaim) > 0").message("storage.originals.existingClaim must not be empty").reason(Reason::FieldValueInvalid),
+    validation = Rule::new("self.accessMode == oldSelf.accessMode").message("storage.originals.accessMode is immutable: a PersistentVolumeClaim's access modes cannot change").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(oldSelf.storageClassName) || (has(self.storageClassName) && self.storageClassName == oldSelf.storageClassName)").message("storage.originals.storageClassName is immutable once set: a PersistentVolumeClaim's class cannot change").reason(Reason::FieldValueForbidden)
 )]
 pub struct OriginalsSpec {
-    /// Requested size of the originals PersistentVolumeClaim.
+    /// Requested size of the originals PersistentVolumeClaim. It can grow only where the
+    /// StorageClass allows volume expansion; a refused resize is reported in the `Degraded`
+    /// condition and never shrinks the claim.
     #[serde(default = "default_originals_size")]
     pub size: Quantity,
     /// StorageClass of the originals claim. Must support `accessMode`; on kind the default
-    /// class only supports ReadWriteOnce. Empty means the cluster default.
+    /// class only supports ReadWriteOnce. Empty means the cluster default. Immutable once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage_class_name: Option<String>,
     /// Access mode of the originals claim. Every photo-server pod mounts it read-write, so
-    /// more than one replica needs `ReadWriteMany` (e.g. EFS, NFS, CephFS).
+    /// more than one replica needs `ReadWriteMany` (e.g. EFS, NFS, CephFS); `ReadWriteOncePod`
+    /// allows a single replica only (rollouts then replace the pod instead of surging).
+    /// Immutable.
     #[serde(default)]
     pub access_mode: AccessMode,
     /// Use this existing PersistentVolumeClaim instead of creating one. The operator never
@@ -286,7 +325,9 @@ impl AccessMode {
 #[serde(rename_all = "camelCase")]
 pub struct CacheSpec {
     /// Size limit of the cache emptyDir. photo-server is told to keep its cache at 90% of it
-    /// so the kubelet never evicts the pod for exceeding it.
+    /// so the kubelet never evicts the pod for exceeding it. The pod requests this much
+    /// `ephemeral-storage` (plus its small scratch volumes) so the scheduler places it on a
+    /// node with room for it.
     #[serde(default = "default_cache_size")]
     pub size_limit: Quantity,
 }
@@ -360,8 +401,59 @@ pub struct ExternalDatabaseSpec {
     /// Name of the Secret (in the PhotoSite's namespace) holding the connection URI.
     #[schemars(length(min = 1, max = 253))]
     pub secret_name: String,
-    /// Key of the Secret holding a `postgres://` connection URI.
+    /// Key of the Secret holding a `postgres://` connection URI. The port(s) of the URI
+    /// (default 5432) are the ones the NetworkPolicy lets the pods reach, and a hash of the
+    /// value is put in the pod template, so rotating the Secret rolls the pods.
     #[serde(default = "default_uri_key")]
+    #[schemars(length(min = 1))]
+    pub key: String,
+    /// TLS mode of the connection, as libpq's `sslmode` (set as `PGSSLMODE`; an `sslmode` in
+    /// the URI wins). Unset: the URI alone decides, and without `sslmode` there the driver's
+    /// default `prefer` encrypts when it can but verifies nothing. Use `verify-full` with
+    /// `caSecret` to verify the server's certificate and host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_mode: Option<SslMode>,
+    /// Secret key holding the CA certificate (PEM) that signed the database server's
+    /// certificate, e.g. the Amazon RDS CA bundle. Only that key is mounted, and its path is
+    /// passed as `PGSSLROOTCERT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<CaSecretRef>,
+}
+
+/// libpq `sslmode` values.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    Disable,
+    Allow,
+    Prefer,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+impl SslMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+/// A key of a Secret in the PhotoSite's namespace holding a CA certificate.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key of the PEM certificate in the Secret.
+    #[serde(default = "default_ca_key")]
     #[schemars(length(min = 1))]
     pub key: String,
 }
@@ -436,24 +528,47 @@ pub enum IssuerKind {
     validation = Rule::new("!self.alerts || self.serviceMonitor").message("monitoring.alerts needs monitoring.serviceMonitor: alerts on metrics nobody scrapes never fire").reason(Reason::FieldValueInvalid)
 )]
 pub struct MonitoringSpec {
-    /// Create a ServiceMonitor scraping `/metrics` of every pod.
+    /// Create a ServiceMonitor scraping `/metrics` of every pod (on the separate metrics port,
+    /// through the headless Service `<name>-metrics`), and, with a CloudNativePG database, a
+    /// PodMonitor `<name>-db` scraping its Postgres instances.
     #[serde(default)]
     pub service_monitor: bool,
     /// Create a PrometheusRule with availability, latency and error-rate alerts.
     #[serde(default)]
     pub alerts: bool,
+    /// Labels added to the ServiceMonitor, PodMonitor and PrometheusRule, for a Prometheus
+    /// that selects them by label. kube-prometheus-stack selects only objects labelled
+    /// `release: <its Helm release name>` by default, e.g. `{release: kube-prometheus-stack}`.
+    /// The operator's own labels win over these.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub labels: BTreeMap<String, String>,
 }
 
-/// Namespaces allowed to reach photo-server. Egress is limited to the database and DNS.
+/// Who may reach photo-server. Egress is limited to the database and DNS.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkPolicySettings {
     /// Namespace of the ingress controller (matched on its `kubernetes.io/metadata.name`
-    /// label).
+    /// label), allowed to reach the web port.
     #[serde(default = "default_ingress_namespace")]
     #[schemars(length(min = 1, max = 63))]
     pub ingress_namespace: String,
-    /// Namespace of Prometheus, allowed to scrape `/metrics`.
+    /// Address blocks (CIDRs such as `10.0.0.0/16`) allowed to reach the web port, for load
+    /// balancers that are not pods: an AWS ALB in IP mode connects from addresses of the VPC,
+    /// so set the VPC's CIDR(s) here. These addresses are also trusted for
+    /// `X-Forwarded-Proto` (`PHOTO_TRUSTED_PROXIES`).
+    #[serde(
+        default,
+        rename = "ingressCIDRs",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(
+        length(max = 32),
+        inner(length(max = 43), regex(pattern = r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"))
+    )]
+    pub ingress_cidrs: Vec<String>,
+    /// Namespace of Prometheus, allowed to scrape the metrics port.
     #[serde(default = "default_monitoring_namespace")]
     #[schemars(length(min = 1, max = 63))]
     pub monitoring_namespace: String,
@@ -463,6 +578,7 @@ impl Default for NetworkPolicySettings {
     fn default() -> Self {
         Self {
             ingress_namespace: default_ingress_namespace(),
+            ingress_cidrs: Vec::new(),
             monitoring_namespace: default_monitoring_namespace(),
         }
     }
@@ -511,9 +627,14 @@ pub struct PhotoSiteStatus {
     /// URL the site is served on (from the Ingress), or the in-cluster Service URL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
-    /// Short database state for `kubectl get`: `Ready`, `Pending`, `External`.
+    /// Short database state for `kubectl get`: `Ready`, `Pending`, `External`,
+    /// `NotInstalled` (CloudNativePG missing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
+    /// Phase of the originals PersistentVolumeClaim (`Pending`, `Bound`, `Lost`). A claim
+    /// that stays `Pending` usually means a StorageClass that cannot provide its access mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub originals: Option<String>,
 }
 
 fn default_replicas() -> i32 {
@@ -545,6 +666,15 @@ fn default_db_size() -> Quantity {
 }
 fn default_uri_key() -> String {
     "uri".into()
+}
+fn default_ca_key() -> String {
+    "ca.crt".into()
+}
+fn default_max_request_size() -> Quantity {
+    Quantity("200Mi".into())
+}
+fn default_max_file_size() -> Quantity {
+    Quantity("50Mi".into())
 }
 fn default_admin_user() -> String {
     "admin".into()
@@ -672,10 +802,13 @@ mod tests {
             "self.minReplicas <= self.maxReplicas",
             "!has(self.tls) || (has(self.host) && size(self.host) > 0)",
             "!self.alerts || self.serviceMonitor",
+            "self.accessMode == oldSelf.accessMode",
         ] {
             assert!(rules.iter().any(|x| x == r), "missing rule {r}: {rules:?}");
         }
         assert!(rules.iter().any(|x| x.contains("self.metadata.name")));
+        assert!(rules.iter().any(|x| x.contains("ReadWriteOncePod")));
+        assert!(rules.iter().any(|x| x.contains("oldSelf.storageClassName")));
     }
 
     #[test]
@@ -697,6 +830,14 @@ mod tests {
             }),
             with(demo(), |s| s.metadata.name = Some("a".repeat(41))),
             with(demo(), |s| s.metadata.name = Some("9lives".into())),
+            // one pod at most can mount a ReadWriteOncePod claim
+            with(demo(), |s| {
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod
+            }),
+            with(fakeflickr(), |s| {
+                s.spec.replicas = 1;
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod;
+            }),
         ];
         for s in bad {
             assert!(
@@ -706,6 +847,88 @@ mod tests {
                 s.spec
             );
         }
+    }
+
+    #[test]
+    fn read_write_once_pod_is_fine_for_one_pod_or_an_existing_claim() {
+        for ok in [
+            with(demo(), |s| {
+                s.spec.replicas = 1;
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod;
+            }),
+            with(demo(), |s| {
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod;
+                s.spec.storage.originals.existing_claim = Some("mine".into());
+            }),
+        ] {
+            assert!(ok.validate_cel().is_ok(), "{:?}", ok.validate_cel());
+        }
+    }
+
+    #[test]
+    fn claim_class_and_access_mode_are_immutable() {
+        let old = fakeflickr(); // storageClassName efs-sc, ReadWriteMany
+        let refused = [
+            with(fakeflickr(), |s| {
+                s.spec.storage.originals.storage_class_name = Some("gp3".into())
+            }),
+            with(fakeflickr(), |s| {
+                s.spec.storage.originals.storage_class_name = None
+            }),
+            with(fakeflickr(), |s| {
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOnce
+            }),
+        ];
+        for new in refused {
+            let err = new.validate_cel_update(&old);
+            assert!(err.is_err(), "accepted {:?}", new.spec.storage.originals);
+            assert!(format!("{err:?}").contains("immutable"), "{err:?}");
+        }
+        // what may change: the size, and a class set for the first time
+        let grown = with(fakeflickr(), |s| {
+            s.spec.storage.originals.size.0 = "200Gi".into()
+        });
+        assert!(grown.validate_cel_update(&old).is_ok());
+        let first = with(demo(), |s| {
+            s.spec.storage.originals.storage_class_name = Some("standard".into())
+        });
+        assert!(first.validate_cel_update(&demo()).is_ok());
+        // a create is not a transition
+        assert!(fakeflickr().validate_cel().is_ok());
+    }
+
+    #[test]
+    fn new_fields_have_defaults_and_formats_in_the_schema() {
+        let crd = serde_json::to_value(PhotoSite::crd()).unwrap();
+        let p = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"];
+        let uploads = &p["uploads"]["properties"];
+        assert_eq!(uploads["maxRequestSize"]["default"], "200Mi");
+        assert_eq!(uploads["maxFileSize"]["default"], "50Mi");
+        let cidrs = &p["networkPolicy"]["properties"]["ingressCIDRs"];
+        assert_eq!(cidrs["type"], "array");
+        assert!(cidrs["items"]["pattern"].is_string());
+        assert_eq!(cidrs["maxItems"], 32);
+        let labels = &p["monitoring"]["properties"]["labels"];
+        assert_eq!(labels["additionalProperties"]["type"], "string");
+        let ext = &p["database"]["properties"]["external"]["properties"];
+        let modes: Vec<&str> = ext["sslMode"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert_eq!(
+            modes,
+            [
+                "disable",
+                "allow",
+                "prefer",
+                "require",
+                "verify-ca",
+                "verify-full"
+            ]
+        );
+        assert_eq!(ext["caSecret"]["properties"]["key"]["default"], "ca.crt");
     }
 
     #[test]

@@ -1,6 +1,35 @@
 //! The operator's one error type. `metric_label()` names the failure in metrics,
 //! `reason()` in conditions and Events; `is_user_error()` separates what the PhotoSite's author
 //! must fix (no fast retry, a Degraded condition instead) from what a retry may cure.
+//!
+//! An API failure names the pipeline stage and the object it concerned
+//! ("apply Deployment photos/demo: ..."), so a log line or an Event says where to look.
+
+use std::fmt;
+
+/// The step of the reconcile pipeline an API call belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading what the PhotoSite references.
+    Dereference,
+    /// Server-side applying a child.
+    Apply,
+    /// Deleting a child the spec no longer wants.
+    Cleanup,
+    /// Writing the PhotoSite's status.
+    Status,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Dereference => "dereference",
+            Stage::Apply => "apply",
+            Stage::Cleanup => "cleanup",
+            Stage::Status => "status",
+        })
+    }
+}
 
 #[derive(thiserror::Error, Debug)]
 pub enum Error {
@@ -16,9 +45,14 @@ pub enum Error {
     /// A PhotoSite that does not deserialize into the current types.
     #[error("invalid PhotoSite: {0}")]
     InvalidObject(String),
-    /// A Kubernetes API call failed.
-    #[error("kubernetes API: {0}")]
-    Kube(#[source] Box<kube::Error>),
+    /// A Kubernetes API call failed, in `stage`, on `object` (`Kind namespace/name`).
+    #[error("{stage} {object}: {source}")]
+    Api {
+        stage: Stage,
+        object: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
     /// Serialising an object failed (a bug).
     #[error("serialization: {0}")]
     Serialization(#[from] serde_json::Error),
@@ -27,16 +61,20 @@ pub enum Error {
     Yaml(#[from] serde_yaml::Error),
 }
 
-impl From<kube::Error> for Error {
-    fn from(e: kube::Error) -> Self {
-        Error::Kube(Box::new(e))
-    }
-}
-
 impl Error {
+    /// `map_err` adapter for a kube call in `stage` on `object`.
+    pub fn api(stage: Stage, object: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let object = object.into();
+        move |source| Error::Api {
+            stage,
+            object,
+            source: Box::new(source),
+        }
+    }
+
     fn api_code(&self) -> Option<u16> {
         match self {
-            Error::Kube(e) => match e.as_ref() {
+            Error::Api { source, .. } => match source.as_ref() {
                 kube::Error::Api(s) => Some(s.code),
                 _ => None,
             },
@@ -52,7 +90,7 @@ impl Error {
             Error::MissingDatabaseSecret(_) => "missing_database_secret",
             Error::InvalidObject(_) => "invalid_object",
             Error::Serialization(_) | Error::Yaml(_) => "serialization",
-            Error::Kube(_) => match self.api_code() {
+            Error::Api { .. } => match self.api_code() {
                 Some(409) => "api_conflict",
                 Some(403) => "api_forbidden",
                 Some(404) => "api_not_found",
@@ -72,7 +110,7 @@ impl Error {
             Error::MissingDatabaseSecret(_) => "DatabaseSecretNotFound",
             Error::InvalidObject(_) => "InvalidObject",
             Error::Serialization(_) | Error::Yaml(_) => "InternalError",
-            Error::Kube(_) => match self.api_code() {
+            Error::Api { .. } => match self.api_code() {
                 Some(409) => "ApplyConflict",
                 Some(403) => "Forbidden",
                 Some(404) => "NotFound",
@@ -97,4 +135,42 @@ impl Error {
 /// Whether a kube error is a 404.
 pub fn is_not_found(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 404)
+}
+
+/// Whether the API server refused a write of one object for a reason a retry will not cure
+/// (bad request, forbidden, no such resource, invalid or immutable field): the child is
+/// reported and the others are still applied.
+pub fn is_refusal(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if matches!(s.code, 400 | 403 | 404 | 422))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(&format!("mock {code}"), "Mock")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    #[test]
+    fn api_errors_name_stage_and_object() {
+        let e = Error::api(Stage::Apply, "Deployment photos/demo")(api(500));
+        let text = e.to_string();
+        assert!(text.starts_with("apply Deployment photos/demo: "), "{text}");
+        assert_eq!(e.metric_label(), "api_server_error");
+    }
+
+    #[test]
+    fn refusals_are_the_permanent_client_errors() {
+        for code in [400, 403, 404, 422] {
+            assert!(is_refusal(&api(code)), "{code}");
+        }
+        for code in [409, 429, 500, 503] {
+            assert!(!is_refusal(&api(code)), "{code}");
+        }
+    }
 }

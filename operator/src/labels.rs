@@ -47,6 +47,52 @@ pub fn common(site: &str, component: &str) -> BTreeMap<String, String> {
     labels
 }
 
+/// Labels of a data child (originals claim, database): a site's labels without the pod
+/// selector, so nothing that selects photo-server pods (or asks `kubectl get -l` for them)
+/// matches a claim or a database.
+pub fn data(site: &str, component: &str) -> BTreeMap<String, String> {
+    let mut labels = common(site, component);
+    for key in selector(site).keys() {
+        labels.remove(key);
+    }
+    labels
+}
+
+/// Whether `key` is a valid label key: an optional DNS-subdomain prefix and `/`, then a name
+/// of at most 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric.
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.len() <= 63
+                    && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
+}
+
+/// Whether `value` is a valid label value: empty, or at most 63 alphanumerics, `-`, `_`, `.`,
+/// starting and ending alphanumeric.
+pub fn is_label_value(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+}
+
 /// Label selector that finds every child of a site, whatever its component.
 pub fn children_selector(site: &str) -> String {
     format!("{SITE}={site},{MANAGED_BY}={MANAGER}")
@@ -55,4 +101,30 @@ pub fn children_selector(site: &str) -> String {
 /// Label selector of every object the operator manages (for the watches).
 pub fn managed_selector() -> String {
     format!("{MANAGED_BY}={MANAGER}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_syntax() {
+        for ok in ["release", "app.kubernetes.io/name", "a", "x_y.z-1"] {
+            assert!(is_label_key(ok), "{ok}");
+        }
+        for bad in ["", "/x", "Bad.Prefix/x", "x/", "-x", &"a".repeat(64)] {
+            assert!(!is_label_key(bad), "{bad}");
+        }
+        assert!(is_label_value(""));
+        assert!(is_label_value("kube-prometheus-stack"));
+        assert!(!is_label_value("has space"));
+        assert!(!is_label_value("trailing-"));
+    }
+
+    #[test]
+    fn data_labels_do_not_select_pods() {
+        let d = data("demo", "originals");
+        assert_eq!(d[SITE], "demo");
+        assert!(selector("demo").keys().all(|k| !d.contains_key(k)));
+    }
 }

@@ -49,6 +49,23 @@ pub fn database_rw_service(site: &str) -> String {
     format!("{}-rw", database_cluster(site))
 }
 
+/// The CA Secret CloudNativePG creates for the cluster's server certificates
+/// (`<cluster>-ca`, keys `ca.crt` and `ca.key`; only `ca.crt` is ever mounted).
+pub fn database_ca_secret(site: &str) -> String {
+    format!("{}-ca", database_cluster(site))
+}
+
+/// PodMonitor scraping the CloudNativePG instances.
+pub fn database_pod_monitor(site: &str) -> String {
+    database_cluster(site)
+}
+
+/// Headless Service exposing only the metrics port, for the ServiceMonitor (the Service the
+/// Ingress uses does not expose it).
+pub fn metrics_service(site: &str) -> String {
+    format!("{site}-metrics")
+}
+
 /// The database and its owner inside the CloudNativePG cluster.
 pub const DATABASE_NAME: &str = "photos";
 /// Owner role of [`DATABASE_NAME`].
@@ -87,6 +104,9 @@ mod tests {
             database_cluster(&site),
             database_app_secret(&site),
             database_rw_service(&site),
+            database_ca_secret(&site),
+            database_pod_monitor(&site),
+            metrics_service(&site),
             tls_secret(&site),
             // CloudNativePG's own derived names
             format!("{}-10", database_cluster(&site)),

@@ -5,8 +5,10 @@
 //! deterministic and can be piped to `kubectl apply` or `kubernetes-validate --strict`:
 //! - the credentials Secret is left out (its values are random and generated in-cluster); a
 //!   comment at the top of the stream says so;
-//! - the Prometheus Operator CRDs are assumed to exist, so monitoring objects appear when the
-//!   spec asks for them;
+//! - CloudNativePG and the Prometheus Operator CRDs are assumed to exist, so the database and
+//!   monitoring objects appear when the spec asks for them;
+//! - no Secret is read: an external database's NetworkPolicy port is 5432 and the pod
+//!   template carries no hash of the Secrets;
 //! - objects carry no owner reference when FILE gives no `metadata.uid` (a PhotoSite not yet
 //!   created has none), so the output can also be applied as is; with a uid they carry the
 //!   same owner references the controller sets;
@@ -41,13 +43,7 @@ pub fn render(input: &str) -> Result<String, Error> {
         if site.metadata.namespace.is_none() {
             site.metadata.namespace = Some("default".into());
         }
-        let desired = build::desired(
-            &site,
-            &Inputs {
-                credentials: None,
-                prometheus_available: true,
-            },
-        )?;
+        let desired = build::desired(&build::validate(&site)?, &Inputs::default())?;
         for child in desired.children {
             out.push_str("---\n");
             out.push_str(&serde_yaml::to_string(&child.object)?);
@@ -75,8 +71,8 @@ mod tests {
             .map(|d| serde_yaml::Value::deserialize(d).unwrap())
             .filter(|v| !v.is_null())
             .collect();
-        // demo: 8 (no Secret), fakeflickr: 12 (no Secret)
-        assert_eq!(docs.len(), 20);
+        // demo: 9 (no Secret), fakeflickr: 14 (no Secret)
+        assert_eq!(docs.len(), 23);
         assert!(docs.iter().all(|d| d["kind"] != "Secret"));
         // the test samples carry a uid, so owner references are rendered
         assert!(
@@ -88,17 +84,44 @@ mod tests {
         assert!(no_uid.contains("namespace: default"));
     }
 
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/samples");
+
     #[test]
     fn sample_files_are_the_contract_objects() {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/samples");
         for (file, expected) in [("demo.yaml", DEMO), ("fakeflickr.yaml", FAKEFLICKR)] {
-            let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+            let text = std::fs::read_to_string(format!("{SAMPLES}/{file}")).unwrap();
             let sample: PhotoSite = serde_yaml::from_str(&text).unwrap();
-            let expected: PhotoSite = serde_yaml::from_str(expected).unwrap();
+            let mut expected: PhotoSite = serde_yaml::from_str(expected).unwrap();
+            if expected.spec.autoscaling.enabled {
+                // the sample leaves spec.replicas to the HPA (see the next test)
+                expected.spec.replicas = sample.spec.replicas;
+            }
             assert_eq!(sample.spec, expected.spec, "{file}");
             assert_eq!(sample.metadata.name, expected.metadata.name);
             assert!(render(&text).is_ok());
         }
+    }
+
+    #[test]
+    fn autoscaled_samples_leave_replicas_to_the_autoscaler() {
+        // `kubectl apply` of a file that sets spec.replicas resets what the HPA chose.
+        let mut autoscaled = 0;
+        for entry in std::fs::read_dir(SAMPLES).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for doc in serde_yaml::Deserializer::from_str(&text) {
+                let v = serde_yaml::Value::deserialize(doc).unwrap();
+                if v["spec"]["autoscaling"]["enabled"] == serde_yaml::Value::Bool(true) {
+                    autoscaled += 1;
+                    assert!(
+                        v["spec"].get("replicas").is_none(),
+                        "{} sets spec.replicas with autoscaling on",
+                        path.display()
+                    );
+                }
+            }
+        }
+        assert!(autoscaled >= 2);
     }
 
     #[test]

@@ -103,6 +103,10 @@ fn schema_for(kind: Kind) -> Option<(Value, Value)> {
             "prometheus-operator-v0.93.0/monitoring.coreos.com_prometheusrules.yaml",
             "v1",
         ),
+        Kind::PodMonitor => (
+            "prometheus-operator-v0.93.0/monitoring.coreos.com_podmonitors.yaml",
+            "v1",
+        ),
         _ => return None,
     };
     let original = crd_schema(file, version)?;
@@ -111,7 +115,8 @@ fn schema_for(kind: Kind) -> Option<(Value, Value)> {
 
 /// Validate every third-party object and the core invariants of one PhotoSite's children.
 pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
-    let desired = build::desired(site, &inputs()).map_err(|e| e.to_string())?;
+    let valid = build::validate(site).map_err(|e| e.to_string())?;
+    let desired = build::desired(&valid, &inputs()).map_err(|e| e.to_string())?;
     let mut validated = 0;
     for child in &desired.children {
         if let Some((schema, original)) = schema_for(child.kind) {
@@ -157,14 +162,39 @@ pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
             return Err(format!("{what} selector does not match the pod labels"));
         }
     }
+    let site_name = site.metadata.name.as_deref().unwrap_or_default();
+    let metrics_svc = &desired
+        .get_named(Kind::Service, &crate::names::metrics_service(site_name))
+        .ok_or("no metrics Service")?
+        .object;
+    if !matches(&metrics_svc["spec"]["selector"]) {
+        return Err("metrics Service selector does not match the pod labels".into());
+    }
+    let labels_match = |sel: &Value, labels: &Value| {
+        sel.as_object()
+            .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| &labels[k] == v))
+    };
     if let Some(sm) = desired.get(Kind::ServiceMonitor) {
         let sel = &sm.object["spec"]["selector"]["matchLabels"];
-        let svc_labels = &svc["metadata"]["labels"];
-        if !sel
-            .as_object()
-            .is_some_and(|m| m.iter().all(|(k, v)| &svc_labels[k] == v))
-        {
-            return Err("ServiceMonitor selector does not match the Service labels".into());
+        // exactly the metrics Service: the web Service must not be scraped
+        if !labels_match(sel, &metrics_svc["metadata"]["labels"]) {
+            return Err("ServiceMonitor selector does not match the metrics Service".into());
+        }
+        if labels_match(sel, &svc["metadata"]["labels"]) {
+            return Err("ServiceMonitor selector also matches the web Service".into());
+        }
+        let port = &sm.object["spec"]["endpoints"][0]["port"];
+        let ports = metrics_svc["spec"]["ports"].as_array().ok_or("no ports")?;
+        if !ports.iter().any(|p| &p["name"] == port) {
+            return Err(format!(
+                "ServiceMonitor port {port} is not a metrics Service port"
+            ));
+        }
+    }
+    if let Some(pm) = desired.get(Kind::PodMonitor) {
+        let sel = &pm.object["spec"]["selector"]["matchLabels"]["cnpg.io/cluster"];
+        if sel != &Value::String(crate::names::database_cluster(site_name)) {
+            return Err("PodMonitor does not select the database cluster's pods".into());
         }
     }
     Ok(validated)
@@ -178,8 +208,8 @@ fn contract_samples_validate_against_the_crds() {
         "the third-party CRDs are expected in shared/crds beside the repository"
     );
     assert_eq!(check_site(&demo()), Ok(1));
-    // Cluster, ServiceMonitor, PrometheusRule
-    assert_eq!(check_site(&fakeflickr()), Ok(3));
+    // Cluster, ServiceMonitor, PodMonitor, PrometheusRule
+    assert_eq!(check_site(&fakeflickr()), Ok(4));
 }
 
 #[test]
@@ -188,7 +218,7 @@ fn strict_schema_rejects_unknown_fields() {
         return;
     };
     let site = demo();
-    let d = build::desired(&site, &inputs()).unwrap();
+    let d = build_all(&site, &inputs());
     let mut cluster = d.get(Kind::DatabaseCluster).unwrap().object.clone();
     assert!(validate(&schema, &original, &cluster).is_ok());
     cluster["spec"]["storage"]["sizee"] = json!("1Gi");
@@ -260,6 +290,10 @@ mod generated {
             (service_monitor, alerts) in (any::<bool>(), any::<bool>()).prop_map(|(s, a)| (s, s && a)),
             delete in any::<bool>(),
             image_name in proptest::option::of(Just("ghcr.io/cloudnative-pg/postgresql:17.2".to_string())),
+            vpcs in proptest::collection::vec(0u8..=255, 0..3),
+            release in proptest::option::of("[a-z][a-z0-9-]{0,20}[a-z0-9]"),
+            request_mi in 1u32..4096,
+            verify in any::<bool>(),
         ) -> PhotoSite {
             let mut s = demo();
             s.metadata.name = Some(name);
@@ -274,11 +308,27 @@ mod generated {
             spec.database.image_name = image_name;
             spec.database.storage.storage_class_name = storage_class.clone();
             if external {
-                spec.database.external = Some(ExternalDatabaseSpec { secret_name: "rds".into(), key: "uri".into() });
+                spec.database.external = Some(ExternalDatabaseSpec { secret_name: "rds".into(), key: "uri".into(), ssl_mode: None, ca_secret: None });
             }
             spec.storage.cache.size_limit = Quantity(format!("{cache_mi}Mi"));
             spec.storage.originals.size = Quantity(format!("{originals_gi}Gi"));
             spec.storage.originals.access_mode = access;
+            if access == AccessMode::ReadWriteOncePod {
+                // one pod at most (CEL and validate refuse more)
+                spec.replicas = spec.replicas.min(1);
+                spec.autoscaling.min_replicas = 1;
+                spec.autoscaling.max_replicas = 1;
+            }
+            spec.network_policy.ingress_cidrs = vpcs.iter().map(|b| format!("10.{b}.0.0/16")).collect();
+            if let Some(r) = release {
+                spec.monitoring.labels.insert("release".into(), r);
+            }
+            spec.uploads.max_request_size = Quantity(format!("{request_mi}Mi"));
+            spec.uploads.max_file_size = Quantity(format!("{}Mi", request_mi.min(50)));
+            if verify && let Some(e) = spec.database.external.as_mut() {
+                e.ssl_mode = Some(crate::crd::SslMode::VerifyFull);
+                e.ca_secret = Some(crate::crd::CaSecretRef { name: "rds-ca".into(), key: "ca.crt".into() });
+            }
             spec.storage.originals.storage_class_name = storage_class;
             spec.storage.originals.existing_claim = existing_claim;
             if ingress {
@@ -307,9 +357,15 @@ mod generated {
             prop_assert!(site.validate_cel().is_ok(), "{:?}", site.validate_cel());
             let checked = check_site(&site);
             prop_assert!(checked.is_ok(), "{:?}", checked);
-            let d = build::desired(&site, &inputs()).unwrap();
+            let d = build_all(&site, &inputs());
             let deploy = &d.get(Kind::Deployment).unwrap().object;
-            prop_assert_eq!(&deploy["spec"]["replicas"], &json!(site.spec.replicas));
+            let a = &site.spec.autoscaling;
+            let replicas = if a.enabled {
+                site.spec.replicas.clamp(a.min_replicas, a.max_replicas)
+            } else {
+                site.spec.replicas
+            };
+            prop_assert_eq!(&deploy["spec"]["replicas"], &json!(replicas));
             prop_assert_eq!(d.get(Kind::HorizontalPodAutoscaler).is_some(), site.spec.autoscaling.enabled);
             prop_assert_eq!(d.get(Kind::Ingress).is_some(), site.spec.ingress.is_some());
             prop_assert_eq!(d.get(Kind::DatabaseCluster).is_some(), site.spec.database.external.is_none());

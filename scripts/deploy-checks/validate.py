@@ -76,6 +76,24 @@ def strictify(schema, root=True):
     return s
 
 
+def apply_defaults(schema, value):
+    """Fill in the schema's defaults at every level, as the API server does before it
+    evaluates any rule (a rule at the root may read a defaulted field deep down)."""
+    if isinstance(value, dict):
+        props = schema.get("properties") or {}
+        for k, sub in props.items():
+            if k not in value and "default" in sub:
+                value[k] = copy.deepcopy(sub["default"])
+        for k, v in value.items():
+            if k in props:
+                apply_defaults(props[k], v)
+            elif isinstance(schema.get("additionalProperties"), dict):
+                apply_defaults(schema["additionalProperties"], v)
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for v in value:
+            apply_defaults(schema["items"], v)
+
+
 def cel_errors(schema, value, path="", env=None):
     """Errors of the CEL rules of a structural schema on a value (defaults applied first)."""
     if celpy is None or value is None:
@@ -83,10 +101,8 @@ def cel_errors(schema, value, path="", env=None):
     env = env or celpy.Environment()
     errors = []
     props = schema.get("properties") or {}
-    if isinstance(value, dict):
-        for k, sub in props.items():
-            if k not in value and "default" in sub:
-                value[k] = copy.deepcopy(sub["default"])
+    if not path:
+        apply_defaults(schema, value)
     for rule in schema.get("x-kubernetes-validations") or []:
         if "oldSelf" in rule["rule"]:
             continue

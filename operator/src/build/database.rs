@@ -8,10 +8,10 @@
 
 use serde_json::{Value, json};
 
-use super::Site;
+use super::ValidatedSite;
 use crate::names;
 
-pub fn build(site: &Site) -> Value {
+pub fn build(site: &ValidatedSite) -> Value {
     let db = &site.spec.database;
     let mut storage = json!({ "size": db.storage.size.0 });
     if let Some(sc) = &db.storage.storage_class_name {
@@ -53,7 +53,7 @@ mod tests {
     #[test]
     fn cluster_shape() {
         let s = fakeflickr();
-        let c = build(&Site::new(&s).unwrap());
+        let c = build(&valid(&s));
         assert_eq!(c["metadata"]["name"], "fakeflickr-db");
         assert_eq!(c["spec"]["instances"], 3);
         assert_eq!(c["spec"]["storage"]["size"], "20Gi");
@@ -68,7 +68,7 @@ mod tests {
             s.spec.database.image_name = Some("ghcr.io/cloudnative-pg/postgresql:17".into());
             s.spec.database.storage.storage_class_name = Some("fast".into());
         });
-        let c = build(&Site::new(&s).unwrap());
+        let c = build(&valid(&s));
         assert_eq!(
             c["spec"]["imageName"],
             "ghcr.io/cloudnative-pg/postgresql:17"

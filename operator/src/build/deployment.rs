@@ -1,13 +1,29 @@
 //! The photo-server Deployment.
 //!
-//! - replicas copied from `spec.replicas` (the single owner of the count; see `crd.rs`);
-//! - rolling updates with `maxUnavailable: 0`, so capacity never dips during a rollout;
-//! - the ConfigMap hash in the pod template, so a configuration change rolls the pods;
+//! - replicas copied from `spec.replicas` (the single owner of the count; see `crd.rs`); with
+//!   autoscaling kept within `[minReplicas, maxReplicas]`, so a new site starts at the
+//!   autoscaler's floor before the HPA first writes `spec.replicas`;
+//! - rolling updates with `maxUnavailable: 0`, so capacity never dips during a rollout; on a
+//!   `ReadWriteOncePod` claim (one pod at most) the old pod goes first (`maxSurge: 0`), as a
+//!   surge pod could never mount the claim;
+//! - the ConfigMap hash and a hash of the referenced Secret values in the pod template, so a
+//!   configuration change or a rotated Secret rolls the pods;
+//! - two ports: `http` (web, behind the Service the Ingress uses) and `metrics` (`/metrics`,
+//!   `/healthz`, `/readyz`). Both probes use the metrics port. Liveness is `/healthz`, which
+//!   photo-server answers as soon as it listens, whatever the database does; readiness is
+//!   `/readyz`, which fails until the database is reachable and migrated. photo-server keeps
+//!   retrying a database that is not up yet (a new CloudNativePG cluster takes a minute or
+//!   two) instead of exiting, so pods wait unready rather than crash-loop, and no startup
+//!   probe is needed;
 //! - restricted Pod Security: non-root, read-only root filesystem (hence the `/tmp` and data
 //!   emptyDirs), no privilege escalation, all capabilities dropped, RuntimeDefault seccomp;
-//! - the originals claim mounted read-write on every pod, an emptyDir cache with a sizeLimit;
+//! - the originals claim mounted read-write on every pod, an emptyDir cache with a sizeLimit,
+//!   and an `ephemeral-storage` request covering the emptyDirs so the scheduler only places a
+//!   pod where its cache fits;
 //! - `DATABASE_URL` straight from CloudNativePG's `<cluster>-app` Secret (key `uri`) or the
-//!   external database Secret, never copied;
+//!   external database Secret, never copied. With CloudNativePG the connection verifies the
+//!   server: `PGSSLMODE=verify-full` and `PGSSLROOTCERT` pointing at the `ca.crt` key (only
+//!   that key, never `ca.key`) of the cluster's `<cluster>-ca` Secret, mounted read-only;
 //! - topology spread across zones and hosts, so losing a zone leaves pods elsewhere. Both are
 //!   `ScheduleAnyway`: clusters without zone labels (kind) still schedule.
 
@@ -18,22 +34,36 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
-    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, PersistentVolumeClaimVolumeSource,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile,
-    SecretKeySelector, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
+    EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
 
-use super::config_map::{CACHE_DIR, DATA_DIR, ORIGINALS_DIR, PORT};
-use super::{Site, pvc, secret};
-use crate::{Error, labels, names};
+use super::config_map::{CACHE_DIR, DATA_DIR, METRICS_PORT, ORIGINALS_DIR, PORT};
+use super::{Inputs, ValidatedSite, pvc, quantity, secret};
+use crate::crd::{AccessMode, SslMode};
+use crate::{labels, names};
 
 pub const CONTAINER: &str = "photo-server";
 pub const CONFIG_HASH_ANNOTATION: &str = "photostack.io/config-hash";
+/// Hash of the Secret values the pods read (credentials, external database).
+pub const SECRETS_HASH_ANNOTATION: &str = "photostack.io/secrets-hash";
 /// UID/GID of the non-root user (distroless `nonroot`).
 pub const USER_ID: i64 = 65532;
+/// Name of the web port.
+pub const HTTP_PORT_NAME: &str = "http";
+/// Name of the metrics and probes port.
+pub const METRICS_PORT_NAME: &str = "metrics";
+/// Where the database CA certificate is mounted (one file, `ca.crt`).
+pub const DATABASE_CA_DIR: &str = "/etc/photo/database-ca";
+/// Size limits of the scratch emptyDirs (the cache's comes from the spec).
+const DATA_LIMIT: &str = "256Mi";
+const TMP_LIMIT: &str = "64Mi";
 
 fn secret_env(name: &str, secret: String, key: &str) -> EnvVar {
     EnvVar {
@@ -50,11 +80,19 @@ fn secret_env(name: &str, secret: String, key: &str) -> EnvVar {
     }
 }
 
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
 fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
-            port: IntOrString::String("http".into()),
+            port: IntOrString::String(METRICS_PORT_NAME.into()),
             ..HTTPGetAction::default()
         }),
         period_seconds: Some(period),
@@ -80,6 +118,15 @@ fn mount(name: &str, path: &str) -> VolumeMount {
         name: name.into(),
         mount_path: path.into(),
         ..VolumeMount::default()
+    }
+}
+
+fn port(name: &str, number: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: number,
+        protocol: Some("TCP".into()),
+        ..ContainerPort::default()
     }
 }
 
@@ -112,23 +159,158 @@ pub fn default_resources() -> ResourceRequirements {
     }
 }
 
-pub fn build(site: &Site, config_hash: &str) -> Result<Deployment, Error> {
-    let spec = site.spec;
-    let (db_secret, db_key) = match &spec.database.external {
-        Some(ext) => (ext.secret_name.clone(), ext.key.clone()),
-        None => (names::database_app_secret(site.name), "uri".to_string()),
+/// Bytes as a quantity, in Mi when whole.
+fn bytes_quantity(bytes: u64) -> Quantity {
+    if bytes.is_multiple_of(1 << 20) {
+        Quantity(format!("{}Mi", bytes >> 20))
+    } else {
+        Quantity(bytes.to_string())
+    }
+}
+
+/// The `ephemeral-storage` the pod's emptyDirs may fill: cache, data and tmp limits.
+pub fn ephemeral_storage(site: &ValidatedSite) -> Quantity {
+    let scratch = [DATA_LIMIT, TMP_LIMIT]
+        .iter()
+        .map(|q| quantity::parse_bytes(q).unwrap_or(0))
+        .sum::<u64>();
+    bytes_quantity(site.cache_bytes.saturating_add(scratch))
+}
+
+/// The spec's resources (or the defaults), with an `ephemeral-storage` request added unless
+/// the spec sets one.
+fn resources(site: &ValidatedSite) -> ResourceRequirements {
+    let mut r = site
+        .spec
+        .resources
+        .clone()
+        .unwrap_or_else(default_resources);
+    r.requests
+        .get_or_insert_with(BTreeMap::new)
+        .entry("ephemeral-storage".to_string())
+        .or_insert_with(|| ephemeral_storage(site));
+    r
+}
+
+/// Replicas of the Deployment: `spec.replicas`, within the autoscaler's bounds when it is on.
+pub fn replicas(site: &ValidatedSite) -> i32 {
+    let a = &site.spec.autoscaling;
+    if a.enabled {
+        site.spec.replicas.clamp(a.min_replicas, a.max_replicas)
+    } else {
+        site.spec.replicas
+    }
+}
+
+/// Hash of the Secret values the pods read, if the controller read any.
+fn secrets_hash(inputs: &Inputs) -> Option<String> {
+    if inputs.credentials.is_none() && inputs.external_database.is_none() {
+        return None;
+    }
+    let mut h = Sha256::new();
+    if let Some(c) = &inputs.credentials {
+        for v in [&c.session_key, &c.admin_password] {
+            h.update(v.as_bytes());
+            h.update([0]);
+        }
+    }
+    if let Some(e) = &inputs.external_database {
+        h.update(e.secret_hash.as_bytes());
+    }
+    Some(hex::encode(h.finalize())[..16].to_string())
+}
+
+/// `DATABASE_URL` and the TLS settings of the connection, and the CA volume they need.
+fn database(site: &ValidatedSite) -> (Vec<EnvVar>, Option<Volume>) {
+    let ca_volume = |secret: String, key: &str| Volume {
+        name: "database-ca".into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret),
+            items: Some(vec![KeyToPath {
+                key: key.into(),
+                path: "ca.crt".into(),
+                ..KeyToPath::default()
+            }]),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
     };
+    let root_cert = format!("{DATABASE_CA_DIR}/ca.crt");
+    match &site.spec.database.external {
+        None => (
+            vec![
+                secret_env("DATABASE_URL", names::database_app_secret(site.name), "uri"),
+                plain_env("PGSSLMODE", SslMode::VerifyFull.as_str()),
+                plain_env("PGSSLROOTCERT", &root_cert),
+            ],
+            Some(ca_volume(names::database_ca_secret(site.name), "ca.crt")),
+        ),
+        Some(ext) => {
+            let mut env = vec![secret_env(
+                "DATABASE_URL",
+                ext.secret_name.clone(),
+                &ext.key,
+            )];
+            if let Some(mode) = ext.ssl_mode {
+                env.push(plain_env("PGSSLMODE", mode.as_str()));
+            }
+            let volume = ext.ca_secret.as_ref().map(|ca| {
+                env.push(plain_env("PGSSLROOTCERT", &root_cert));
+                ca_volume(ca.name.clone(), &ca.key)
+            });
+            (env, volume)
+        }
+    }
+}
+
+pub fn build(site: &ValidatedSite, config_hash: &str, inputs: &Inputs) -> Deployment {
+    let spec = site.spec;
     let creds = names::credentials_secret(site.name);
+    let (mut env, ca_volume) = database(site);
+    env.push(secret_env(
+        "PHOTO_SESSION_KEY",
+        creds.clone(),
+        secret::SESSION_KEY,
+    ));
+    env.push(secret_env(
+        "PHOTO_ADMIN_PASSWORD",
+        creds,
+        secret::ADMIN_PASSWORD,
+    ));
+    let mut mounts = vec![
+        mount("data", DATA_DIR),
+        mount("originals", ORIGINALS_DIR),
+        mount("cache", CACHE_DIR),
+        mount("tmp", "/tmp"),
+    ];
+    let mut volumes = vec![
+        empty_dir("data", DATA_LIMIT),
+        Volume {
+            name: "originals".into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name: pvc::claim_name(site),
+                read_only: Some(false),
+            }),
+            ..Volume::default()
+        },
+        empty_dir("cache", &spec.storage.cache.size_limit.0),
+        empty_dir("tmp", TMP_LIMIT),
+    ];
+    if let Some(ca) = ca_volume {
+        mounts.push(VolumeMount {
+            read_only: Some(true),
+            ..mount(&ca.name, DATABASE_CA_DIR)
+        });
+        volumes.push(ca);
+    }
     let container = Container {
         name: CONTAINER.into(),
         image: Some(spec.image.clone()),
         image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_string()),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: PORT,
-            protocol: Some("TCP".into()),
-            ..ContainerPort::default()
-        }]),
+        ports: Some(vec![
+            port(HTTP_PORT_NAME, PORT),
+            port(METRICS_PORT_NAME, METRICS_PORT),
+        ]),
         env_from: Some(vec![EnvFromSource {
             config_map_ref: Some(ConfigMapEnvSource {
                 name: names::config_map(site.name),
@@ -136,15 +318,10 @@ pub fn build(site: &Site, config_hash: &str) -> Result<Deployment, Error> {
             }),
             ..EnvFromSource::default()
         }]),
-        env: Some(vec![
-            secret_env("DATABASE_URL", db_secret, &db_key),
-            secret_env("PHOTO_SESSION_KEY", creds.clone(), secret::SESSION_KEY),
-            secret_env("PHOTO_ADMIN_PASSWORD", creds, secret::ADMIN_PASSWORD),
-        ]),
+        env: Some(env),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 6)),
-        startup_probe: Some(http_probe("/healthz", 2, 60)),
-        resources: Some(spec.resources.clone().unwrap_or_else(default_resources)),
+        resources: Some(resources(site)),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
@@ -160,38 +337,23 @@ pub fn build(site: &Site, config_hash: &str) -> Result<Deployment, Error> {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            mount("data", DATA_DIR),
-            mount("originals", ORIGINALS_DIR),
-            mount("cache", CACHE_DIR),
-            mount("tmp", "/tmp"),
-        ]),
+        volume_mounts: Some(mounts),
         ..Container::default()
     };
-    let volumes = vec![
-        empty_dir("data", "256Mi"),
-        Volume {
-            name: "originals".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: pvc::claim_name(site),
-                read_only: Some(false),
-            }),
-            ..Volume::default()
-        },
-        empty_dir("cache", &spec.storage.cache.size_limit.0),
-        empty_dir("tmp", "64Mi"),
-    ];
-    let pod_labels = labels::common(site.name, "server");
+    let mut annotations = BTreeMap::from([
+        (CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string()),
+        (
+            "kubectl.kubernetes.io/default-container".to_string(),
+            CONTAINER.to_string(),
+        ),
+    ]);
+    if let Some(h) = secrets_hash(inputs) {
+        annotations.insert(SECRETS_HASH_ANNOTATION.to_string(), h);
+    }
     let template = PodTemplateSpec {
         metadata: Some(ObjectMeta {
-            labels: Some(pod_labels),
-            annotations: Some(BTreeMap::from([
-                (CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string()),
-                (
-                    "kubectl.kubernetes.io/default-container".to_string(),
-                    CONTAINER.to_string(),
-                ),
-            ])),
+            labels: Some(labels::common(site.name, "server")),
+            annotations: Some(annotations),
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
@@ -221,10 +383,13 @@ pub fn build(site: &Site, config_hash: &str) -> Result<Deployment, Error> {
             ..PodSpec::default()
         }),
     };
-    Ok(Deployment {
+    let one_pod_claim = site.owns_originals_claim()
+        && spec.storage.originals.access_mode == AccessMode::ReadWriteOncePod;
+    let (max_unavailable, max_surge) = if one_pod_claim { (1, 0) } else { (0, 1) };
+    Deployment {
         metadata: site.meta(names::app(site.name), "server"),
         spec: Some(DeploymentSpec {
-            replicas: Some(spec.replicas),
+            replicas: Some(replicas(site)),
             revision_history_limit: Some(5),
             selector: LabelSelector {
                 match_labels: Some(labels::selector(site.name)),
@@ -233,33 +398,51 @@ pub fn build(site: &Site, config_hash: &str) -> Result<Deployment, Error> {
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
                 rolling_update: Some(RollingUpdateDeployment {
-                    max_unavailable: Some(IntOrString::Int(0)),
-                    max_surge: Some(IntOrString::Int(1)),
+                    max_unavailable: Some(IntOrString::Int(max_unavailable)),
+                    max_surge: Some(IntOrString::Int(max_surge)),
                 }),
             }),
             template,
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
-    })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::build::test_support::*;
+    use crate::build::{Credentials, ExternalDatabase};
+    use crate::crd::{CaSecretRef, PhotoSite};
 
-    fn deploy(s: &crate::crd::PhotoSite) -> Deployment {
-        build(&Site::new(s).unwrap(), "abc").unwrap()
+    fn deploy_with(s: &PhotoSite, inputs: &Inputs) -> Deployment {
+        build(&valid(s), "abc", inputs)
     }
 
-    fn env<'a>(c: &'a Container, name: &str) -> &'a EnvVar {
-        c.env
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|e| e.name == name)
-            .unwrap()
+    fn deploy(s: &PhotoSite) -> Deployment {
+        deploy_with(s, &inputs())
+    }
+
+    fn pod(d: Deployment) -> PodSpec {
+        d.spec.unwrap().template.spec.unwrap()
+    }
+
+    fn env<'a>(c: &'a Container, name: &str) -> Option<&'a EnvVar> {
+        c.env.as_ref().unwrap().iter().find(|e| e.name == name)
+    }
+
+    fn secret_ref(c: &Container, name: &str) -> (String, String) {
+        let r = env(c, name)
+            .and_then(|e| e.value_from.clone())
+            .and_then(|v| v.secret_key_ref)
+            .unwrap_or_else(|| panic!("{name} is not from a Secret"));
+        (r.name, r.key)
+    }
+
+    fn probe(p: &Option<Probe>) -> (String, IntOrString) {
+        let h = p.clone().unwrap().http_get.unwrap();
+        (h.path.unwrap(), h.port)
     }
 
     #[test]
@@ -268,7 +451,39 @@ mod tests {
         assert_eq!(d.replicas, Some(3));
         let ru = d.strategy.unwrap().rolling_update.unwrap();
         assert_eq!(ru.max_unavailable, Some(IntOrString::Int(0)));
+        assert_eq!(ru.max_surge, Some(IntOrString::Int(1)));
         assert_eq!(deploy(&demo()).spec.unwrap().replicas, Some(2));
+    }
+
+    #[test]
+    fn autoscaled_replicas_stay_within_the_autoscaler_bounds() {
+        // an autoscaled site without spec.replicas (default 2) below minReplicas 3
+        let s = with(fakeflickr(), |s| s.spec.replicas = 2);
+        assert_eq!(deploy(&s).spec.unwrap().replicas, Some(3));
+        let s = with(fakeflickr(), |s| s.spec.replicas = 40);
+        assert_eq!(deploy(&s).spec.unwrap().replicas, Some(12));
+        let s = with(fakeflickr(), |s| s.spec.replicas = 7);
+        assert_eq!(deploy(&s).spec.unwrap().replicas, Some(7));
+        // without autoscaling spec.replicas is copied as is, zero included
+        let s = with(demo(), |s| s.spec.replicas = 0);
+        assert_eq!(deploy(&s).spec.unwrap().replicas, Some(0));
+    }
+
+    #[test]
+    fn read_write_once_pod_replaces_the_pod_instead_of_surging() {
+        let s = with(demo(), |s| {
+            s.spec.replicas = 1;
+            s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod;
+        });
+        let ru = deploy(&s)
+            .spec
+            .unwrap()
+            .strategy
+            .unwrap()
+            .rolling_update
+            .unwrap();
+        assert_eq!(ru.max_surge, Some(IntOrString::Int(0)));
+        assert_eq!(ru.max_unavailable, Some(IntOrString::Int(1)));
     }
 
     #[test]
@@ -283,8 +498,7 @@ mod tests {
 
     #[test]
     fn restricted_security() {
-        let d = deploy(&demo()).spec.unwrap();
-        let pod = d.template.spec.unwrap();
+        let pod = pod(deploy(&demo()));
         let psc = pod.security_context.unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
         assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
@@ -298,9 +512,39 @@ mod tests {
     }
 
     #[test]
-    fn probes_env_and_volumes() {
-        let d = deploy(&fakeflickr()).spec.unwrap();
-        let t = d.template;
+    fn probes_use_the_metrics_port_and_never_wait_for_the_database() {
+        let pod = pod(deploy(&fakeflickr()));
+        let c = &pod.containers[0];
+        let ports: Vec<(String, i32)> = c
+            .ports
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.container_port))
+            .collect();
+        assert_eq!(
+            ports,
+            vec![("http".to_string(), 8080), ("metrics".to_string(), 9090)]
+        );
+        let metrics = IntOrString::String("metrics".into());
+        // liveness: /healthz, answered as soon as photo-server listens, database or not
+        assert_eq!(
+            probe(&c.liveness_probe),
+            ("/healthz".into(), metrics.clone())
+        );
+        // readiness: /readyz, unready (503) until the database is reachable and migrated
+        assert_eq!(probe(&c.readiness_probe), ("/readyz".into(), metrics));
+        // photo-server waits for the database itself: no startup probe, and liveness gives a
+        // slow start a minute before restarting anything
+        assert!(c.startup_probe.is_none());
+        let l = c.liveness_probe.clone().unwrap();
+        assert!(l.period_seconds.unwrap() * l.failure_threshold.unwrap() >= 60);
+    }
+
+    #[test]
+    fn env_and_volumes() {
+        let d = deploy(&fakeflickr());
+        let t = d.spec.unwrap().template;
         assert_eq!(
             t.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION],
             "abc"
@@ -308,44 +552,14 @@ mod tests {
         let pod = t.spec.unwrap();
         let c = &pod.containers[0];
         assert_eq!(
-            c.readiness_probe
-                .clone()
-                .unwrap()
-                .http_get
-                .unwrap()
-                .path
-                .as_deref(),
-            Some("/readyz")
+            secret_ref(c, "DATABASE_URL"),
+            ("fakeflickr-db-app".into(), "uri".into())
         );
         assert_eq!(
-            c.liveness_probe
-                .clone()
-                .unwrap()
-                .http_get
-                .unwrap()
-                .path
-                .as_deref(),
-            Some("/healthz")
+            secret_ref(c, "PHOTO_SESSION_KEY"),
+            ("fakeflickr-credentials".into(), "session-key".into())
         );
-        assert_eq!(c.ports.clone().unwrap()[0].container_port, 8080);
-        let db = env(c, "DATABASE_URL")
-            .value_from
-            .clone()
-            .unwrap()
-            .secret_key_ref
-            .unwrap();
-        assert_eq!(
-            (db.name.as_str(), db.key.as_str()),
-            ("fakeflickr-db-app", "uri")
-        );
-        let sk = env(c, "PHOTO_SESSION_KEY")
-            .value_from
-            .clone()
-            .unwrap()
-            .secret_key_ref
-            .unwrap();
-        assert_eq!(sk.name, "fakeflickr-credentials");
-        env(c, "PHOTO_ADMIN_PASSWORD");
+        secret_ref(c, "PHOTO_ADMIN_PASSWORD");
         let vols = pod.volumes.unwrap();
         let orig = vols.iter().find(|v| v.name == "originals").unwrap();
         assert_eq!(
@@ -365,22 +579,165 @@ mod tests {
     }
 
     #[test]
-    fn external_database_and_scheduling() {
-        let s = with(demo(), |s| {
-            s.spec.database.external = Some(crate::crd::ExternalDatabaseSpec {
-                secret_name: "rds".into(),
-                key: "url".into(),
-            });
-            s.spec.node_selector = Some(BTreeMap::from([("pool".into(), "photos".into())]));
-        });
-        let pod = deploy(&s).spec.unwrap().template.spec.unwrap();
-        let db = env(&pod.containers[0], "DATABASE_URL")
-            .value_from
+    fn cloudnative_pg_connection_verifies_the_server() {
+        let pod = pod(deploy(&demo()));
+        let c = &pod.containers[0];
+        let value = |n: &str| env(c, n).and_then(|e| e.value.clone());
+        assert_eq!(value("PGSSLMODE").as_deref(), Some("verify-full"));
+        assert_eq!(
+            value("PGSSLROOTCERT").as_deref(),
+            Some("/etc/photo/database-ca/ca.crt")
+        );
+        let ca = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "database-ca")
+            .unwrap()
+            .secret
+            .unwrap();
+        assert_eq!(ca.secret_name.as_deref(), Some("demo-db-ca"));
+        // only the certificate is projected, never the CA's private key
+        let items = ca.items.unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(
+            (items[0].key.as_str(), items[0].path.as_str()),
+            ("ca.crt", "ca.crt")
+        );
+        let m = c
+            .volume_mounts
             .clone()
             .unwrap()
-            .secret_key_ref
+            .into_iter()
+            .find(|m| m.name == "database-ca")
             .unwrap();
-        assert_eq!((db.name.as_str(), db.key.as_str()), ("rds", "url"));
+        assert_eq!(m.mount_path, DATABASE_CA_DIR);
+        assert_eq!(m.read_only, Some(true));
+    }
+
+    #[test]
+    fn external_database_tls_is_what_the_spec_says() {
+        // default: the user's URI alone decides
+        let s = with(demo(), |s| s.spec.database.external = Some(external("rds")));
+        let p = pod(deploy(&s));
+        let c = &p.containers[0];
+        assert_eq!(secret_ref(c, "DATABASE_URL"), ("rds".into(), "uri".into()));
+        assert!(env(c, "PGSSLMODE").is_none());
+        assert!(env(c, "PGSSLROOTCERT").is_none());
+        assert!(p.volumes.unwrap().iter().all(|v| v.name != "database-ca"));
+        // verify-full with the RDS CA bundle
+        let s = with(demo(), |s| {
+            let mut e = external("rds");
+            e.ssl_mode = Some(SslMode::VerifyFull);
+            e.ca_secret = Some(CaSecretRef {
+                name: "rds-ca".into(),
+                key: "global-bundle.pem".into(),
+            });
+            s.spec.database.external = Some(e);
+        });
+        let p = pod(deploy(&s));
+        let c = &p.containers[0];
+        assert_eq!(
+            env(c, "PGSSLMODE").and_then(|e| e.value.clone()).as_deref(),
+            Some("verify-full")
+        );
+        assert!(env(c, "PGSSLROOTCERT").is_some());
+        let ca = p
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == "database-ca")
+            .unwrap()
+            .secret
+            .unwrap();
+        assert_eq!(ca.secret_name.as_deref(), Some("rds-ca"));
+        assert_eq!(ca.items.unwrap()[0].key, "global-bundle.pem");
+    }
+
+    #[test]
+    fn rotated_secrets_roll_the_pods() {
+        let s = with(demo(), |s| s.spec.database.external = Some(external("rds")));
+        let hash_of = |i: &Inputs| {
+            deploy_with(&s, i)
+                .spec
+                .unwrap()
+                .template
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()[SECRETS_HASH_ANNOTATION]
+                .clone()
+        };
+        let mut a = inputs();
+        a.external_database = Some(ExternalDatabase {
+            ports: vec![5432],
+            secret_hash: "one".into(),
+        });
+        let mut b = a.clone();
+        b.external_database = Some(ExternalDatabase {
+            ports: vec![5432],
+            secret_hash: "two".into(),
+        });
+        assert_ne!(hash_of(&a), hash_of(&b));
+        assert_eq!(hash_of(&a), hash_of(&a.clone()));
+        let mut c = a.clone();
+        c.credentials = Some(Credentials {
+            session_key: "k".into(),
+            admin_password: "rotated".into(),
+        });
+        assert_ne!(hash_of(&a), hash_of(&c));
+        // render reads no Secret: no annotation
+        let render = Inputs::default();
+        let d = deploy_with(&s, &render);
+        assert!(
+            !d.spec
+                .unwrap()
+                .template
+                .metadata
+                .unwrap()
+                .annotations
+                .unwrap()
+                .contains_key(SECRETS_HASH_ANNOTATION)
+        );
+    }
+
+    #[test]
+    fn cache_is_requested_as_ephemeral_storage() {
+        let c = &pod(deploy(&fakeflickr())).containers[0];
+        let req = c.resources.clone().unwrap().requests.unwrap();
+        // 4Gi cache + 256Mi data + 64Mi tmp
+        assert_eq!(req["ephemeral-storage"].0, "4416Mi");
+        assert_eq!(req["cpu"].0, "100m");
+        // a request the spec sets is kept
+        let s = with(demo(), |s| {
+            s.spec.resources = Some(ResourceRequirements {
+                requests: Some(BTreeMap::from([(
+                    "ephemeral-storage".to_string(),
+                    Quantity("10Gi".into()),
+                )])),
+                ..ResourceRequirements::default()
+            })
+        });
+        let c = &pod(deploy(&s)).containers[0];
+        assert_eq!(
+            c.resources.clone().unwrap().requests.unwrap()["ephemeral-storage"].0,
+            "10Gi"
+        );
+    }
+
+    #[test]
+    fn external_database_and_scheduling() {
+        let s = with(demo(), |s| {
+            let mut e = external("rds");
+            e.key = "url".into();
+            s.spec.database.external = Some(e);
+            s.spec.node_selector = Some(BTreeMap::from([("pool".into(), "photos".into())]));
+        });
+        let pod = pod(deploy(&s));
+        assert_eq!(
+            secret_ref(&pod.containers[0], "DATABASE_URL"),
+            ("rds".into(), "url".into())
+        );
         assert_eq!(pod.node_selector.unwrap()["pool"], "photos");
     }
 }

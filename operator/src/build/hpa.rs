@@ -11,11 +11,11 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use kube::Resource;
 
-use super::Site;
+use super::ValidatedSite;
 use crate::crd::PhotoSite;
 use crate::names;
 
-pub fn build(site: &Site) -> HorizontalPodAutoscaler {
+pub fn build(site: &ValidatedSite) -> HorizontalPodAutoscaler {
     let a = &site.spec.autoscaling;
     HorizontalPodAutoscaler {
         metadata: site.meta(names::app(site.name), "server"),
@@ -55,12 +55,12 @@ pub fn build(site: &Site) -> HorizontalPodAutoscaler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::fakeflickr;
+    use crate::build::test_support::*;
 
     #[test]
     fn targets_the_photosite() {
         let s = fakeflickr();
-        let h = build(&Site::new(&s).unwrap()).spec.unwrap();
+        let h = build(&valid(&s)).spec.unwrap();
         assert_eq!(
             h.scale_target_ref.api_version.as_deref(),
             Some("photostack.io/v1alpha1")

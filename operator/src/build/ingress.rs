@@ -2,6 +2,14 @@
 //! annotation (`cert-manager.io/cluster-issuer` or `cert-manager.io/issuer`) when an
 //! `issuerRef` is given: cert-manager's ingress-shim then issues the certificate into the TLS
 //! Secret.
+//!
+//! Body size: ingress-nginx refuses request bodies over its `proxy-body-size` (1m by
+//! default), which would refuse most photo uploads before photo-server sees them. For an
+//! nginx class (`className` containing `nginx`, or no class, where the cluster's default is
+//! most often ingress-nginx) the annotation is set to the site's `uploads.maxRequestSize`,
+//! the limit photo-server itself enforces, unless `ingress.annotations` sets it. Other
+//! controllers ignore the annotation; an AWS ALB has no body-size limit of its own (see the
+//! README for AWS WAF's).
 
 use std::collections::BTreeMap;
 
@@ -10,11 +18,29 @@ use k8s_openapi::api::networking::v1::{
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
 
-use super::Site;
+use super::ValidatedSite;
 use crate::crd::IssuerKind;
 use crate::names;
 
-pub fn build(site: &Site) -> Option<Ingress> {
+/// ingress-nginx's request body limit.
+pub const BODY_SIZE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/proxy-body-size";
+
+/// A size in nginx's notation (`200m`, `1500k`), rounded up to whole KiB.
+pub fn nginx_size(bytes: u64) -> String {
+    const MIB: u64 = 1 << 20;
+    if bytes.is_multiple_of(MIB) {
+        format!("{}m", bytes / MIB)
+    } else {
+        format!("{}k", bytes.div_ceil(1024))
+    }
+}
+
+/// Whether an Ingress of this class is (most likely) served by ingress-nginx.
+pub fn is_nginx(class_name: Option<&str>) -> bool {
+    class_name.is_none_or(|c| c.contains("nginx"))
+}
+
+pub fn build(site: &ValidatedSite) -> Option<Ingress> {
     let spec = site.spec.ingress.as_ref()?;
     let mut meta = site.meta(names::app(site.name), "server");
     let mut annotations: BTreeMap<String, String> = spec.annotations.clone().unwrap_or_default();
@@ -35,6 +61,11 @@ pub fn build(site: &Site) -> Option<Ingress> {
             ),
         }]
     });
+    if is_nginx(spec.class_name.as_deref()) {
+        annotations
+            .entry(BODY_SIZE_ANNOTATION.to_string())
+            .or_insert_with(|| nginx_size(site.max_request_bytes));
+    }
     if !annotations.is_empty() {
         meta.annotations = Some(annotations);
     }
@@ -69,7 +100,7 @@ pub fn build(site: &Site) -> Option<Ingress> {
 }
 
 /// The URL the site is reachable on, for `status.url`.
-pub fn url(site: &Site) -> String {
+pub fn url(site: &ValidatedSite) -> String {
     match &site.spec.ingress {
         Some(i) => {
             let scheme = if i.tls.is_some() { "https" } else { "http" };
@@ -92,7 +123,7 @@ mod tests {
     #[test]
     fn tls_with_cluster_issuer() {
         let s = fakeflickr();
-        let site = Site::new(&s).unwrap();
+        let site = valid(&s);
         let i = build(&site).unwrap();
         let a = i.metadata.annotations.unwrap();
         assert_eq!(a["cert-manager.io/cluster-issuer"], "letsencrypt");
@@ -105,13 +136,52 @@ mod tests {
     }
 
     #[test]
+    fn nginx_body_size_follows_the_request_limit() {
+        let s = fakeflickr();
+        let a = build(&valid(&s)).unwrap().metadata.annotations.unwrap();
+        // photo-server's 200 MiB default, not ingress-nginx's 1m
+        assert_eq!(a[BODY_SIZE_ANNOTATION], "200m");
+        let s = with(fakeflickr(), |s| {
+            s.spec.uploads.max_request_size.0 = "1G".into()
+        });
+        let a = build(&valid(&s)).unwrap().metadata.annotations.unwrap();
+        assert_eq!(a[BODY_SIZE_ANNOTATION], "976563k");
+        assert_eq!(nginx_size(1 << 30), "1024m");
+        // the cluster's default class, most often nginx
+        let s = with(fakeflickr(), |s| {
+            s.spec.ingress.as_mut().unwrap().class_name = None
+        });
+        let a = build(&valid(&s)).unwrap().metadata.annotations.unwrap();
+        assert_eq!(a[BODY_SIZE_ANNOTATION], "200m");
+    }
+
+    #[test]
+    fn body_size_set_by_the_user_wins_and_other_classes_get_none() {
+        let s = with(fakeflickr(), |s| {
+            s.spec.ingress.as_mut().unwrap().annotations = Some(BTreeMap::from([(
+                BODY_SIZE_ANNOTATION.to_string(),
+                "0".to_string(),
+            )]))
+        });
+        let a = build(&valid(&s)).unwrap().metadata.annotations.unwrap();
+        assert_eq!(a[BODY_SIZE_ANNOTATION], "0");
+        let s = with(fakeflickr(), |s| {
+            let i = s.spec.ingress.as_mut().unwrap();
+            i.class_name = Some("alb".into());
+            i.tls = None;
+        });
+        let i = build(&valid(&s)).unwrap();
+        assert!(i.metadata.annotations.is_none());
+    }
+
+    #[test]
     fn namespaced_issuer_and_no_ingress() {
         let s = with(fakeflickr(), |s| {
             let tls = s.spec.ingress.as_mut().unwrap().tls.as_mut().unwrap();
             tls.issuer_ref.as_mut().unwrap().kind = IssuerKind::Issuer;
             tls.secret_name = Some("custom".into());
         });
-        let i = build(&Site::new(&s).unwrap()).unwrap();
+        let i = build(&valid(&s)).unwrap();
         assert_eq!(
             i.metadata.annotations.unwrap()["cert-manager.io/issuer"],
             "letsencrypt"
@@ -121,7 +191,7 @@ mod tests {
             Some("custom")
         );
         let d = demo();
-        let site = Site::new(&d).unwrap();
+        let site = valid(&d);
         assert!(build(&site).is_none());
         assert_eq!(url(&site), "http://demo.photos.svc:80/");
     }

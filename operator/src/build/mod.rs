@@ -1,12 +1,16 @@
-//! Pure builders: PhotoSite (+ what the controller read from the cluster) -> desired children.
+//! Pure builders: a validated PhotoSite (+ what the controller read from the cluster) ->
+//! desired children.
 //!
 //! Nothing here touches the API, so the controller, `photo-operator render`, the tests and the
-//! benchmark share one code path, and most tests need no mock server. One module per child
-//! kind; [`desired`] assembles them in apply order.
+//! benchmark share one code path, and most tests need no mock server. [`validate`] is the only
+//! way to get a [`ValidatedSite`], and the builders take nothing else (Stackable's
+//! `ValidatedCluster`): a spec is checked once, and every parsed value (sizes, address
+//! blocks) is computed once. One module per child kind; [`desired`] assembles them in apply
+//! order.
 //!
 //! Apply order (see [`Kind::ALL`]): identity and configuration first (ServiceAccount,
 //! ConfigMap, Secret), then data (originals claim, database), then networking and safety
-//! (Service, PDB, NetworkPolicy), then the Deployment, so its pods start with everything they
+//! (Services, PDB, NetworkPolicy), then the Deployment, so its pods start with everything they
 //! mount already present; the HPA, Ingress and monitoring objects last, because they point at
 //! things that must exist.
 
@@ -25,6 +29,7 @@ pub mod service;
 pub mod service_account;
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -32,8 +37,8 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::crd::{DataPolicy, PhotoSite, PhotoSiteSpec};
-use crate::{Error, labels};
+use crate::crd::{AccessMode, DataPolicy, PhotoSite, PhotoSiteSpec};
+use crate::{Error, labels, names};
 
 /// Every kind of child, in apply order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,12 +55,13 @@ pub enum Kind {
     HorizontalPodAutoscaler,
     Ingress,
     ServiceMonitor,
+    PodMonitor,
     PrometheusRule,
 }
 
 impl Kind {
     /// All kinds in apply order.
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::ServiceAccount,
         Kind::ConfigMap,
         Kind::Secret,
@@ -68,6 +74,7 @@ impl Kind {
         Kind::HorizontalPodAutoscaler,
         Kind::Ingress,
         Kind::ServiceMonitor,
+        Kind::PodMonitor,
         Kind::PrometheusRule,
     ];
 
@@ -108,6 +115,7 @@ impl Kind {
                 "ServiceMonitor",
                 "servicemonitors",
             ),
+            Kind::PodMonitor => ("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors"),
             Kind::PrometheusRule => (
                 "monitoring.coreos.com",
                 "v1",
@@ -130,7 +138,50 @@ impl Kind {
 
     /// Kinds whose CRDs belong to the Prometheus Operator.
     pub fn is_monitoring(self) -> bool {
-        matches!(self, Kind::ServiceMonitor | Kind::PrometheusRule)
+        matches!(
+            self,
+            Kind::ServiceMonitor | Kind::PodMonitor | Kind::PrometheusRule
+        )
+    }
+
+    /// The optional API that serves this kind, if it is not built in.
+    pub fn needs(self) -> Option<OptionalApi> {
+        match self {
+            Kind::DatabaseCluster => Some(OptionalApi::CloudNativePg),
+            k if k.is_monitoring() => Some(OptionalApi::PrometheusOperator),
+            _ => None,
+        }
+    }
+}
+
+/// An API that is not built into Kubernetes and may be missing from a cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OptionalApi {
+    /// `postgresql.cnpg.io/v1` `Cluster` (CloudNativePG).
+    CloudNativePg,
+    /// `monitoring.coreos.com/v1` `ServiceMonitor`, `PodMonitor`, `PrometheusRule`.
+    PrometheusOperator,
+}
+
+/// Which optional APIs the cluster serves (discovery).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Apis {
+    pub cloudnative_pg: bool,
+    pub prometheus: bool,
+}
+
+impl Apis {
+    /// Every optional API present (what `render` assumes).
+    pub const ALL: Apis = Apis {
+        cloudnative_pg: true,
+        prometheus: true,
+    };
+
+    pub fn has(self, api: OptionalApi) -> bool {
+        match api {
+            OptionalApi::CloudNativePg => self.cloudnative_pg,
+            OptionalApi::PrometheusOperator => self.prometheus,
+        }
     }
 }
 
@@ -149,63 +200,87 @@ pub struct Credentials {
     pub admin_password: String,
 }
 
+/// What the controller read from an external database's Secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExternalDatabase {
+    /// TCP ports of the hosts in the connection URI (5432 where the URI names none).
+    pub ports: Vec<u16>,
+    /// Hash of the referenced Secret values (URI and CA), put in the pod template so that a
+    /// rotated Secret rolls the pods.
+    pub secret_hash: String,
+}
+
 /// What the builders need besides the PhotoSite: facts the controller read from the cluster.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Inputs {
     /// Values of the credentials Secret; `None` leaves the Secret out (render).
     pub credentials: Option<Credentials>,
-    /// Whether the Prometheus Operator CRDs are installed.
-    pub prometheus_available: bool,
+    /// Which optional APIs (CloudNativePG, Prometheus Operator) are installed.
+    pub apis: Apis,
+    /// From the external database's Secret; `None` without one, or in `render` (port 5432).
+    pub external_database: Option<ExternalDatabase>,
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Inputs {
+            credentials: None,
+            apis: Apis::ALL,
+            external_database: None,
+        }
+    }
 }
 
 /// Everything one PhotoSite should consist of, in apply order.
 #[derive(Clone, Debug, Default)]
 pub struct Desired {
     pub children: Vec<Child>,
+    /// Optional APIs the spec needs that the cluster lacks: their children are left out.
+    pub missing: Vec<OptionalApi>,
 }
 
 impl Desired {
+    /// The first child of a kind.
     pub fn get(&self, kind: Kind) -> Option<&Child> {
         self.children.iter().find(|c| c.kind == kind)
     }
-    pub fn contains(&self, kind: Kind, name: &str) -> bool {
+    /// The child of a kind and name.
+    pub fn get_named(&self, kind: Kind, name: &str) -> Option<&Child> {
         self.children
             .iter()
-            .any(|c| c.kind == kind && c.name == name)
+            .find(|c| c.kind == kind && c.name == name)
+    }
+    pub fn contains(&self, kind: Kind, name: &str) -> bool {
+        self.get_named(kind, name).is_some()
     }
 }
 
-/// A validated view of a PhotoSite that builders work from.
-pub struct Site<'a> {
+/// A PhotoSite that passed [`validate`], with the values the builders need already parsed.
+/// The builders accept nothing else, so none of them can see an unchecked spec.
+#[derive(Debug)]
+pub struct ValidatedSite<'a> {
     pub name: &'a str,
     pub namespace: &'a str,
     pub spec: &'a PhotoSiteSpec,
     /// Controller owner reference to the PhotoSite; `None` when it has no uid (render).
     pub owner: Option<OwnerReference>,
+    /// `storage.cache.sizeLimit` in bytes.
+    pub cache_bytes: u64,
+    /// `uploads.maxRequestSize` in bytes.
+    pub max_request_bytes: u64,
+    /// `uploads.maxFileSize` in bytes.
+    pub max_file_bytes: u64,
+    /// `networkPolicy.ingressCIDRs`, checked to be canonical CIDRs.
+    pub ingress_cidrs: Vec<String>,
+    /// Only [`validate`] can build one: nothing outside this module can name [`Checked`].
+    _checked: Checked,
 }
 
-impl<'a> Site<'a> {
-    pub fn new(site: &'a PhotoSite) -> Result<Self, Error> {
-        let name = site
-            .metadata
-            .name
-            .as_deref()
-            .ok_or_else(|| Error::InvalidSpec("PhotoSite has no name".into()))?;
-        let namespace = site
-            .metadata
-            .namespace
-            .as_deref()
-            .ok_or_else(|| Error::InvalidSpec("PhotoSite has no namespace".into()))?;
-        // None for a PhotoSite that has no uid yet (render of a file): no owner reference then.
-        let owner = site.controller_owner_ref(&());
-        Ok(Site {
-            name,
-            namespace,
-            spec: &site.spec,
-            owner,
-        })
-    }
+/// Proof that [`validate`] made a [`ValidatedSite`] (private to this module).
+#[derive(Debug)]
+struct Checked;
 
+impl ValidatedSite<'_> {
     /// Metadata of a child: name, namespace, labels and the controller owner reference.
     pub fn meta(&self, name: String, component: &str) -> ObjectMeta {
         ObjectMeta {
@@ -218,9 +293,11 @@ impl<'a> Site<'a> {
     }
 
     /// Metadata of a data child (originals claim, database): owned only under
-    /// `dataPolicy: Delete`, so the garbage collector keeps it under `Retain`.
+    /// `dataPolicy: Delete`, so the garbage collector keeps it under `Retain`, and labelled
+    /// without the pod selector labels (a claim or a database is not a photo-server pod).
     pub fn data_meta(&self, name: String, component: &str) -> ObjectMeta {
         let mut meta = self.meta(name, component);
+        meta.labels = Some(labels::data(self.name, component));
         if self.spec.data_policy == DataPolicy::Retain {
             meta.owner_references = None;
             meta.annotations = Some(BTreeMap::from([(
@@ -229,6 +306,11 @@ impl<'a> Site<'a> {
             )]));
         }
         meta
+    }
+
+    /// Whether the operator creates the originals claim (no `existingClaim`).
+    pub fn owns_originals_claim(&self) -> bool {
+        self.spec.storage.originals.existing_claim.is_none()
     }
 }
 
@@ -240,159 +322,265 @@ fn child<T: Serialize>(kind: Kind, name: String, object: &T) -> Result<Child, Er
     })
 }
 
-/// Validate a PhotoSite beyond what the CRD schema enforces (the operator must not trust that
-/// the CRD installed in the cluster is the current one).
-pub fn validate(site: &PhotoSite) -> Result<(), Error> {
-    let s = Site::new(site)?;
-    if !crate::names::is_dns_label(s.name) || s.name.len() > crate::names::MAX_SITE_NAME {
-        return Err(Error::InvalidSpec(format!(
-            "name {:?} must be a DNS label of at most {} characters",
-            s.name,
-            crate::names::MAX_SITE_NAME
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidSpec(msg.into())
+}
+
+fn bytes(field: &str, q: &str) -> Result<u64, Error> {
+    quantity::parse_bytes(q).map_err(|e| invalid(format!("{field}: {e}")))
+}
+
+/// A CIDR in canonical form (network address, no host bits), as NetworkPolicy `ipBlock`s
+/// require.
+pub fn canonical_cidr(s: &str) -> Result<String, String> {
+    let (addr, prefix) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?} is not a CIDR (address/prefix)"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{s:?}: {addr:?} is not an IP address"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .map_err(|_| format!("{s:?}: {prefix:?} is not a prefix length"))?;
+    let network = match addr {
+        IpAddr::V4(a) if prefix <= 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(a) & mask).into())
+        }
+        IpAddr::V6(a) if prefix <= 128 => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(a) & mask).into())
+        }
+        _ => return Err(format!("{s:?}: prefix length {prefix} is too long")),
+    };
+    let canonical = format!("{network}/{prefix}");
+    if canonical != s {
+        return Err(format!("{s:?} is not canonical: write {canonical:?}"));
+    }
+    Ok(canonical)
+}
+
+/// Check a PhotoSite beyond what the CRD schema enforces (the operator must not trust that
+/// the CRD installed in the cluster is the current one) and parse what the builders need.
+pub fn validate(site: &PhotoSite) -> Result<ValidatedSite<'_>, Error> {
+    let name = site
+        .metadata
+        .name
+        .as_deref()
+        .ok_or_else(|| invalid("PhotoSite has no name"))?;
+    let namespace = site
+        .metadata
+        .namespace
+        .as_deref()
+        .ok_or_else(|| invalid("PhotoSite has no namespace"))?;
+    if !names::is_dns_label(name) || name.len() > names::MAX_SITE_NAME {
+        return Err(invalid(format!(
+            "name {name:?} must be a DNS label of at most {} characters",
+            names::MAX_SITE_NAME
         )));
     }
-    let spec = s.spec;
+    let spec = &site.spec;
     if spec.image.trim().is_empty() {
-        return Err(Error::InvalidSpec("spec.image must not be empty".into()));
+        return Err(invalid("spec.image must not be empty"));
     }
     if spec.replicas < 0 {
-        return Err(Error::InvalidSpec(
-            "spec.replicas must not be negative".into(),
-        ));
+        return Err(invalid("spec.replicas must not be negative"));
     }
     let a = &spec.autoscaling;
     if a.min_replicas < 1 || a.min_replicas > a.max_replicas {
-        return Err(Error::InvalidSpec(
-            "autoscaling.minReplicas must be between 1 and autoscaling.maxReplicas".into(),
+        return Err(invalid(
+            "autoscaling.minReplicas must be between 1 and autoscaling.maxReplicas",
         ));
     }
     if spec.renditions.is_empty() {
-        return Err(Error::InvalidSpec(
-            "spec.renditions must not be empty".into(),
+        return Err(invalid("spec.renditions must not be empty"));
+    }
+    let cache_bytes = bytes("storage.cache.sizeLimit", &spec.storage.cache.size_limit.0)?;
+    bytes("storage.originals.size", &spec.storage.originals.size.0)?;
+    bytes("database.storage.size", &spec.database.storage.size.0)?;
+    let max_request_bytes = bytes("uploads.maxRequestSize", &spec.uploads.max_request_size.0)?;
+    let max_file_bytes = bytes("uploads.maxFileSize", &spec.uploads.max_file_size.0)?;
+    if max_request_bytes == 0 || max_file_bytes == 0 || max_file_bytes > max_request_bytes {
+        return Err(invalid(
+            "uploads.maxFileSize must be positive and at most uploads.maxRequestSize",
         ));
     }
-    quantity::parse_bytes(&spec.storage.cache.size_limit.0)
-        .map_err(|e| Error::InvalidSpec(format!("storage.cache.sizeLimit: {e}")))?;
-    quantity::parse_bytes(&spec.storage.originals.size.0)
-        .map_err(|e| Error::InvalidSpec(format!("storage.originals.size: {e}")))?;
-    quantity::parse_bytes(&spec.database.storage.size.0)
-        .map_err(|e| Error::InvalidSpec(format!("database.storage.size: {e}")))?;
+    let originals = &spec.storage.originals;
+    let many = spec.replicas > 1 || (a.enabled && a.max_replicas > 1);
+    if originals.access_mode == AccessMode::ReadWriteOncePod
+        && originals.existing_claim.is_none()
+        && many
+    {
+        return Err(invalid(
+            "storage.originals.accessMode ReadWriteOncePod allows one pod only: replicas and autoscaling.maxReplicas must be at most 1",
+        ));
+    }
     if let Some(ing) = &spec.ingress
         && ing.tls.is_some()
         && ing.host.as_deref().unwrap_or("").is_empty()
     {
-        return Err(Error::InvalidSpec("ingress.tls needs ingress.host".into()));
+        return Err(invalid("ingress.tls needs ingress.host"));
     }
     if spec.monitoring.alerts && !spec.monitoring.service_monitor {
-        return Err(Error::InvalidSpec(
-            "monitoring.alerts needs monitoring.serviceMonitor".into(),
-        ));
+        return Err(invalid("monitoring.alerts needs monitoring.serviceMonitor"));
     }
-    Ok(())
+    for (k, v) in &spec.monitoring.labels {
+        if !labels::is_label_key(k) || !labels::is_label_value(v) {
+            return Err(invalid(format!(
+                "monitoring.labels: {k:?}: {v:?} is not a valid label"
+            )));
+        }
+    }
+    let ingress_cidrs = spec
+        .network_policy
+        .ingress_cidrs
+        .iter()
+        .map(|c| canonical_cidr(c).map_err(|e| invalid(format!("networkPolicy.ingressCIDRs: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ValidatedSite {
+        name,
+        namespace,
+        spec,
+        // None for a PhotoSite that has no uid yet (render of a file): no owner reference then.
+        owner: site.controller_owner_ref(&()),
+        cache_bytes,
+        max_request_bytes,
+        max_file_bytes,
+        ingress_cidrs,
+        _checked: Checked,
+    })
 }
 
-/// Build every desired child of a PhotoSite, in apply order.
-pub fn desired(site: &PhotoSite, inputs: &Inputs) -> Result<Desired, Error> {
-    validate(site)?;
-    let s = Site::new(site)?;
-    let spec = s.spec;
-    let mut children = Vec::with_capacity(13);
+/// Build every desired child of a validated PhotoSite, in apply order.
+pub fn desired(site: &ValidatedSite, inputs: &Inputs) -> Result<Desired, Error> {
+    let spec = site.spec;
+    let mut children = Vec::with_capacity(Kind::ALL.len() + 1);
+    let mut missing = Vec::new();
 
-    let sa = service_account::build(&s);
-    children.push(child(Kind::ServiceAccount, crate::names::app(s.name), &sa)?);
-    let cm = config_map::build(&s)?;
-    let config_hash = config_map::hash(&cm);
     children.push(child(
-        Kind::ConfigMap,
-        crate::names::config_map(s.name),
-        &cm,
+        Kind::ServiceAccount,
+        names::app(site.name),
+        &service_account::build(site),
     )?);
+    let cm = config_map::build(site);
+    let config_hash = config_map::hash(&cm);
+    children.push(child(Kind::ConfigMap, names::config_map(site.name), &cm)?);
     if let Some(creds) = &inputs.credentials {
-        let secret = secret::build(&s, creds);
         children.push(child(
             Kind::Secret,
-            crate::names::credentials_secret(s.name),
-            &secret,
+            names::credentials_secret(site.name),
+            &secret::build(site, creds),
         )?);
     }
-    if spec.storage.originals.existing_claim.is_none() {
-        let pvc = pvc::build(&s);
+    if site.owns_originals_claim() {
         children.push(child(
             Kind::PersistentVolumeClaim,
-            crate::names::originals_claim(s.name),
-            &pvc,
+            names::originals_claim(site.name),
+            &pvc::build(site),
         )?);
     }
     if spec.database.external.is_none() {
-        children.push(Child {
-            kind: Kind::DatabaseCluster,
-            name: crate::names::database_cluster(s.name),
-            object: database::build(&s),
-        });
+        if inputs.apis.cloudnative_pg {
+            children.push(Child {
+                kind: Kind::DatabaseCluster,
+                name: names::database_cluster(site.name),
+                object: database::build(site),
+            });
+        } else {
+            missing.push(OptionalApi::CloudNativePg);
+        }
     }
     children.push(child(
         Kind::Service,
-        crate::names::app(s.name),
-        &service::build(&s),
+        names::app(site.name),
+        &service::build(site),
+    )?);
+    children.push(child(
+        Kind::Service,
+        names::metrics_service(site.name),
+        &service::metrics(site),
     )?);
     children.push(child(
         Kind::PodDisruptionBudget,
-        crate::names::app(s.name),
-        &pdb::build(&s),
+        names::app(site.name),
+        &pdb::build(site),
     )?);
     children.push(child(
         Kind::NetworkPolicy,
-        crate::names::app(s.name),
-        &network_policy::build(&s),
+        names::app(site.name),
+        &network_policy::build(site, inputs.external_database.as_ref()),
     )?);
     children.push(child(
         Kind::Deployment,
-        crate::names::app(s.name),
-        &deployment::build(&s, &config_hash)?,
+        names::app(site.name),
+        &deployment::build(site, &config_hash, inputs),
     )?);
     if spec.autoscaling.enabled {
         children.push(child(
             Kind::HorizontalPodAutoscaler,
-            crate::names::app(s.name),
-            &hpa::build(&s),
+            names::app(site.name),
+            &hpa::build(site),
         )?);
     }
-    if let Some(ing) = ingress::build(&s) {
-        children.push(child(Kind::Ingress, crate::names::app(s.name), &ing)?);
+    if let Some(ing) = ingress::build(site) {
+        children.push(child(Kind::Ingress, names::app(site.name), &ing)?);
     }
-    if inputs.prometheus_available {
-        if spec.monitoring.service_monitor {
-            children.push(Child {
-                kind: Kind::ServiceMonitor,
-                name: crate::names::app(s.name),
-                object: monitoring::service_monitor(&s),
-            });
-        }
-        if spec.monitoring.alerts {
-            children.push(Child {
-                kind: Kind::PrometheusRule,
-                name: crate::names::app(s.name),
-                object: monitoring::prometheus_rule(&s),
-            });
+    let m = &spec.monitoring;
+    if m.service_monitor || m.alerts {
+        if inputs.apis.prometheus {
+            if m.service_monitor {
+                children.push(Child {
+                    kind: Kind::ServiceMonitor,
+                    name: names::app(site.name),
+                    object: monitoring::service_monitor(site),
+                });
+                if spec.database.external.is_none() && inputs.apis.cloudnative_pg {
+                    children.push(Child {
+                        kind: Kind::PodMonitor,
+                        name: names::database_pod_monitor(site.name),
+                        object: monitoring::database_pod_monitor(site),
+                    });
+                }
+            }
+            if m.alerts {
+                children.push(Child {
+                    kind: Kind::PrometheusRule,
+                    name: names::app(site.name),
+                    object: monitoring::prometheus_rule(site),
+                });
+            }
+        } else {
+            missing.push(OptionalApi::PrometheusOperator);
         }
     }
-    Ok(Desired { children })
+    Ok(Desired { children, missing })
 }
 
 #[cfg(test)]
 pub(crate) mod test_support {
-    use super::{Credentials, Inputs};
+    use super::{Apis, Credentials, Desired, Inputs, ValidatedSite, desired, validate};
     use crate::crd::PhotoSite;
 
-    /// Build inputs with credentials already generated and the Prometheus CRDs present.
+    /// Build inputs with credentials already generated and every optional API present.
     pub fn inputs() -> Inputs {
         Inputs {
             credentials: Some(Credentials {
                 session_key: "k".into(),
                 admin_password: "p".into(),
             }),
-            prometheus_available: true,
+            apis: Apis::ALL,
+            external_database: None,
         }
+    }
+
+    /// The validated view of a test PhotoSite (panics if it is invalid).
+    pub fn valid(s: &PhotoSite) -> ValidatedSite<'_> {
+        validate(s).expect("valid PhotoSite")
+    }
+
+    /// Every child of a test PhotoSite.
+    pub fn build_all(s: &PhotoSite, inputs: &Inputs) -> Desired {
+        desired(&valid(s), inputs).expect("desired children")
     }
 
     pub const DEMO: &str = "apiVersion: photostack.io/v1alpha1
@@ -440,55 +628,98 @@ spec:
         f(&mut s);
         s
     }
+
+    /// An external database from the Secret `name`, key `uri`.
+    pub fn external(name: &str) -> crate::crd::ExternalDatabaseSpec {
+        crate::crd::ExternalDatabaseSpec {
+            secret_name: name.into(),
+            key: "uri".into(),
+            ssl_mode: None,
+            ca_secret: None,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::test_support::*;
     use super::*;
+    use crate::crd::AccessMode;
 
     #[test]
     fn demo_children_in_apply_order() {
-        let d = desired(&demo(), &inputs()).unwrap();
-        let kinds: Vec<Kind> = d.children.iter().map(|c| c.kind).collect();
+        let d = build_all(&demo(), &inputs());
+        let kinds: Vec<(Kind, &str)> = d
+            .children
+            .iter()
+            .map(|c| (c.kind, c.name.as_str()))
+            .collect();
         assert_eq!(
             kinds,
             vec![
-                Kind::ServiceAccount,
-                Kind::ConfigMap,
-                Kind::Secret,
-                Kind::PersistentVolumeClaim,
-                Kind::DatabaseCluster,
-                Kind::Service,
-                Kind::PodDisruptionBudget,
-                Kind::NetworkPolicy,
-                Kind::Deployment,
+                (Kind::ServiceAccount, "demo"),
+                (Kind::ConfigMap, "demo-config"),
+                (Kind::Secret, "demo-credentials"),
+                (Kind::PersistentVolumeClaim, "demo-originals"),
+                (Kind::DatabaseCluster, "demo-db"),
+                (Kind::Service, "demo"),
+                (Kind::Service, "demo-metrics"),
+                (Kind::PodDisruptionBudget, "demo"),
+                (Kind::NetworkPolicy, "demo"),
+                (Kind::Deployment, "demo"),
             ]
         );
+        assert!(d.missing.is_empty());
     }
 
     #[test]
     fn fakeflickr_has_every_child() {
-        let d = desired(&fakeflickr(), &inputs()).unwrap();
-        assert_eq!(d.children.len(), 13);
-        let mut sorted = d.children.iter().map(|c| c.kind).collect::<Vec<_>>();
-        sorted.sort();
-        assert_eq!(sorted, Kind::ALL.to_vec());
+        let d = build_all(&fakeflickr(), &inputs());
+        // two Services (web, metrics) and one of every other kind
+        assert_eq!(d.children.len(), Kind::ALL.len() + 1);
+        let mut kinds = d.children.iter().map(|c| c.kind).collect::<Vec<_>>();
+        kinds.dedup();
+        assert_eq!(kinds, Kind::ALL.to_vec());
+        assert!(d.contains(Kind::PodMonitor, "fakeflickr-db"));
     }
 
     #[test]
     fn monitoring_skipped_without_prometheus_crds() {
         let mut i = inputs();
-        i.prometheus_available = false;
-        let d = desired(&fakeflickr(), &i).unwrap();
-        assert!(d.get(Kind::ServiceMonitor).is_none());
-        assert!(d.get(Kind::PrometheusRule).is_none());
+        i.apis.prometheus = false;
+        let d = build_all(&fakeflickr(), &i);
+        assert!(d.children.iter().all(|c| !c.kind.is_monitoring()));
+        assert_eq!(d.missing, vec![OptionalApi::PrometheusOperator]);
+        // a site that asks for no monitoring misses nothing
+        assert!(build_all(&demo(), &i).missing.is_empty());
+    }
+
+    #[test]
+    fn without_cloudnative_pg_only_the_database_is_left_out() {
+        let mut i = inputs();
+        i.apis.cloudnative_pg = false;
+        let d = build_all(&fakeflickr(), &i);
+        assert_eq!(d.missing, vec![OptionalApi::CloudNativePg]);
+        assert!(d.get(Kind::DatabaseCluster).is_none());
+        assert!(d.get(Kind::PodMonitor).is_none());
+        for k in [
+            Kind::Deployment,
+            Kind::Service,
+            Kind::Ingress,
+            Kind::PersistentVolumeClaim,
+            Kind::ServiceMonitor,
+        ] {
+            assert!(d.get(k).is_some(), "{k:?} must still be built");
+        }
+        // an external database needs no CloudNativePG
+        let s = with(demo(), |s| s.spec.database.external = Some(external("rds")));
+        assert!(build_all(&s, &i).missing.is_empty());
     }
 
     #[test]
     fn every_child_has_labels_owner_and_valid_name() {
         for s in [demo(), fakeflickr()] {
-            let d = desired(&s, &inputs()).unwrap();
+            let d = build_all(&s, &inputs());
             for c in &d.children {
                 let m = &c.object["metadata"];
                 assert_eq!(m["name"], c.name.as_str());
@@ -500,15 +731,18 @@ mod tests {
                 );
                 assert_eq!(m["labels"][labels::MANAGED_BY], labels::MANAGER);
                 assert_eq!(c.object["kind"], c.kind.kind_name());
-                let retained =
-                    matches!(c.kind, Kind::PersistentVolumeClaim | Kind::DatabaseCluster);
+                let data = matches!(c.kind, Kind::PersistentVolumeClaim | Kind::DatabaseCluster);
                 let owners = m["ownerReferences"].as_array();
-                if retained {
+                if data {
                     assert!(
                         owners.is_none(),
                         "{:?} must not be owned under Retain",
                         c.kind
                     );
+                    // a claim or a database is not a photo-server pod: no selector labels
+                    for key in labels::selector("x").keys() {
+                        assert!(m["labels"].get(key).is_none(), "{:?} has {key}", c.kind);
+                    }
                 } else {
                     let o = &owners.expect("owner references")[0];
                     assert_eq!(o["kind"], "PhotoSite");
@@ -522,7 +756,7 @@ mod tests {
     #[test]
     fn data_is_owned_under_delete() {
         let s = with(demo(), |s| s.spec.data_policy = DataPolicy::Delete);
-        let d = desired(&s, &inputs()).unwrap();
+        let d = build_all(&s, &inputs());
         for k in [Kind::PersistentVolumeClaim, Kind::DatabaseCluster] {
             let o = &d.get(k).unwrap().object["metadata"]["ownerReferences"][0];
             assert_eq!(o["name"], "demo");
@@ -533,12 +767,9 @@ mod tests {
     fn external_database_and_existing_claim_skip_children() {
         let s = with(demo(), |s| {
             s.spec.storage.originals.existing_claim = Some("mine".into());
-            s.spec.database.external = Some(crate::crd::ExternalDatabaseSpec {
-                secret_name: "rds".into(),
-                key: "uri".into(),
-            });
+            s.spec.database.external = Some(external("rds"));
         });
-        let d = desired(&s, &inputs()).unwrap();
+        let d = build_all(&s, &inputs());
         assert!(d.get(Kind::PersistentVolumeClaim).is_none());
         assert!(d.get(Kind::DatabaseCluster).is_none());
     }
@@ -558,6 +789,29 @@ mod tests {
                     i.host = None
                 }
             }),
+            // ReadWriteOncePod mounts on one pod only
+            with(demo(), |s| {
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod
+            }),
+            with(demo(), |s| {
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod;
+                s.spec.replicas = 1;
+                s.spec.autoscaling.enabled = true;
+            }),
+            with(demo(), |s| s.spec.uploads.max_file_size.0 = "300Mi".into()),
+            with(demo(), |s| s.spec.uploads.max_request_size.0 = "0".into()),
+            with(demo(), |s| {
+                s.spec.network_policy.ingress_cidrs = vec!["10.0.0.1/16".into()]
+            }),
+            with(demo(), |s| {
+                s.spec.network_policy.ingress_cidrs = vec!["10.0.0.0/33".into()]
+            }),
+            with(demo(), |s| {
+                s.spec
+                    .monitoring
+                    .labels
+                    .insert("release".into(), "not a label".into());
+            }),
         ];
         for s in bad {
             assert!(
@@ -568,5 +822,34 @@ mod tests {
         }
         assert!(validate(&demo()).is_ok());
         assert!(validate(&fakeflickr()).is_ok());
+        // one pod on a ReadWriteOncePod claim is fine, and so is an existing claim
+        for ok in [
+            with(demo(), |s| {
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod;
+                s.spec.replicas = 1;
+            }),
+            with(demo(), |s| {
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod;
+                s.spec.storage.originals.existing_claim = Some("mine".into());
+            }),
+        ] {
+            assert!(validate(&ok).is_ok(), "{:?}", ok.spec);
+        }
+    }
+
+    #[test]
+    fn cidrs_must_be_canonical() {
+        assert_eq!(canonical_cidr("10.0.0.0/16").as_deref(), Ok("10.0.0.0/16"));
+        assert_eq!(canonical_cidr("fd00::/8").as_deref(), Ok("fd00::/8"));
+        assert_eq!(canonical_cidr("0.0.0.0/0").as_deref(), Ok("0.0.0.0/0"));
+        assert!(
+            canonical_cidr("10.0.0.1/16")
+                .unwrap_err()
+                .contains("10.0.0.0/16")
+        );
+        assert!(canonical_cidr("fd00:0::/8").is_err());
+        assert!(canonical_cidr("10.0.0.0").is_err());
+        assert!(canonical_cidr("::/129").is_err());
+        assert!(canonical_cidr("example.com/8").is_err());
     }
 }

@@ -7,22 +7,50 @@
 //! `photo_http_request_duration_seconds_bucket{route,method}`, scoped by the `namespace` and `service`
 //! labels the ServiceMonitor's scrape adds. JSON because there are no Rust types for these
 //! CRDs; a test validates them against the prometheus-operator CRD schemas.
+//!
+//! - The ServiceMonitor scrapes the metrics port through the headless `<site>-metrics`
+//!   Service (the Service the Ingress uses does not expose that port).
+//! - With a CloudNativePG database, a PodMonitor scrapes its instances' `metrics` port
+//!   (CloudNativePG no longer creates one itself).
+//! - Every object carries `monitoring.labels`: a default kube-prometheus-stack only selects
+//!   ServiceMonitors, PodMonitors and PrometheusRules labelled `release: <its release>`.
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
-use super::Site;
+use super::ValidatedSite;
+use super::deployment::METRICS_PORT_NAME;
+use super::service::METRICS_COMPONENT;
 use crate::{labels, names};
 
-pub fn service_monitor(site: &Site) -> Value {
+/// Metadata of a monitoring object: `monitoring.labels` plus the operator's (which win).
+fn meta(site: &ValidatedSite, name: String, component: &str) -> ObjectMeta {
+    let mut meta = site.meta(name, component);
+    let mut all = site.spec.monitoring.labels.clone();
+    all.extend(meta.labels.take().unwrap_or_default());
+    meta.labels = Some(all);
+    meta
+}
+
+/// Labels the ServiceMonitor selects: the metrics Service's.
+pub fn metrics_service_selector(
+    site: &ValidatedSite,
+) -> std::collections::BTreeMap<String, String> {
+    let mut sel = labels::selector(site.name);
+    sel.insert(labels::COMPONENT.into(), METRICS_COMPONENT.into());
+    sel
+}
+
+pub fn service_monitor(site: &ValidatedSite) -> Value {
     json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "ServiceMonitor",
-        "metadata": site.meta(names::app(site.name), "server"),
+        "metadata": meta(site, names::app(site.name), "server"),
         "spec": {
-            "selector": { "matchLabels": labels::selector(site.name) },
+            "selector": { "matchLabels": metrics_service_selector(site) },
             "namespaceSelector": { "matchNames": [site.namespace] },
             "endpoints": [{
-                "port": super::service::PORT_NAME,
+                "port": METRICS_PORT_NAME,
                 "path": "/metrics",
                 "interval": "30s",
                 "scheme": "http",
@@ -31,18 +59,32 @@ pub fn service_monitor(site: &Site) -> Value {
     })
 }
 
-pub fn prometheus_rule(site: &Site) -> Value {
+/// PodMonitor of the CloudNativePG instances (their exporter listens on port `metrics`).
+pub fn database_pod_monitor(site: &ValidatedSite) -> Value {
+    json!({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
+        "metadata": meta(site, names::database_pod_monitor(site.name), "database"),
+        "spec": {
+            "selector": { "matchLabels": { "cnpg.io/cluster": names::database_cluster(site.name) } },
+            "namespaceSelector": { "matchNames": [site.namespace] },
+            "podMetricsEndpoints": [{ "port": "metrics" }],
+        },
+    })
+}
+
+pub fn prometheus_rule(site: &ValidatedSite) -> Value {
     let sel = format!(
         "namespace=\"{}\",service=\"{}\"",
         site.namespace,
-        names::app(site.name)
+        names::metrics_service(site.name)
     );
     let labels = json!({ "severity": "critical", "photosite": site.name });
     let warning = json!({ "severity": "warning", "photosite": site.name });
     json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
-        "metadata": site.meta(names::app(site.name), "server"),
+        "metadata": meta(site, names::app(site.name), "server"),
         "spec": {
             "groups": [{
                 "name": format!("photosite.{}.{}", site.namespace, site.name),
@@ -96,23 +138,63 @@ pub fn prometheus_rule(site: &Site) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::fakeflickr;
+    use crate::build::test_support::*;
 
     #[test]
-    fn service_monitor_selects_service() {
+    fn service_monitor_scrapes_the_metrics_service() {
         let s = fakeflickr();
-        let sm = service_monitor(&Site::new(&s).unwrap());
-        assert_eq!(sm["spec"]["endpoints"][0]["port"], "http");
+        let sm = service_monitor(&valid(&s));
+        assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
+        let sel = &sm["spec"]["selector"]["matchLabels"];
+        assert_eq!(sel["app.kubernetes.io/instance"], "fakeflickr");
+        assert_eq!(sel["app.kubernetes.io/component"], "metrics");
+    }
+
+    #[test]
+    fn monitoring_labels_reach_every_monitoring_object() {
+        let s = with(fakeflickr(), |s| {
+            let l = &mut s.spec.monitoring.labels;
+            l.insert("release".into(), "kube-prometheus-stack".into());
+            // the operator's own labels win
+            l.insert(labels::MANAGED_BY.into(), "someone-else".into());
+        });
+        let site = valid(&s);
+        for o in [
+            service_monitor(&site),
+            prometheus_rule(&site),
+            database_pod_monitor(&site),
+        ] {
+            let l = &o["metadata"]["labels"];
+            assert_eq!(l["release"], "kube-prometheus-stack", "{}", o["kind"]);
+            assert_eq!(l[labels::MANAGED_BY], labels::MANAGER);
+            assert_eq!(l[labels::SITE], "fakeflickr");
+        }
+    }
+
+    #[test]
+    fn pod_monitor_selects_the_database_instances() {
+        let s = fakeflickr();
+        let pm = database_pod_monitor(&valid(&s));
+        assert_eq!(pm["metadata"]["name"], "fakeflickr-db");
         assert_eq!(
-            sm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"],
-            "fakeflickr"
+            pm["spec"]["selector"]["matchLabels"]["cnpg.io/cluster"],
+            "fakeflickr-db"
         );
+        assert_eq!(pm["spec"]["podMetricsEndpoints"][0]["port"], "metrics");
+    }
+
+    #[test]
+    fn alerts_query_the_metrics_service() {
+        let s = fakeflickr();
+        let r = prometheus_rule(&valid(&s));
+        let expr = r["spec"]["groups"][0]["rules"][0]["expr"].as_str().unwrap();
+        assert!(expr.contains("service=\"fakeflickr-metrics\""), "{expr}");
     }
 
     #[test]
     fn alerts_cover_availability_latency_errors() {
         let s = fakeflickr();
-        let r = prometheus_rule(&Site::new(&s).unwrap());
+        let r = prometheus_rule(&valid(&s));
         let alerts: Vec<&str> = r["spec"]["groups"][0]["rules"]
             .as_array()
             .unwrap()

@@ -1,30 +1,49 @@
-//! NetworkPolicy of the photo-server pods: ingress only from the ingress controller's and the
-//! monitoring namespace, egress only to the database and to DNS.
+//! NetworkPolicy of the photo-server pods.
 //!
-//! The namespaces come from `spec.networkPolicy` (defaults `ingress-nginx` and `monitoring`)
-//! and are matched on the `kubernetes.io/metadata.name` label every namespace carries. An
-//! external database's address is unknown, so egress to it is allowed on its port (5432) to
+//! Ingress, two rules:
+//! - the web port from the ingress controller's namespace and from `ingressCIDRs` (`ipBlock`s:
+//!   load balancers that are not pods, such as an AWS ALB in IP mode, connect from VPC
+//!   addresses that no namespace selector matches);
+//! - the metrics port from the monitoring namespace only.
+//!
+//! Egress: the database and DNS. The namespaces come from `spec.networkPolicy` (defaults
+//! `ingress-nginx` and `monitoring`) and are matched on the `kubernetes.io/metadata.name`
+//! label every namespace carries. An external database's address is unknown, so egress to it
+//! is allowed on the ports of its connection URI (read from its Secret; 5432 when unknown) to
 //! any address.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::Site;
+use super::config_map::{METRICS_PORT, PORT};
+use super::{ExternalDatabase, ValidatedSite};
 use crate::{labels, names};
 
 const NS_LABEL: &str = "kubernetes.io/metadata.name";
+/// Postgres' port, for CloudNativePG and an external database whose URI names none.
+pub const POSTGRES_PORT: u16 = 5432;
 
 fn namespace(name: &str) -> NetworkPolicyPeer {
     NetworkPolicyPeer {
         namespace_selector: Some(LabelSelector {
             match_labels: Some(BTreeMap::from([(NS_LABEL.to_string(), name.to_string())])),
             ..LabelSelector::default()
+        }),
+        ..NetworkPolicyPeer::default()
+    }
+}
+
+fn cidr(block: &str) -> NetworkPolicyPeer {
+    NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: block.into(),
+            except: None,
         }),
         ..NetworkPolicyPeer::default()
     }
@@ -38,35 +57,46 @@ fn port(protocol: &str, port: i32) -> NetworkPolicyPort {
     }
 }
 
-pub fn build(site: &Site) -> NetworkPolicy {
+pub fn build(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> NetworkPolicy {
     let np = &site.spec.network_policy;
-    let http = port("TCP", super::config_map::PORT);
-    let ingress = vec![NetworkPolicyIngressRule {
-        from: Some(vec![
-            namespace(&np.ingress_namespace),
-            namespace(&np.monitoring_namespace),
-        ]),
-        ports: Some(vec![http]),
-    }];
-    let database_peer = if site.spec.database.external.is_some() {
-        None
+    let mut web_from = vec![namespace(&np.ingress_namespace)];
+    web_from.extend(site.ingress_cidrs.iter().map(|c| cidr(c)));
+    let ingress = vec![
+        NetworkPolicyIngressRule {
+            from: Some(web_from),
+            ports: Some(vec![port("TCP", PORT)]),
+        },
+        NetworkPolicyIngressRule {
+            from: Some(vec![namespace(&np.monitoring_namespace)]),
+            ports: Some(vec![port("TCP", METRICS_PORT)]),
+        },
+    ];
+    let database = if site.spec.database.external.is_some() {
+        let ports = external
+            .map(|e| e.ports.clone())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| vec![POSTGRES_PORT]);
+        NetworkPolicyEgressRule {
+            to: None,
+            ports: Some(ports.into_iter().map(|p| port("TCP", p.into())).collect()),
+        }
     } else {
-        Some(vec![NetworkPolicyPeer {
-            pod_selector: Some(LabelSelector {
-                match_labels: Some(BTreeMap::from([(
-                    "cnpg.io/cluster".to_string(),
-                    names::database_cluster(site.name),
-                )])),
-                ..LabelSelector::default()
-            }),
-            ..NetworkPolicyPeer::default()
-        }])
+        NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                pod_selector: Some(LabelSelector {
+                    match_labels: Some(BTreeMap::from([(
+                        "cnpg.io/cluster".to_string(),
+                        names::database_cluster(site.name),
+                    )])),
+                    ..LabelSelector::default()
+                }),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port("TCP", POSTGRES_PORT.into())]),
+        }
     };
     let egress = vec![
-        NetworkPolicyEgressRule {
-            to: database_peer,
-            ports: Some(vec![port("TCP", 5432)]),
-        },
+        database,
         NetworkPolicyEgressRule {
             to: Some(vec![namespace("kube-system")]),
             ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
@@ -91,13 +121,47 @@ mod tests {
     use super::*;
     use crate::build::test_support::*;
 
+    fn ports(rule: &NetworkPolicyIngressRule) -> Vec<IntOrString> {
+        rule.ports
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter_map(|p| p.port)
+            .collect()
+    }
+
     #[test]
     fn ingress_and_egress_are_restricted() {
         let s = demo();
-        let np = build(&Site::new(&s).unwrap()).spec.unwrap();
+        let np = build(&valid(&s), None).spec.unwrap();
         assert_eq!(np.policy_types.unwrap(), vec!["Ingress", "Egress"]);
-        let from = np.ingress.unwrap()[0].from.clone().unwrap();
-        assert_eq!(from.len(), 2);
+        let ingress = np.ingress.unwrap();
+        assert_eq!(ingress.len(), 2);
+        // web port: the ingress controller's namespace only
+        let web = ingress[0].from.clone().unwrap();
+        assert_eq!(web.len(), 1);
+        assert_eq!(
+            web[0]
+                .namespace_selector
+                .clone()
+                .unwrap()
+                .match_labels
+                .unwrap()[NS_LABEL],
+            "ingress-nginx"
+        );
+        assert_eq!(ports(&ingress[0]), vec![IntOrString::Int(8080)]);
+        // metrics port: the monitoring namespace only
+        let mon = ingress[1].from.clone().unwrap();
+        assert_eq!(
+            mon[0]
+                .namespace_selector
+                .clone()
+                .unwrap()
+                .match_labels
+                .unwrap()[NS_LABEL],
+            "monitoring"
+        );
+        assert_eq!(ports(&ingress[1]), vec![IntOrString::Int(9090)]);
         let egress = np.egress.unwrap();
         let db = egress[0].to.clone().unwrap();
         assert_eq!(
@@ -108,14 +172,55 @@ mod tests {
     }
 
     #[test]
-    fn external_database_allows_port_only() {
+    fn ingress_cidrs_admit_load_balancers_that_are_not_pods() {
+        // an ALB in IP mode connects from VPC addresses
         let s = with(demo(), |s| {
-            s.spec.database.external = Some(crate::crd::ExternalDatabaseSpec {
-                secret_name: "rds".into(),
-                key: "uri".into(),
-            })
+            s.spec.network_policy.ingress_cidrs = vec!["10.0.0.0/16".into(), "fd00::/8".into()]
         });
-        let np = build(&Site::new(&s).unwrap()).spec.unwrap();
-        assert!(np.egress.unwrap()[0].to.is_none());
+        let np = build(&valid(&s), None).spec.unwrap();
+        let ingress = np.ingress.unwrap();
+        let blocks: Vec<String> = ingress[0]
+            .from
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter_map(|p| p.ip_block.map(|b| b.cidr))
+            .collect();
+        assert_eq!(blocks, vec!["10.0.0.0/16", "fd00::/8"]);
+        assert_eq!(ports(&ingress[0]), vec![IntOrString::Int(8080)]);
+        // the CIDRs never reach the metrics port
+        assert!(
+            ingress[1]
+                .from
+                .clone()
+                .unwrap()
+                .iter()
+                .all(|p| p.ip_block.is_none())
+        );
+    }
+
+    #[test]
+    fn external_database_allows_its_ports_to_any_address() {
+        let s = with(demo(), |s| s.spec.database.external = Some(external("rds")));
+        let np = build(&valid(&s), None).spec.unwrap();
+        let db = &np.egress.unwrap()[0];
+        assert!(db.to.is_none());
+        assert_eq!(
+            db.ports.clone().unwrap()[0].port,
+            Some(IntOrString::Int(5432))
+        );
+        let e = ExternalDatabase {
+            ports: vec![6432, 5433],
+            secret_hash: String::new(),
+        };
+        let np = build(&valid(&s), Some(&e)).spec.unwrap();
+        let ports: Vec<_> = np.egress.unwrap()[0]
+            .ports
+            .clone()
+            .unwrap()
+            .into_iter()
+            .filter_map(|p| p.port)
+            .collect();
+        assert_eq!(ports, vec![IntOrString::Int(6432), IntOrString::Int(5433)]);
     }
 }

@@ -6,10 +6,10 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::Site;
+use super::ValidatedSite;
 use crate::{labels, names};
 
-pub fn build(site: &Site) -> PodDisruptionBudget {
+pub fn build(site: &ValidatedSite) -> PodDisruptionBudget {
     PodDisruptionBudget {
         metadata: site.meta(names::app(site.name), "server"),
         spec: Some(PodDisruptionBudgetSpec {
@@ -27,12 +27,12 @@ pub fn build(site: &Site) -> PodDisruptionBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::demo;
+    use crate::build::test_support::*;
 
     #[test]
     fn one_at_a_time() {
         let s = demo();
-        let p = build(&Site::new(&s).unwrap()).spec.unwrap();
+        let p = build(&valid(&s)).spec.unwrap();
         assert_eq!(p.max_unavailable, Some(IntOrString::Int(1)));
         assert_eq!(
             p.selector.unwrap().match_labels.unwrap(),

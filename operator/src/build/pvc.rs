@@ -1,7 +1,7 @@
 //! The ReadWriteMany claim for originals, mounted read-write by every photo-server pod.
 //!
 //! Not created when `storage.originals.existingClaim` is set. Owned by the PhotoSite only
-//! under `dataPolicy: Delete` (see [`Site::data_meta`]).
+//! under `dataPolicy: Delete` (see [`ValidatedSite::data_meta`]).
 
 use std::collections::BTreeMap;
 
@@ -9,10 +9,10 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
 };
 
-use super::Site;
+use super::ValidatedSite;
 use crate::names;
 
-pub fn build(site: &Site) -> PersistentVolumeClaim {
+pub fn build(site: &ValidatedSite) -> PersistentVolumeClaim {
     let o = &site.spec.storage.originals;
     PersistentVolumeClaim {
         metadata: site.data_meta(names::originals_claim(site.name), "originals"),
@@ -30,7 +30,7 @@ pub fn build(site: &Site) -> PersistentVolumeClaim {
 }
 
 /// Name of the claim the pods mount.
-pub fn claim_name(site: &Site) -> String {
+pub fn claim_name(site: &ValidatedSite) -> String {
     site.spec
         .storage
         .originals
@@ -48,7 +48,7 @@ mod tests {
     #[test]
     fn rwx_by_default_and_settable() {
         let s = fakeflickr();
-        let p = build(&Site::new(&s).unwrap());
+        let p = build(&valid(&s));
         let spec = p.spec.unwrap();
         assert_eq!(spec.access_modes.unwrap(), vec!["ReadWriteMany"]);
         assert_eq!(spec.storage_class_name.as_deref(), Some("efs-sc"));
@@ -60,7 +60,7 @@ mod tests {
         let s = with(demo(), |s| {
             s.spec.storage.originals.access_mode = AccessMode::ReadWriteOnce
         });
-        let p = build(&Site::new(&s).unwrap());
+        let p = build(&valid(&s));
         assert_eq!(p.spec.unwrap().access_modes.unwrap(), vec!["ReadWriteOnce"]);
     }
 
@@ -69,7 +69,7 @@ mod tests {
         let s = with(demo(), |s| {
             s.spec.storage.originals.existing_claim = Some("mine".into())
         });
-        assert_eq!(claim_name(&Site::new(&s).unwrap()), "mine");
-        assert_eq!(claim_name(&Site::new(&demo()).unwrap()), "demo-originals");
+        assert_eq!(claim_name(&valid(&s)), "mine");
+        assert_eq!(claim_name(&valid(&demo())), "demo-originals");
     }
 }

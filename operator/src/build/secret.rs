@@ -12,13 +12,13 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use rand::RngExt;
 
-use super::{Credentials, Site};
+use super::{Credentials, ValidatedSite};
 use crate::names;
 
 pub const SESSION_KEY: &str = "session-key";
 pub const ADMIN_PASSWORD: &str = "admin-password";
 
-pub fn build(site: &Site, creds: &Credentials) -> Secret {
+pub fn build(site: &ValidatedSite, creds: &Credentials) -> Secret {
     Secret {
         metadata: site.meta(names::credentials_secret(site.name), "server"),
         type_: Some("Opaque".into()),
@@ -67,12 +67,12 @@ fn random_token(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::demo;
+    use crate::build::test_support::*;
 
     #[test]
     fn keeps_existing_values() {
         let s = demo();
-        let site = Site::new(&s).unwrap();
+        let site = valid(&s);
         let first = generate();
         assert_eq!(first.session_key.len(), 64);
         assert_eq!(first.admin_password.len(), 24);
@@ -84,7 +84,7 @@ mod tests {
     #[test]
     fn fills_missing_keys_only() {
         let s = demo();
-        let site = Site::new(&s).unwrap();
+        let site = valid(&s);
         let mut secret = build(&site, &generate());
         let kept = secret.data.as_ref().unwrap()[SESSION_KEY].clone();
         secret.data.as_mut().unwrap().remove(ADMIN_PASSWORD);

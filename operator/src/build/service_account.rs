@@ -3,10 +3,10 @@
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 
-use super::Site;
+use super::ValidatedSite;
 use crate::names;
 
-pub fn build(site: &Site) -> ServiceAccount {
+pub fn build(site: &ValidatedSite) -> ServiceAccount {
     ServiceAccount {
         metadata: site.meta(names::app(site.name), "server"),
         automount_service_account_token: Some(false),
@@ -17,12 +17,12 @@ pub fn build(site: &Site) -> ServiceAccount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::demo;
+    use crate::build::test_support::*;
 
     #[test]
     fn no_token() {
         let s = demo();
-        let sa = build(&Site::new(&s).unwrap());
+        let sa = build(&valid(&s));
         assert_eq!(sa.metadata.name.as_deref(), Some("demo"));
         assert_eq!(sa.automount_service_account_token, Some(false));
     }

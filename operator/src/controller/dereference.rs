@@ -4,16 +4,19 @@
 //!   missing ones generated, so the session key and admin password are never rotated by
 //!   accident;
 //! - `storage.originals.existingClaim`: must exist, or the site is Degraded
-//!   (`ExistingClaimNotFound`);
-//! - `database.external`: the Secret and its key must exist (`DatabaseSecretNotFound`).
+//!   (`ExistingClaimNotFound`); its phase goes to `status.originals`;
+//! - `database.external`: the Secret and its key must exist (`DatabaseSecretNotFound`), and
+//!   so must `caSecret` when given. The URI's ports open the NetworkPolicy, and a hash of the
+//!   values rolls the pods when the Secret is rotated.
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
-use kube::ResourceExt;
 use kube::api::Api;
+use sha2::{Digest, Sha256};
 
 use super::Context;
-use crate::build::{Credentials, Kind, secret};
-use crate::crd::PhotoSite;
+use crate::build::network_policy::POSTGRES_PORT;
+use crate::build::{Credentials, ExternalDatabase, Kind, ValidatedSite, secret};
+use crate::error::Stage;
 use crate::{Error, names};
 
 /// What the PhotoSite references, as read from the cluster.
@@ -22,17 +25,54 @@ pub struct References {
     pub credentials: Credentials,
     /// Whether the credentials Secret already existed with both keys.
     pub credentials_complete: bool,
+    /// Ports and hash of the external database's Secret.
+    pub external_database: Option<ExternalDatabase>,
+    /// Phase of `storage.originals.existingClaim`.
+    pub existing_claim_phase: Option<String>,
 }
 
-pub async fn dereference(site: &PhotoSite, ctx: &Context) -> Result<References, Error> {
-    let ns = site.namespace().unwrap_or_default();
-    let name = site.name_any();
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+/// The TCP ports of the hosts in a Postgres connection URI
+/// (`postgres://user:pw@host1:5433,host2/db?...`), [`POSTGRES_PORT`] for a host without one.
+pub fn uri_ports(uri: &str) -> Vec<u16> {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let hosts = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let hosts = hosts.split(['/', '?']).next().unwrap_or_default();
+    let mut ports = Vec::new();
+    for host in hosts.split(',') {
+        let port = match host.rsplit_once(']') {
+            // [v6]:port
+            Some((_, tail)) => tail.strip_prefix(':'),
+            None => host.rsplit_once(':').map(|(_, p)| p),
+        };
+        let port = port.and_then(|p| p.parse().ok()).unwrap_or(POSTGRES_PORT);
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
 
-    let secret_name = names::credentials_secret(&name);
-    let existing: Option<Secret> = match ctx.stores.get(Kind::Secret, &ns, &secret_name) {
+fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
+    s.data.as_ref()?.get(key).map(|b| b.0.clone())
+}
+
+pub async fn dereference(site: &ValidatedSite<'_>, ctx: &Context) -> Result<References, Error> {
+    let ns = site.namespace;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let get_secret = |name: String| {
+        let secrets = secrets.clone();
+        async move {
+            secrets.get_opt(&name).await.map_err(Error::api(
+                Stage::Dereference,
+                format!("Secret {ns}/{name}"),
+            ))
+        }
+    };
+
+    let secret_name = names::credentials_secret(site.name);
+    let existing: Option<Secret> = match ctx.stores.get(Kind::Secret, ns, &secret_name) {
         Some(live) => serde_json::from_value(serde_json::to_value(&*live)?).ok(),
-        None => secrets.get_opt(&secret_name).await?,
+        None => get_secret(secret_name).await?,
     };
     let credentials = secret::from_existing(existing.as_ref());
     let credentials_complete = existing
@@ -42,33 +82,78 @@ pub async fn dereference(site: &PhotoSite, ctx: &Context) -> Result<References, 
             d.contains_key(secret::SESSION_KEY) && d.contains_key(secret::ADMIN_PASSWORD)
         });
 
+    let mut existing_claim_phase = None;
     if let Some(claim) = &site.spec.storage.originals.existing_claim {
-        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
-        if pvcs.get_opt(claim).await?.is_none() {
+        let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+        let found = pvcs.get_opt(claim).await.map_err(Error::api(
+            Stage::Dereference,
+            format!("PersistentVolumeClaim {ns}/{claim}"),
+        ))?;
+        let Some(found) = found else {
             return Err(Error::MissingClaim(claim.clone()));
-        }
+        };
+        existing_claim_phase = found.status.and_then(|s| s.phase);
     }
 
+    let mut external_database = None;
     if let Some(ext) = &site.spec.database.external {
-        match secrets.get_opt(&ext.secret_name).await? {
-            None => {
-                return Err(Error::MissingDatabaseSecret(format!(
-                    "Secret {:?} not found",
-                    ext.secret_name
-                )));
-            }
-            Some(s) if !s.data.as_ref().is_some_and(|d| d.contains_key(&ext.key)) => {
-                return Err(Error::MissingDatabaseSecret(format!(
-                    "Secret {:?} has no key {:?}",
-                    ext.secret_name, ext.key
-                )));
-            }
-            Some(_) => {}
+        let missing = |what: String| Error::MissingDatabaseSecret(what);
+        let uri = get_secret(ext.secret_name.clone())
+            .await?
+            .ok_or_else(|| missing(format!("Secret {:?} not found", ext.secret_name)))?;
+        let uri = secret_value(&uri, &ext.key).ok_or_else(|| {
+            missing(format!(
+                "Secret {:?} has no key {:?}",
+                ext.secret_name, ext.key
+            ))
+        })?;
+        let mut hash = Sha256::new();
+        hash.update(&uri);
+        if let Some(ca) = &ext.ca_secret {
+            let cert = get_secret(ca.name.clone())
+                .await?
+                .ok_or_else(|| missing(format!("CA Secret {:?} not found", ca.name)))?;
+            let cert = secret_value(&cert, &ca.key).ok_or_else(|| {
+                missing(format!("CA Secret {:?} has no key {:?}", ca.name, ca.key))
+            })?;
+            hash.update([0]);
+            hash.update(&cert);
         }
+        external_database = Some(ExternalDatabase {
+            ports: uri_ports(&String::from_utf8_lossy(&uri)),
+            secret_hash: hex::encode(hash.finalize())[..16].to_string(),
+        });
     }
 
     Ok(References {
         credentials,
         credentials_complete,
+        external_database,
+        existing_claim_phase,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_of_connection_uris() {
+        assert_eq!(
+            uri_ports("postgres://u:p@db.example.com/photos"),
+            vec![5432]
+        );
+        assert_eq!(
+            uri_ports("postgresql://u:p@db.example.com:6432/photos?sslmode=require"),
+            vec![6432]
+        );
+        assert_eq!(
+            uri_ports("postgres://u:p@a:5433,b:5434,c/photos"),
+            vec![5433, 5434, 5432]
+        );
+        assert_eq!(uri_ports("postgres://u:p@[fd00::1]:5439/x"), vec![5439]);
+        assert_eq!(uri_ports("postgres://[fd00::1]/x"), vec![5432]);
+        // a password with an '@' or ':' in it (percent-encoding forgotten)
+        assert_eq!(uri_ports("postgres://u:p@ss:w@host:7000/x"), vec![7000]);
+    }
 }

@@ -5,6 +5,7 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 
+use super::status::Problem;
 use super::{Context, Outcome};
 use crate::Error;
 
@@ -72,6 +73,49 @@ pub async fn warning(ctx: &Context, reference: &ObjectReference, err: &Error, ac
             reason: err.reason().into(),
             note: Some(truncate(err.to_string())),
             action: action.into(),
+            secondary: None,
+        },
+    )
+    .await;
+}
+
+/// Warning event for a site that became (or stays, differently) Degraded: every problem.
+pub async fn degraded(ctx: &Context, reference: &ObjectReference, problems: &[Problem]) {
+    let Some(first) = problems.first() else {
+        return;
+    };
+    let note = problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    publish(
+        ctx,
+        reference,
+        Event {
+            type_: EventType::Warning,
+            reason: first.reason.into(),
+            note: Some(truncate(note)),
+            action: "Reconcile".into(),
+            secondary: None,
+        },
+    )
+    .await;
+}
+
+/// Warning event: the spec asks for monitoring objects and the Prometheus Operator's CRDs
+/// are not installed, so they are not created.
+pub async fn monitoring_ignored(ctx: &Context, reference: &ObjectReference) {
+    publish(
+        ctx,
+        reference,
+        Event {
+            type_: EventType::Warning,
+            reason: "MonitoringIgnored".into(),
+            note: Some(
+                "spec.monitoring asks for a ServiceMonitor or PrometheusRule, but the Prometheus Operator CRDs (monitoring.coreos.com/v1) are not installed: nothing created until they are".into(),
+            ),
+            action: "Reconcile".into(),
             secondary: None,
         },
     )

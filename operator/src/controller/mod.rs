@@ -1,14 +1,16 @@
 //! The reconciler, shaped as a pipeline (Stackable style), one module per step:
 //!
-//! 1. [`dereference`]: read what the PhotoSite points at (its credentials Secret, an existing
+//! 1. validate: [`crate::build::validate`] turns the PhotoSite into the
+//!    [`crate::build::ValidatedSite`] that the builders alone accept.
+//! 2. [`dereference`]: read what the PhotoSite points at (its credentials Secret, an existing
 //!    originals claim, an external database Secret). The only reads besides the stores.
-//! 2. validate + build: [`crate::build::desired`], pure, no client.
-//! 3. [`apply`]: server-side apply every desired child in order with one field manager,
-//!    skipping children whose live copy (from the watch stores) already matches, so a
-//!    converged PhotoSite causes no writes; then delete children the spec no longer asks for,
-//!    found by label in the stores.
-//! 4. [`status`]: compute status from what was applied (or is live) and patch it only when it
-//!    changed.
+//! 3. build: [`crate::build::desired`], pure, no client; children of an optional API the
+//!    cluster lacks ([`discovery`]) are left out and reported.
+//! 4. [`plan`]: the pure diff of desired against the watch stores, so a converged PhotoSite
+//!    causes no writes; [`apply`] carries it out with one field manager, going on past a
+//!    child the API refuses, then deletes children the spec no longer asks for.
+//! 5. [`status`]: compute status from what was applied (or is live) and patch it only when it
+//!    changed; a refused child or a missing CloudNativePG is `Degraded`.
 //!
 //! Deletion needs no finalizer: children carry a controller owner reference and the garbage
 //! collector removes them; the originals claim and the database carry one only under
@@ -17,7 +19,9 @@
 
 pub mod apply;
 pub mod dereference;
+pub mod discovery;
 pub mod events;
+pub mod plan;
 pub mod status;
 
 use std::collections::HashMap;
@@ -38,10 +42,12 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::build::{self, Inputs, Kind};
+use crate::build::{self, Apis, Inputs, Kind, OptionalApi};
 use crate::crd::PhotoSite;
 use crate::metrics::Metrics;
 use crate::{Error, labels};
+use discovery::Capabilities;
+use plan::Observed;
 
 /// Requeue of a converged site: a safety net, the watches trigger everything else.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -76,10 +82,19 @@ pub struct RunArgs {
     /// Role grants nothing outside it). Unset or empty: every namespace.
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Seconds between checks for CloudNativePG and the Prometheus Operator (discovery), so
+    /// installing them later needs no restart of the operator.
+    #[arg(
+        long,
+        env = "PHOTO_OPERATOR_DISCOVERY_INTERVAL",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub discovery_interval: u64,
 }
 
 /// Live children, as seen by the watches, pruned to what the diff and the status need
-/// ([`apply::prune`]) to keep memory small.
+/// ([`plan::prune`]) to keep memory small.
 #[derive(Clone, Default)]
 pub struct Stores {
     stores: HashMap<Kind, Store<DynamicObject>>,
@@ -94,11 +109,6 @@ impl Stores {
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
         let store = self.stores.get(&kind)?;
         store.get(&ObjectRef::new_with(name, kind.api_resource()).within(namespace))
-    }
-
-    /// Whether this kind is watched (so absence from the store means absence).
-    pub fn watches(&self, kind: Kind) -> bool {
-        self.stores.contains_key(&kind)
     }
 
     /// Every live child of a kind labelled as belonging to `site`.
@@ -120,14 +130,17 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
-    /// Prometheus Operator CRDs installed (checked by discovery at start).
-    pub prometheus_available: bool,
+    /// Which optional APIs are installed (discovery, refreshed periodically).
+    pub capabilities: Arc<Capabilities>,
     /// Consecutive failures per PhotoSite, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Generation of each PhotoSite last warned that its monitoring is ignored, so the
+    /// Warning Event is sent once per generation, not on every reconcile.
+    monitoring_warned: Mutex<HashMap<String, i64>>,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, stores: Stores, prometheus: bool) -> Self {
+    pub fn new(client: Client, metrics: Arc<Metrics>, stores: Stores, apis: Apis) -> Self {
         let reporter = Reporter {
             controller: crate::names::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -137,9 +150,20 @@ impl Context {
             client,
             metrics,
             stores,
-            prometheus_available: prometheus,
+            capabilities: Arc::new(Capabilities::new(apis)),
             failures: Mutex::new(HashMap::new()),
+            monitoring_warned: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether the "monitoring ignored" Event is due for this site and generation (and
+    /// remember that it was sent).
+    fn first_monitoring_warning(&self, key: &str, generation: i64) -> bool {
+        let mut warned = match self.monitoring_warned.lock() {
+            Ok(w) => w,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        warned.insert(key.to_string(), generation) != Some(generation)
     }
 
     fn backoff(&self, key: &str) -> Duration {
@@ -175,6 +199,12 @@ pub struct Outcome {
     pub applied: Vec<(Kind, String)>,
     pub deleted: Vec<(Kind, String)>,
     pub ready: bool,
+    /// Why the site is Degraded (refused children, missing CloudNativePG).
+    pub problems: Vec<status::Problem>,
+    /// Whether the status was written.
+    pub status_changed: bool,
+    /// Monitoring objects asked for but the Prometheus Operator is not installed.
+    pub monitoring_ignored: bool,
 }
 
 /// Reconcile one PhotoSite (the controller's entry point).
@@ -210,10 +240,27 @@ pub async fn reconcile(
     match pipeline(site, &ctx).await {
         Ok(outcome) => {
             ctx.reset_backoff(&k);
-            ctx.metrics.count_result("ok");
+            let reference = object_ref(site);
             if !outcome.applied.is_empty() || !outcome.deleted.is_empty() {
-                events::changed(&ctx, &object_ref(site), &outcome).await;
+                events::changed(&ctx, &reference, &outcome).await;
             }
+            if outcome.status_changed && !outcome.problems.is_empty() {
+                events::degraded(&ctx, &reference, &outcome.problems).await;
+            }
+            if outcome.monitoring_ignored
+                && ctx.first_monitoring_warning(&k, site.metadata.generation.unwrap_or_default())
+            {
+                events::monitoring_ignored(&ctx, &reference).await;
+            }
+            if !outcome.problems.is_empty() {
+                // Reported in the status; the author (or an admin) must act: retry slowly.
+                ctx.metrics.count_result("degraded");
+                for p in &outcome.problems {
+                    warn!(site = %k, reason = p.reason, problem = %p.message, "PhotoSite degraded");
+                }
+                return Ok(Action::requeue(USER_ERROR_REQUEUE));
+            }
+            ctx.metrics.count_result("ok");
             Ok(Action::requeue(if outcome.ready {
                 RESYNC
             } else {
@@ -241,22 +288,40 @@ pub async fn reconcile(
     }
 }
 
-/// dereference -> validate/build -> apply -> cleanup -> status.
-pub async fn pipeline(site: &PhotoSite, ctx: &Context) -> Result<Outcome, Error> {
-    build::validate(site)?;
-    let refs = dereference::dereference(site, ctx).await?;
+/// validate -> dereference -> build -> plan -> apply -> cleanup -> status.
+pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, Error> {
+    let site = build::validate(photosite)?;
+    let refs = dereference::dereference(&site, ctx).await?;
     let inputs = Inputs {
-        credentials: Some(refs.credentials.clone()),
-        prometheus_available: ctx.prometheus_available,
+        credentials: Some(refs.credentials),
+        apis: ctx.capabilities.get(),
+        external_database: refs.external_database,
     };
-    let desired = build::desired(site, &inputs)?;
-    let applied = apply::apply_all(site, &desired, ctx).await?;
-    let deleted = apply::cleanup(site, &desired, ctx).await?;
-    let ready = status::update(site, ctx, &applied, &refs).await?;
+    let desired = build::desired(&site, &inputs)?;
+    let observed = Observed::from_stores(&ctx.stores, &site, &desired)?;
+    let plan = plan::plan(&desired, &observed)?;
+    let applied = apply::apply(&site, &plan, observed, ctx).await?;
+    let deleted = apply::cleanup(&site, &plan, ctx).await?;
+    let problems = status::problems(&applied.refused, &desired.missing);
+    let observations = status::Observations {
+        live: applied.live,
+        problems: problems.clone(),
+        missing: &desired.missing,
+        existing_claim_phase: refs.existing_claim_phase,
+    };
+    let status = status::compute(photosite, &site, &observations);
+    let ready = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == status::ConditionType::Ready.as_str() && c.status == "True");
+    let status_changed = status::patch_if_changed(photosite, ctx, status).await?;
     Ok(Outcome {
         applied: applied.changed,
         deleted,
         ready,
+        problems,
+        status_changed,
+        monitoring_ignored: desired.missing.contains(&OptionalApi::PrometheusOperator),
     })
 }
 
@@ -277,15 +342,6 @@ pub fn error_policy(
     let delay = ctx.backoff(&k);
     warn!(site = %k, error = %err, ?delay, "reconcile failed, retrying");
     Action::requeue(delay)
-}
-
-/// Whether the API server serves a group/version/kind (discovery).
-async fn has_kind(client: &Client, group: &str, version: &str, kind: &str) -> bool {
-    let gv = kube::core::GroupVersion::gv(group, version);
-    match client.list_api_group_resources(&gv.api_version()).await {
-        Ok(list) => list.resources.iter().any(|r| r.kind == kind),
-        Err(_) => false,
-    }
 }
 
 fn watch_config() -> watcher::Config {
@@ -345,13 +401,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    let prometheus = has_kind(&client, "monitoring.coreos.com", "v1", "ServiceMonitor").await
-        && has_kind(&client, "monitoring.coreos.com", "v1", "PrometheusRule").await;
-    let cnpg = has_kind(&client, "postgresql.cnpg.io", "v1", "Cluster").await;
-    info!(prometheus, cnpg, "discovered optional APIs");
-    if !cnpg {
+    let apis = discovery::discover(
+        &client,
+        Apis {
+            cloudnative_pg: false,
+            prometheus: false,
+        },
+    )
+    .await;
+    info!(
+        cloudnative_pg = apis.cloudnative_pg,
+        prometheus = apis.prometheus,
+        "discovered optional APIs"
+    );
+    if !apis.cloudnative_pg {
         warn!(
-            "CloudNativePG is not installed: only PhotoSites with database.external will become ready"
+            "CloudNativePG is not installed: PhotoSites without database.external are Degraded (CloudNativePGNotInstalled) until it is"
         );
     }
 
@@ -362,10 +427,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut controller = Controller::new(sites, watcher::Config::default().any_semantic());
     let mut stores = Stores::default();
+    // Every kind is watched, the optional ones too: while their CRDs are missing the watch
+    // fails and retries with backoff, and it fills its store as soon as they are installed.
     for kind in Kind::ALL {
-        if (kind.is_monitoring() && !prometheus) || (kind == Kind::DatabaseCluster && !cnpg) {
-            continue;
-        }
         let ar = kind.api_resource();
         let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
         let reader = writer.as_reader();
@@ -374,20 +438,21 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => Api::all_with(client.clone(), &ar),
         };
         let stream = watcher(api, watch_config())
-            .modify(apply::prune_dynamic)
+            .modify(plan::prune_dynamic)
             .default_backoff()
             .reflect(writer)
             .applied_objects();
         controller = controller.watches_stream_with(stream, owner_site, ar);
         stores.insert(kind, reader);
     }
-    let ctx = Arc::new(Context::new(
+    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), stores, apis));
+    let rediscovered = discovery::refresh(
         client.clone(),
-        metrics.clone(),
-        stores,
-        prometheus,
-    ));
+        ctx.capabilities.clone(),
+        Duration::from_secs(args.discovery_interval),
+    );
     let run = controller
+        .reconcile_all_on(rediscovered)
         .graceful_shutdown_on(stopped())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -1,10 +1,18 @@
 //! Step 4: status, computed only from what was applied (or is live), patched only when it
 //! changed.
 //!
-//! Conditions: `Ready`, `Progressing`, `Degraded`, `DatabaseReady`. Each carries
-//! `observedGeneration`, as does the status, so `kubectl wait --for=condition=Ready` never
-//! returns on a stale status. `lastTransitionTime` is kept when a condition's status did not
-//! change, so identical reconciles produce identical statuses and no writes.
+//! Conditions ([`ConditionType`]): `Ready`, `Progressing`, `Degraded`, `DatabaseReady`. Each
+//! carries `observedGeneration`, as does the status, so `kubectl wait --for=condition=Ready`
+//! never returns on a stale status. `lastTransitionTime` is kept when a condition's status did
+//! not change, so identical reconciles produce identical statuses and no writes.
+//!
+//! `Degraded` is true, with a reason and a message naming what is wrong, when a child was
+//! refused by the API (the message names each child's kind and name and the API's message),
+//! when CloudNativePG is not installed for a site that needs it, or when the spec cannot be
+//! satisfied (see [`degraded`]). `Ready` is then false with the same reason: the spec at
+//! `observedGeneration` is not fully in place.
+
+use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
@@ -12,19 +20,106 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::Context;
-use super::apply::Applied;
-use super::dereference::References;
-use crate::build::{Kind, Site, ingress};
+use super::plan::Refusal;
+use crate::build::{Kind, OptionalApi, ValidatedSite, ingress};
 use crate::crd::{PhotoSite, PhotoSiteStatus};
+use crate::error::Stage;
 use crate::{Error, labels, names};
 
-pub const READY: &str = "Ready";
-pub const PROGRESSING: &str = "Progressing";
-pub const DEGRADED: &str = "Degraded";
-pub const DATABASE_READY: &str = "DatabaseReady";
+/// The conditions a PhotoSite reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConditionType {
+    DatabaseReady,
+    Degraded,
+    Progressing,
+    Ready,
+}
 
-/// A condition before timestamps: (type, status, reason, message).
-pub type Cond = (&'static str, bool, String, String);
+impl ConditionType {
+    pub const ALL: [ConditionType; 4] = [
+        ConditionType::DatabaseReady,
+        ConditionType::Degraded,
+        ConditionType::Progressing,
+        ConditionType::Ready,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionType::DatabaseReady => "DatabaseReady",
+            ConditionType::Degraded => "Degraded",
+            ConditionType::Progressing => "Progressing",
+            ConditionType::Ready => "Ready",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ConditionType> {
+        ConditionType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// Condition reasons the operator sets itself (errors bring their own, see
+/// [`Error::reason`]).
+pub mod reason {
+    pub const READY: &str = "Ready";
+    pub const AS_EXPECTED: &str = "AsExpected";
+    pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+    pub const ROLLING_OUT: &str = "RollingOut";
+    pub const DATABASE_NOT_READY: &str = "DatabaseNotReady";
+    pub const PODS_NOT_READY: &str = "PodsNotReady";
+    pub const ORIGINALS_PENDING: &str = "OriginalsPending";
+    /// The API server refused one or more children.
+    pub const CHILD_REFUSED: &str = "ChildRefused";
+    /// The site needs a CloudNativePG cluster and CloudNativePG is not installed.
+    pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
+}
+
+/// One condition before timestamps and generation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cond {
+    pub type_: ConditionType,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl Cond {
+    pub fn new(
+        type_: ConditionType,
+        status: bool,
+        reason: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        Cond {
+            type_,
+            status,
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Why a site is Degraded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// The problems of a reconcile: missing CloudNativePG, then each refused child.
+pub fn problems(refused: &[Refusal], missing: &[OptionalApi]) -> Vec<Problem> {
+    let mut out = Vec::new();
+    if missing.contains(&OptionalApi::CloudNativePg) {
+        out.push(Problem {
+            reason: reason::CLOUDNATIVE_PG_NOT_INSTALLED,
+            message: "CloudNativePG is not installed (the API serves no postgresql.cnpg.io/v1 Cluster): install it, or set database.external".into(),
+        });
+    }
+    out.extend(refused.iter().map(|r| Problem {
+        reason: reason::CHILD_REFUSED,
+        message: r.to_string(),
+    }));
+    out
+}
 
 fn int(v: &Value, path: &[&str]) -> i64 {
     let mut cur = v;
@@ -35,7 +130,11 @@ fn int(v: &Value, path: &[&str]) -> i64 {
 }
 
 /// Database state from the live CloudNativePG Cluster: (ready, short state, message).
-pub fn database_state(site: &PhotoSite, cluster: Option<&Value>) -> (bool, String, String) {
+pub fn database_state(
+    site: &ValidatedSite,
+    cluster: Option<&Value>,
+    cnpg_missing: bool,
+) -> (bool, String, String) {
     if let Some(ext) = &site.spec.database.external {
         return (
             true,
@@ -44,6 +143,13 @@ pub fn database_state(site: &PhotoSite, cluster: Option<&Value>) -> (bool, Strin
                 "using the external database in Secret {:?}",
                 ext.secret_name
             ),
+        );
+    }
+    if cnpg_missing {
+        return (
+            false,
+            "NotInstalled".into(),
+            "CloudNativePG is not installed".into(),
         );
     }
     let Some(c) = cluster else {
@@ -75,13 +181,28 @@ pub fn database_state(site: &PhotoSite, cluster: Option<&Value>) -> (bool, Strin
     }
 }
 
+/// What status is computed from, besides the PhotoSite.
+#[derive(Debug, Default)]
+pub struct Observations<'a> {
+    /// Live copy of each child, by kind and name.
+    pub live: HashMap<(Kind, String), Value>,
+    /// Why the site is Degraded (empty: it is not).
+    pub problems: Vec<Problem>,
+    /// Optional APIs the spec needs and the cluster lacks.
+    pub missing: &'a [OptionalApi],
+    /// Phase of `storage.originals.existingClaim`, as read by dereference.
+    pub existing_claim_phase: Option<String>,
+}
+
 /// The status for a site whose children were applied.
-pub fn compute(site: &PhotoSite, applied: &Applied) -> PhotoSiteStatus {
-    let generation = site.metadata.generation;
-    let name = site.name_any();
-    let want = site.spec.replicas as i64;
+pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) -> PhotoSiteStatus {
+    let generation = photosite.metadata.generation;
+    let want = crate::build::deployment::replicas(site) as i64;
     let null = Value::Null;
-    let d = applied.live.get(&Kind::Deployment).unwrap_or(&null);
+    let d = obs
+        .live
+        .get(&(Kind::Deployment, names::app(site.name)))
+        .unwrap_or(&null);
     let replicas = int(d, &["status", "replicas"]);
     let ready = int(d, &["status", "readyReplicas"]);
     let updated = int(d, &["status", "updatedReplicas"]);
@@ -89,77 +210,111 @@ pub fn compute(site: &PhotoSite, applied: &Applied) -> PhotoSiteStatus {
     let dep_gen = int(d, &["metadata", "generation"]);
     let rolled_out =
         !d.is_null() && observed >= dep_gen && updated >= want && ready >= want && replicas == want;
-    let (db_ready, db_state, db_message) =
-        database_state(site, applied.live.get(&Kind::DatabaseCluster));
+    let cnpg_missing = obs.missing.contains(&OptionalApi::CloudNativePg);
+    let (db_ready, db_state, db_message) = database_state(
+        site,
+        obs.live
+            .get(&(Kind::DatabaseCluster, names::database_cluster(site.name))),
+        cnpg_missing,
+    );
+    let originals = if site.owns_originals_claim() {
+        obs.live
+            .get(&(
+                Kind::PersistentVolumeClaim,
+                names::originals_claim(site.name),
+            ))
+            .and_then(|c| c.pointer("/status/phase"))
+            .and_then(Value::as_str)
+            .map(String::from)
+    } else {
+        obs.existing_claim_phase.clone()
+    };
+    let claim = crate::build::pvc::claim_name(site);
 
+    use ConditionType::*;
     let pods = format!("{ready}/{want} photo-server pods ready, {updated} updated");
-    let mut conds: Vec<Cond> = vec![(
-        DATABASE_READY,
+    let db_reason = if cnpg_missing {
+        reason::CLOUDNATIVE_PG_NOT_INSTALLED.to_string()
+    } else {
+        db_state.clone()
+    };
+    let mut conds = vec![Cond::new(
+        DatabaseReady,
         db_ready,
-        db_state.clone(),
+        db_reason,
         db_message.clone(),
     )];
     conds.push(if rolled_out {
-        (PROGRESSING, false, "RolloutComplete".into(), pods.clone())
+        Cond::new(Progressing, false, reason::ROLLOUT_COMPLETE, pods.clone())
     } else {
-        (PROGRESSING, true, "RollingOut".into(), pods.clone())
+        Cond::new(Progressing, true, reason::ROLLING_OUT, pods.clone())
     });
-    conds.push((
-        DEGRADED,
-        false,
-        "AsExpected".into(),
-        "all children applied".into(),
-    ));
-    conds.push(if !db_ready {
-        (READY, false, "DatabaseNotReady".into(), db_message)
+    let problem_message = obs
+        .problems
+        .iter()
+        .map(|p| p.message.as_str())
+        .collect::<Vec<_>>()
+        .join("; ");
+    conds.push(match obs.problems.first() {
+        Some(p) => Cond::new(Degraded, true, p.reason, problem_message.clone()),
+        None => Cond::new(Degraded, false, reason::AS_EXPECTED, "all children applied"),
+    });
+    conds.push(if let Some(p) = obs.problems.first() {
+        Cond::new(Ready, false, p.reason, problem_message)
+    } else if !db_ready {
+        Cond::new(Ready, false, reason::DATABASE_NOT_READY, db_message)
+    } else if !rolled_out && originals.as_deref() == Some("Pending") {
+        Cond::new(
+            Ready,
+            false,
+            reason::ORIGINALS_PENDING,
+            format!("PersistentVolumeClaim {claim} is Pending; {pods}"),
+        )
     } else if !rolled_out {
-        (READY, false, "PodsNotReady".into(), pods)
+        Cond::new(Ready, false, reason::PODS_NOT_READY, pods)
     } else {
-        (READY, true, "Ready".into(), pods)
+        Cond::new(Ready, true, reason::READY, pods)
     });
-    let url = Site::new(site).ok().map(|s| ingress::url(&s));
     PhotoSiteStatus {
         observed_generation: generation,
-        conditions: merge(site.status.as_ref(), &conds, generation),
+        conditions: merge(photosite.status.as_ref(), &conds, generation),
         replicas: replicas as i32,
         ready_replicas: ready as i32,
-        selector: Some(labels::selector_string(&name)),
-        url,
+        selector: Some(labels::selector_string(site.name)),
+        url: Some(ingress::url(site)),
         database: Some(db_state),
+        originals,
     }
 }
 
 /// The status for a site the operator cannot satisfy: Degraded, not Ready, everything else kept.
 pub fn degraded(site: &PhotoSite, err: &Error) -> PhotoSiteStatus {
+    use ConditionType::*;
     let generation = site.metadata.generation;
     let mut status = site.status.clone().unwrap_or_default();
     let msg = err.to_string();
     let mut conds: Vec<Cond> = status
         .conditions
         .iter()
-        .filter(|c| c.type_ == DATABASE_READY || c.type_ == PROGRESSING)
-        .map(|c| {
-            let t: &'static str = if c.type_ == DATABASE_READY {
-                DATABASE_READY
-            } else {
-                PROGRESSING
-            };
-            (t, c.status == "True", c.reason.clone(), c.message.clone())
+        .filter_map(|c| {
+            let t = ConditionType::parse(&c.type_)?;
+            matches!(t, DatabaseReady | Progressing)
+                .then(|| Cond::new(t, c.status == "True", c.reason.clone(), c.message.clone()))
         })
         .collect();
-    if !conds.iter().any(|c| c.0 == DATABASE_READY) {
-        conds.push((
-            DATABASE_READY,
+    if !conds.iter().any(|c| c.type_ == DatabaseReady) {
+        conds.push(Cond::new(
+            DatabaseReady,
             false,
-            "Unknown".into(),
-            "not reconciled yet".into(),
+            "Unknown",
+            "not reconciled yet",
         ));
     }
-    if !conds.iter().any(|c| c.0 == PROGRESSING) {
-        conds.push((PROGRESSING, false, err.reason().into(), msg.clone()));
+    if !conds.iter().any(|c| c.type_ == Progressing) {
+        conds.push(Cond::new(Progressing, false, err.reason(), msg.clone()));
     }
-    conds.push((DEGRADED, true, err.reason().into(), msg.clone()));
-    conds.push((READY, false, err.reason().into(), msg));
+    conds.push(Cond::new(Degraded, true, err.reason(), msg.clone()));
+    conds.push(Cond::new(Ready, false, err.reason(), msg));
     status.conditions = merge(site.status.as_ref(), &conds, generation);
     status.observed_generation = generation;
     status.selector = Some(labels::selector_string(&site.name_any()));
@@ -172,27 +327,28 @@ pub fn merge(
     conds: &[Cond],
     generation: Option<i64>,
 ) -> Vec<Condition> {
-    let mut out: Vec<Condition> = conds
-        .iter()
-        .map(|(t, ok, reason, message)| {
-            let status = if *ok { "True" } else { "False" };
-            let previous = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == *t));
+    let mut sorted = conds.to_vec();
+    sorted.sort_by_key(|c| c.type_);
+    sorted
+        .into_iter()
+        .map(|c| {
+            let t = c.type_.as_str();
+            let status = if c.status { "True" } else { "False" };
+            let previous = old.and_then(|s| s.conditions.iter().find(|x| x.type_ == t));
             let last_transition_time = match previous {
                 Some(p) if p.status == status => p.last_transition_time.clone(),
                 _ => Time(k8s_openapi::jiff::Timestamp::now()),
             };
             Condition {
-                type_: (*t).into(),
+                type_: t.into(),
                 status: status.into(),
-                reason: reason.clone(),
-                message: message.clone(),
+                reason: c.reason,
+                message: c.message,
                 observed_generation: generation,
                 last_transition_time,
             }
         })
-        .collect();
-    out.sort_by(|a, b| a.type_.cmp(&b.type_));
-    out
+        .collect()
 }
 
 /// Patch the status subresource if it differs from the current one; returns whether it did.
@@ -204,39 +360,132 @@ pub async fn patch_if_changed(
     if site.status.as_ref() == Some(&status) {
         return Ok(false);
     }
-    let api: Api<PhotoSite> =
-        Api::namespaced(ctx.client.clone(), &site.namespace().unwrap_or_default());
+    let ns = site.namespace().unwrap_or_default();
+    let name = site.name_any();
+    let api: Api<PhotoSite> = Api::namespaced(ctx.client.clone(), &ns);
     let patch = json!({
         "apiVersion": "photostack.io/v1alpha1",
         "kind": "PhotoSite",
         "status": status,
     });
     api.patch_status(
-        &site.name_any(),
+        &name,
         &PatchParams::apply(names::FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
-    .await?;
+    .await
+    .map_err(Error::api(Stage::Status, format!("PhotoSite {ns}/{name}")))?;
     Ok(true)
-}
-
-/// Compute and write the status after a successful apply; returns whether the site is Ready.
-pub async fn update(
-    site: &PhotoSite,
-    ctx: &Context,
-    applied: &Applied,
-    _refs: &References,
-) -> Result<bool, Error> {
-    let status = compute(site, applied);
-    let ready = status
-        .conditions
-        .iter()
-        .any(|c| c.type_ == READY && c.status == "True");
-    patch_if_changed(site, ctx, status).await?;
-    Ok(ready)
 }
 
 /// Record a Degraded status; returns whether it changed (then an Event is due too).
 pub async fn patch_degraded(site: &PhotoSite, ctx: &Context, err: &Error) -> Result<bool, Error> {
     patch_if_changed(site, ctx, degraded(site, err)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::test_support::*;
+
+    fn cond(s: &PhotoSiteStatus, t: ConditionType) -> &Condition {
+        s.conditions.iter().find(|c| c.type_ == t.as_str()).unwrap()
+    }
+
+    #[test]
+    fn conditions_are_sorted_and_carry_the_generation() {
+        let p = with(demo(), |s| s.metadata.generation = Some(7));
+        let site = valid(&p);
+        let s = compute(&p, &site, &Observations::default());
+        let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["DatabaseReady", "Degraded", "Progressing", "Ready"]);
+        assert!(
+            s.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(7))
+        );
+        assert_eq!(s.observed_generation, Some(7));
+    }
+
+    #[test]
+    fn refused_children_degrade_with_kind_name_and_message() {
+        let p = demo();
+        let site = valid(&p);
+        let refused = vec![Refusal {
+            kind: Kind::PersistentVolumeClaim,
+            name: "demo-originals".into(),
+            message: "only dynamically provisioned pvc can be resized".into(),
+        }];
+        let obs = Observations {
+            problems: problems(&refused, &[]),
+            ..Observations::default()
+        };
+        let s = compute(&p, &site, &obs);
+        let d = cond(&s, ConditionType::Degraded);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "ChildRefused")
+        );
+        assert_eq!(
+            d.message,
+            "PersistentVolumeClaim demo-originals: only dynamically provisioned pvc can be resized"
+        );
+        assert_eq!(cond(&s, ConditionType::Ready).reason, "ChildRefused");
+    }
+
+    #[test]
+    fn missing_cloudnative_pg_is_reported() {
+        let p = demo();
+        let site = valid(&p);
+        let missing = [OptionalApi::CloudNativePg];
+        let obs = Observations {
+            problems: problems(&[], &missing),
+            missing: &missing,
+            ..Observations::default()
+        };
+        let s = compute(&p, &site, &obs);
+        for t in [
+            ConditionType::Degraded,
+            ConditionType::Ready,
+            ConditionType::DatabaseReady,
+        ] {
+            assert_eq!(cond(&s, t).reason, "CloudNativePGNotInstalled", "{t:?}");
+        }
+        assert_eq!(cond(&s, ConditionType::Degraded).status, "True");
+        assert_eq!(s.database.as_deref(), Some("NotInstalled"));
+    }
+
+    #[test]
+    fn pending_originals_claim_is_shown() {
+        let p = demo();
+        let site = valid(&p);
+        let mut live = HashMap::new();
+        live.insert(
+            (Kind::PersistentVolumeClaim, "demo-originals".to_string()),
+            json!({"status": {"phase": "Pending"}}),
+        );
+        live.insert(
+            (Kind::DatabaseCluster, "demo-db".to_string()),
+            json!({"status": {"readyInstances": 2, "conditions": [{"type": "Ready", "status": "True"}]}}),
+        );
+        let obs = Observations {
+            live,
+            ..Observations::default()
+        };
+        let s = compute(&p, &site, &obs);
+        assert_eq!(s.originals.as_deref(), Some("Pending"));
+        let r = cond(&s, ConditionType::Ready);
+        assert_eq!(r.reason, "OriginalsPending");
+        assert!(r.message.contains("demo-originals"), "{}", r.message);
+        // an existing claim's phase comes from dereference
+        let p = with(demo(), |s| {
+            s.spec.storage.originals.existing_claim = Some("nfs".into())
+        });
+        let site = valid(&p);
+        let obs = Observations {
+            existing_claim_phase: Some("Bound".into()),
+            ..Observations::default()
+        };
+        assert_eq!(compute(&p, &site, &obs).originals.as_deref(), Some("Bound"));
+    }
 }
