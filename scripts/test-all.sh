@@ -48,3 +48,7 @@ if [ -z "${PHOTOSTACK_CRDS:-}" ] && [ -d ../shared/crds ]; then
   export PHOTOSTACK_CRDS=$(cd ../shared/crds && pwd)
 fi
 PHOTO_OPERATOR_BIN="$target_dir/debug/photo-operator" bash scripts/test-deploy.sh
+
+step "operator end-to-end tests (a Kubernetes cluster from KUBECONFIG; skipped without one)"
+# operator/tests/e2e.rs is compiled by the test step above; this runs it when a cluster answers.
+bash scripts/operator-e2e.sh

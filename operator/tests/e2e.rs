@@ -1,0 +1,850 @@
+//! End-to-end tests of photo-operator against a real API server: the cluster `KUBECONFIG` (or
+//! `~/.kube/config`) points at. Run them with `scripts/operator-e2e.sh`, which skips them with
+//! one printed line when no cluster is reachable; `cargo test` only compiles them (they are
+//! `#[ignore]`d) so they cannot rot.
+//!
+//! They need nothing a bare API server lacks: no node, no pod ever running, no
+//! controller-manager, no CloudNativePG operator (only its CRD, which the suite installs when
+//! the cluster lacks it). So they also run against kube-apiserver + etcd alone (envtest).
+//! What they check is what a user checks with kubectl:
+//!
+//! 1. without CloudNativePG's CRD, a site still gets its Deployment, Services and Ingress
+//!    and reports `Degraded`/`CloudNativePGNotInstalled`; once the CRD is installed the
+//!    operator notices (periodic discovery) and creates the database cluster;
+//! 2. the children appear, labelled and owned, and the status conditions carry
+//!    `observedGeneration`;
+//! 3. nothing is written while the site is converged;
+//! 4. `kubectl scale` through the scale subresource reaches the Deployment;
+//! 5. a deleted child is restored;
+//! 6. a spec change rolls the pods (new config hash in the pod template) and the conditions
+//!    follow the new generation;
+//! 7. a child the API refuses (resizing the originals claim: 422 for an unbound claim, 403
+//!    where its class cannot expand) is reported `Degraded` by kind and name while the rest
+//!    (the Deployment) is still updated;
+//! 8. a bad PhotoSite is refused by the API (CEL rules, including the immutable claim class
+//!    and access mode, and `kubectl scale` beyond one pod on a ReadWriteOncePod claim) or
+//!    reported `Degraded` by the operator;
+//! 9. `dataPolicy`: under `Retain` the claim and database carry no owner reference and
+//!    survive the PhotoSite (a PhotoSite created again adopts them), under `Delete` they are
+//!    owned; where a garbage collector runs, they go with the PhotoSite.
+//!
+//! Environment:
+//! - `PHOTO_E2E_OPERATOR=installed`: test the operator already running in the cluster
+//!   (watching every namespace) instead of starting `target/.../photo-operator` locally;
+//! - `PHOTOSTACK_CRDS`: directory of the third-party CRDs (default `../shared/crds` beside
+//!   the repository), for CloudNativePG's `Cluster` CRD when the cluster lacks it;
+//! - `PHOTO_E2E_TIMEOUT`: seconds to wait for each expected state (default 90).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::ApiResource;
+use kube::{Client, ResourceExt};
+use photo_operator::build::Kind;
+use photo_operator::crd::PhotoSite;
+use serde_json::{Value, json};
+
+const MANAGER: &str = "photo-operator-e2e";
+const IMAGE: &str = "ghcr.io/photostack/photo-server:0.1.0";
+
+fn timeout() -> Duration {
+    let secs = std::env::var("PHOTO_E2E_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(90);
+    Duration::from_secs(secs)
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Poll `check` until it returns `Some`, or fail naming what was awaited.
+async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < timeout(),
+            "timed out after {:?} waiting for {what}",
+            timeout()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn api_code(e: &kube::Error) -> Option<u16> {
+    match e {
+        kube::Error::Api(s) => Some(s.code),
+        _ => None,
+    }
+}
+
+/// The test run: a namespace of its own and, unless told to use the installed operator, a
+/// local operator process watching only that namespace.
+struct Env {
+    client: Client,
+    ns: String,
+    operator: Option<Child>,
+    metrics: Option<String>,
+    log: PathBuf,
+}
+
+impl Env {
+    fn dynamic(&self, kind: Kind) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), &self.ns, &kind.api_resource())
+    }
+
+    fn sites(&self) -> Api<PhotoSite> {
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    fn raw_sites(&self) -> Api<DynamicObject> {
+        let ar = ApiResource::erase::<PhotoSite>(&());
+        Api::namespaced_with(self.client.clone(), &self.ns, &ar)
+    }
+
+    /// Server-side apply a PhotoSite given as JSON (`metadata.name` and `spec`).
+    async fn apply_site(&self, site: Value) -> Result<DynamicObject, kube::Error> {
+        let name = site["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let mut object = site;
+        object["apiVersion"] = json!("photostack.io/v1alpha1");
+        object["kind"] = json!("PhotoSite");
+        object["metadata"]["namespace"] = json!(self.ns);
+        self.raw_sites()
+            .patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&object),
+            )
+            .await
+    }
+
+    async fn child(&self, kind: Kind, name: &str) -> Option<DynamicObject> {
+        self.dynamic(kind).get_opt(name).await.ok().flatten()
+    }
+
+    async fn wait_child(&self, kind: Kind, name: &str) -> DynamicObject {
+        wait_for(&format!("{} {name}", kind.kind_name()), || async {
+            self.child(kind, name).await
+        })
+        .await
+    }
+
+    /// Wait until the status describes the current generation and `check` accepts it.
+    async fn wait_status<F>(&self, name: &str, what: &str, check: F) -> PhotoSite
+    where
+        F: Fn(&PhotoSite) -> bool,
+    {
+        wait_for(&format!("PhotoSite {name}: {what}"), || async {
+            let site = self.sites().get_opt(name).await.ok().flatten()?;
+            let status = site.status.as_ref()?;
+            (status.observed_generation == site.metadata.generation && check(&site)).then_some(site)
+        })
+        .await
+    }
+
+    /// Operator counters of writes (applies + deletes), when it runs locally.
+    async fn writes(&self) -> Option<u64> {
+        let url = self.metrics.as_ref()?;
+        let body = http_get(url).await?;
+        Some(
+            body.lines()
+                .filter(|l| {
+                    l.starts_with("photo_operator_objects_applied_total")
+                        || l.starts_with("photo_operator_objects_deleted_total")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>() as u64,
+        )
+    }
+
+    fn operator_log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+/// A plain HTTP GET on 127.0.0.1 (the local operator's /metrics), without another crate.
+async fn http_get(addr_path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (addr, path) = addr_path.split_once('/')?;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    let req = format!("GET /{path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.ok()?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.ok()?;
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_string())
+}
+
+fn condition(site: &PhotoSite, type_: &str) -> Option<(String, String, String)> {
+    site.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Server-side apply a CRD file and wait until it is established.
+async fn install_crd(client: &Client, file: &PathBuf) -> String {
+    let text =
+        std::fs::read_to_string(file).unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let name = crd.name_any();
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+    wait_for(&format!("CRD {name} established"), || async {
+        let crd = api.get(&name).await.ok()?;
+        crd.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+    name
+}
+
+fn cnpg_crd_file() -> PathBuf {
+    let dir = std::env::var_os("PHOTOSTACK_CRDS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/crds"));
+    dir.join("cnpg-v1.30.0/postgresql.cnpg.io_clusters.yaml")
+}
+
+async fn has_cnpg(client: &Client) -> bool {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    matches!(
+        api.get_opt("clusters.postgresql.cnpg.io").await,
+        Ok(Some(_))
+    )
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+async fn start() -> Env {
+    let client = Client::try_default().await.unwrap_or_else(|e| {
+        panic!(
+            "no Kubernetes client configuration ({e}); scripts/operator-e2e.sh skips this suite when no cluster is reachable"
+        )
+    });
+    let version = client
+        .apiserver_version()
+        .await
+        .unwrap_or_else(|e| panic!("the API server does not answer: {e}"));
+    eprintln!(
+        "e2e: API server {}.{} ({})",
+        version.major, version.minor, version.git_version
+    );
+    install_crd(&client, &repo().join("crds/photosite.yaml")).await;
+
+    let suffix = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() % 100_000)
+            .unwrap_or_default()
+    );
+    let ns = format!("photo-e2e-{suffix}");
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace: Namespace = serde_json::from_value(json!({
+        "metadata": {"name": ns, "labels": {"photostack.io/e2e": "true"}}
+    }))
+    .expect("namespace");
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .unwrap_or_else(|e| panic!("creating namespace {ns}: {e}"));
+
+    let log = std::env::temp_dir().join(format!("photo-operator-e2e-{suffix}.log"));
+    let (operator, metrics) = if std::env::var("PHOTO_E2E_OPERATOR").as_deref() == Ok("installed") {
+        eprintln!("e2e: testing the operator installed in the cluster");
+        (None, None)
+    } else {
+        let port = free_port();
+        let file = std::fs::File::create(&log).expect("operator log file");
+        let err = file.try_clone().expect("operator log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_photo-operator"))
+            .args([
+                "run",
+                "--no-leader-election",
+                "--discovery-interval",
+                "2",
+                "--metrics-addr",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .env("WATCH_NAMESPACE", &ns)
+            .env("RUST_LOG", "info,photo_operator=debug")
+            .stdout(Stdio::from(file))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("starting photo-operator");
+        eprintln!(
+            "e2e: operator pid {} watching {ns}, log {}",
+            child.id(),
+            log.display()
+        );
+        (Some(child), Some(format!("127.0.0.1:{port}/metrics")))
+    };
+    Env {
+        client,
+        ns,
+        operator,
+        metrics,
+        log,
+    }
+}
+
+async fn stop(mut env: Env) {
+    if let Some(child) = env.operator.as_mut() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let namespaces: Api<Namespace> = Api::all(env.client.clone());
+    // Without a namespace controller (a bare API server) it stays Terminating; that is fine.
+    let _ = namespaces
+        .delete(&env.ns, &DeleteParams::background())
+        .await;
+}
+
+fn demo(name: &str) -> Value {
+    json!({"metadata": {"name": name}, "spec": {"image": IMAGE}})
+}
+
+/// Every child of a minimal site, by kind and name.
+fn demo_children(name: &str) -> Vec<(Kind, String)> {
+    vec![
+        (Kind::ServiceAccount, name.into()),
+        (Kind::ConfigMap, format!("{name}-config")),
+        (Kind::Secret, format!("{name}-credentials")),
+        (Kind::PersistentVolumeClaim, format!("{name}-originals")),
+        (Kind::DatabaseCluster, format!("{name}-db")),
+        (Kind::Service, name.into()),
+        (Kind::Service, format!("{name}-metrics")),
+        (Kind::PodDisruptionBudget, name.into()),
+        (Kind::NetworkPolicy, name.into()),
+        (Kind::Deployment, name.into()),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// 1. CloudNativePG missing, then installed. Returns the CRD name if this run installed it.
+async fn cloudnative_pg_missing_then_installed(env: &Env) -> Option<String> {
+    if has_cnpg(&env.client).await {
+        eprintln!(
+            "e2e: CloudNativePG's CRD is already installed: the 'not installed' scenario is skipped"
+        );
+        return None;
+    }
+    eprintln!("e2e: 1. CloudNativePG not installed");
+    let mut site = demo("nocnpg");
+    site["spec"]["ingress"] = json!({"host": "nocnpg.example.com", "className": "nginx"});
+    env.apply_site(site).await.expect("PhotoSite nocnpg");
+    for (kind, name) in [
+        (Kind::Deployment, "nocnpg"),
+        (Kind::Service, "nocnpg"),
+        (Kind::Ingress, "nocnpg"),
+    ] {
+        env.wait_child(kind, name).await;
+    }
+    let s = env
+        .wait_status("nocnpg", "Degraded CloudNativePGNotInstalled", |s| {
+            condition(s, "Degraded")
+                .is_some_and(|(st, r, _)| st == "True" && r == "CloudNativePGNotInstalled")
+        })
+        .await;
+    assert_eq!(
+        s.status.and_then(|st| st.database).as_deref(),
+        Some("NotInstalled")
+    );
+    let file = cnpg_crd_file();
+    assert!(
+        file.is_file(),
+        "{} not found: set PHOTOSTACK_CRDS to the directory of the CloudNativePG CRDs",
+        file.display()
+    );
+    let crd = install_crd(&env.client, &file).await;
+    eprintln!("e2e:    installed {crd}; the operator must notice without a restart");
+    env.wait_child(Kind::DatabaseCluster, "nocnpg-db").await;
+    env.wait_status(
+        "nocnpg",
+        "Degraded False after CloudNativePG appeared",
+        |s| condition(s, "Degraded").is_some_and(|(st, _, _)| st == "False"),
+    )
+    .await;
+    env.sites()
+        .delete("nocnpg", &DeleteParams::default())
+        .await
+        .expect("delete nocnpg");
+    Some(crd)
+}
+
+/// 2. The children appear with labels and owners; conditions carry observedGeneration.
+async fn children_appear(env: &Env) {
+    eprintln!("e2e: 2. children appear");
+    env.apply_site(demo("demo")).await.expect("PhotoSite demo");
+    let site = env.sites().get("demo").await.expect("PhotoSite demo");
+    let uid = site.uid().expect("uid");
+    for (kind, name) in demo_children("demo") {
+        let child = env.wait_child(kind, &name).await;
+        let labels = child.labels();
+        assert_eq!(
+            labels.get("photostack.io/site").map(String::as_str),
+            Some("demo"),
+            "{kind:?} {name}"
+        );
+        let owners = child.owner_references();
+        let data = matches!(kind, Kind::PersistentVolumeClaim | Kind::DatabaseCluster);
+        if data {
+            // dataPolicy Retain (the default): no owner, no pod selector labels
+            assert!(owners.is_empty(), "{kind:?} {name} is owned under Retain");
+            assert!(!labels.contains_key("app.kubernetes.io/name"), "{kind:?}");
+        } else {
+            assert!(
+                owners
+                    .iter()
+                    .any(|o| o.uid == uid && o.controller == Some(true)),
+                "{kind:?} {name} is not owned by the PhotoSite"
+            );
+        }
+    }
+    let s = env
+        .wait_status("demo", "every condition reported", |s| {
+            s.status.as_ref().is_some_and(|st| st.conditions.len() == 4)
+        })
+        .await;
+    let st = s.status.as_ref().expect("status");
+    for c in &st.conditions {
+        assert_eq!(c.observed_generation, s.metadata.generation, "{}", c.type_);
+    }
+    // no pod runs here: the site is progressing, not ready
+    assert_eq!(
+        condition(&s, "Ready").map(|c| c.0).as_deref(),
+        Some("False")
+    );
+    assert_eq!(
+        st.selector.as_deref(),
+        Some("app.kubernetes.io/instance=demo,app.kubernetes.io/name=photo-server")
+    );
+    // the Service the Ingress uses does not expose the metrics port
+    let svc = env.wait_child(Kind::Service, "demo").await;
+    let ports = svc.data["spec"]["ports"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ports.len(), 1);
+    assert_eq!(ports[0]["name"], "http");
+}
+
+/// What the operator owns of the site's children: generation and its managed-fields time.
+async fn fingerprint(env: &Env, site: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (kind, name) in demo_children(site) {
+        if let Some(c) = env.child(kind, &name).await {
+            let managed = c
+                .metadata
+                .managed_fields
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m.manager.as_deref() == Some("photo-operator"))
+                .map(|m| format!("{:?}", m.time))
+                .collect::<Vec<_>>()
+                .join(",");
+            out.insert(
+                format!("{kind:?}/{name}"),
+                format!("{:?} {managed}", c.metadata.generation),
+            );
+        }
+    }
+    let s = env.sites().get(site).await.expect("PhotoSite");
+    out.insert("PhotoSite".into(), s.resource_version().unwrap_or_default());
+    out
+}
+
+/// 3. Converged: no writes for a while.
+async fn converged_writes_nothing(env: &Env) {
+    eprintln!("e2e: 3. nothing written when converged");
+    // let the extra reconcile triggered by our own status write pass
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let before = fingerprint(env, "demo").await;
+    let writes = env.writes().await;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert_eq!(
+        fingerprint(env, "demo").await,
+        before,
+        "the operator wrote to a converged site"
+    );
+    if let Some(w) = writes {
+        assert_eq!(
+            env.writes().await,
+            Some(w),
+            "applies or deletes while converged"
+        );
+    }
+}
+
+/// 4. kubectl scale photosite/demo --replicas=3
+async fn scale_reaches_the_deployment(env: &Env) {
+    eprintln!("e2e: 4. scale subresource");
+    let scale = env.sites().get_scale("demo").await.expect("GET scale");
+    assert_eq!(
+        scale.status.and_then(|s| s.selector).as_deref(),
+        Some("app.kubernetes.io/instance=demo,app.kubernetes.io/name=photo-server")
+    );
+    env.sites()
+        .patch_scale(
+            "demo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .expect("PATCH scale");
+    wait_for("Deployment demo with 3 replicas", || async {
+        let d = env.child(Kind::Deployment, "demo").await?;
+        (d.data["spec"]["replicas"] == 3).then_some(())
+    })
+    .await;
+    env.wait_status("demo", "status follows the scale", |_| true)
+        .await;
+}
+
+/// 5. A deleted child is restored.
+async fn deleted_child_is_restored(env: &Env) {
+    eprintln!("e2e: 5. deleted child restored");
+    let old = env.wait_child(Kind::Service, "demo").await;
+    env.dynamic(Kind::Service)
+        .delete("demo", &DeleteParams::default())
+        .await
+        .expect("delete Service demo");
+    wait_for("Service demo restored", || async {
+        let s = env.child(Kind::Service, "demo").await?;
+        (s.uid() != old.uid()).then_some(())
+    })
+    .await;
+}
+
+fn config_hash(d: &DynamicObject) -> Value {
+    d.data["spec"]["template"]["metadata"]["annotations"]["photostack.io/config-hash"].clone()
+}
+
+/// 6. A spec change rolls the pods; conditions follow the generation.
+async fn spec_change_rolls_the_pods(env: &Env) {
+    eprintln!("e2e: 6. spec change");
+    let before = config_hash(&env.wait_child(Kind::Deployment, "demo").await);
+    let mut site = demo("demo");
+    site["spec"]["replicas"] = json!(3);
+    site["spec"]["renditions"] = json!([320, 1024]);
+    env.apply_site(site).await.expect("update demo");
+    wait_for("ConfigMap demo-config with the new renditions", || async {
+        let cm = env.child(Kind::ConfigMap, "demo-config").await?;
+        (cm.data["data"]["PHOTO_RENDITIONS"] == "320,1024").then_some(())
+    })
+    .await;
+    wait_for("a new config hash in the pod template", || async {
+        let d = env.child(Kind::Deployment, "demo").await?;
+        (config_hash(&d) != before).then_some(())
+    })
+    .await;
+    let s = env
+        .wait_status("demo", "conditions at the new generation", |s| {
+            s.status.as_ref().is_some_and(|st| {
+                st.conditions
+                    .iter()
+                    .all(|c| c.observed_generation == s.metadata.generation)
+            })
+        })
+        .await;
+    assert!(s.metadata.generation >= Some(2));
+}
+
+/// 7. A refused child is reported and does not stop the others.
+async fn refused_child_is_reported(env: &Env) {
+    eprintln!("e2e: 7. refused child");
+    let mut site = demo("demo");
+    site["spec"]["replicas"] = json!(3);
+    site["spec"]["renditions"] = json!([320, 1024]);
+    site["spec"]["storage"] = json!({"originals": {"size": "20Gi"}});
+    site["spec"]["image"] = json!("ghcr.io/photostack/photo-server:0.2.0");
+    env.apply_site(site).await.expect("update demo");
+    // the Deployment, after the claim in apply order, is updated whatever the claim's fate
+    wait_for("Deployment demo with the new image", || async {
+        let d = env.child(Kind::Deployment, "demo").await?;
+        (d.data["spec"]["template"]["spec"]["containers"][0]["image"]
+            == "ghcr.io/photostack/photo-server:0.2.0")
+            .then_some(())
+    })
+    .await;
+    let s = env
+        .wait_status("demo", "status of the resize", |_| true)
+        .await;
+    let claim = env
+        .wait_child(Kind::PersistentVolumeClaim, "demo-originals")
+        .await;
+    let resized = claim.data["spec"]["resources"]["requests"]["storage"] == "20Gi";
+    let (status, reason, message) = condition(&s, "Degraded").expect("Degraded");
+    if resized {
+        eprintln!("e2e:    this cluster expanded the claim: not degraded");
+        assert_eq!(status, "False", "{message}");
+    } else {
+        let s = env
+            .wait_status("demo", "Degraded ChildRefused", |s| {
+                condition(s, "Degraded")
+                    .is_some_and(|(st, r, _)| st == "True" && r == "ChildRefused")
+            })
+            .await;
+        let (_, _, message) = condition(&s, "Degraded").expect("Degraded");
+        assert!(
+            message.contains("PersistentVolumeClaim demo-originals"),
+            "{reason}: {message}"
+        );
+        eprintln!("e2e:    refused as expected: {message}");
+    }
+    // back to the original size: nothing refused any more
+    let mut site = demo("demo");
+    site["spec"]["replicas"] = json!(3);
+    site["spec"]["renditions"] = json!([320, 1024]);
+    site["spec"]["image"] = json!("ghcr.io/photostack/photo-server:0.2.0");
+    if resized {
+        // a claim never shrinks; keep the size it has
+        site["spec"]["storage"] = json!({"originals": {"size": "20Gi"}});
+    }
+    env.apply_site(site).await.expect("update demo");
+    env.wait_status("demo", "Degraded False again", |s| {
+        condition(s, "Degraded").is_some_and(|(st, _, _)| st == "False")
+    })
+    .await;
+}
+
+async fn expect_refused(env: &Env, what: &str, site: Value) {
+    match env.apply_site(site).await {
+        Err(e) if api_code(&e) == Some(422) => eprintln!("e2e:    refused: {what}"),
+        Err(e) => panic!("{what}: expected 422 Invalid, got {e}"),
+        Ok(_) => panic!("{what}: the API server accepted it"),
+    }
+}
+
+/// 8. Bad PhotoSites: refused by the API server or reported Degraded.
+async fn bad_sites_are_refused_or_degraded(env: &Env) {
+    eprintln!("e2e: 8. bad PhotoSites");
+    let mut s = demo("bad-alerts");
+    s["spec"]["monitoring"] = json!({"alerts": true});
+    expect_refused(env, "alerts without a ServiceMonitor", s).await;
+    let mut s = demo("bad-rwop");
+    s["spec"]["replicas"] = json!(3);
+    s["spec"]["storage"] = json!({"originals": {"accessMode": "ReadWriteOncePod"}});
+    expect_refused(env, "ReadWriteOncePod with 3 replicas", s).await;
+    expect_refused(env, "a name longer than 40", demo(&"x".repeat(41))).await;
+    let mut s = demo("demo");
+    s["spec"]["storage"] = json!({"originals": {"accessMode": "ReadWriteOnce"}});
+    expect_refused(env, "changing the claim's access mode", s).await;
+
+    // the claim class: immutable once set
+    let mut s = demo("classy");
+    s["spec"]["storage"] = json!({"originals": {"storageClassName": "standard"}});
+    env.apply_site(s).await.expect("PhotoSite classy");
+    let mut s = demo("classy");
+    s["spec"]["storage"] = json!({"originals": {"storageClassName": "fast"}});
+    expect_refused(env, "changing the claim's storage class", s).await;
+
+    // kubectl scale beyond one pod on a ReadWriteOncePod claim
+    let mut s = demo("solo");
+    s["spec"]["replicas"] = json!(1);
+    s["spec"]["storage"] = json!({"originals": {"accessMode": "ReadWriteOncePod"}});
+    env.apply_site(s).await.expect("PhotoSite solo");
+    let scaled = env
+        .sites()
+        .patch_scale(
+            "solo",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 2}})),
+        )
+        .await;
+    match scaled {
+        Err(e) if api_code(&e) == Some(422) => eprintln!("e2e:    refused: scaling solo to 2"),
+        other => panic!("scaling a ReadWriteOncePod site to 2: expected 422, got {other:?}"),
+    }
+
+    // accepted by the schema, refused by the operator
+    let mut s = demo("bad-claim");
+    s["spec"]["storage"] = json!({"originals": {"existingClaim": "does-not-exist"}});
+    env.apply_site(s).await.expect("PhotoSite bad-claim");
+    env.wait_status("bad-claim", "Degraded ExistingClaimNotFound", |s| {
+        condition(s, "Degraded")
+            .is_some_and(|(st, r, _)| st == "True" && r == "ExistingClaimNotFound")
+    })
+    .await;
+    let mut s = demo("bad-cidr");
+    s["spec"]["networkPolicy"] = json!({"ingressCIDRs": ["10.0.0.1/16"]});
+    env.apply_site(s).await.expect("PhotoSite bad-cidr");
+    env.wait_status("bad-cidr", "Degraded InvalidSpec", |s| {
+        condition(s, "Degraded").is_some_and(|(st, r, m)| {
+            st == "True" && r == "InvalidSpec" && m.contains("10.0.0.0/16")
+        })
+    })
+    .await;
+    for name in ["classy", "solo", "bad-claim", "bad-cidr"] {
+        let _ = env.sites().delete(name, &DeleteParams::default()).await;
+    }
+}
+
+/// 9. dataPolicy on delete.
+async fn data_policy_on_delete(env: &Env) {
+    eprintln!("e2e: 9. dataPolicy");
+    env.apply_site(demo("keep")).await.expect("PhotoSite keep");
+    let mut s = demo("drop");
+    s["spec"]["dataPolicy"] = json!("Delete");
+    env.apply_site(s).await.expect("PhotoSite drop");
+    let drop_uid = env.sites().get("drop").await.expect("drop").uid();
+    for kind in [Kind::PersistentVolumeClaim, Kind::DatabaseCluster] {
+        let name = |site: &str| match kind {
+            Kind::PersistentVolumeClaim => format!("{site}-originals"),
+            _ => format!("{site}-db"),
+        };
+        let kept = env.wait_child(kind, &name("keep")).await;
+        assert!(kept.owner_references().is_empty(), "{kind:?} keep owned");
+        let dropped = env.wait_child(kind, &name("drop")).await;
+        assert!(
+            dropped
+                .owner_references()
+                .iter()
+                .any(|o| Some(&o.uid) == drop_uid.as_ref()),
+            "{kind:?} drop not owned by its PhotoSite under Delete"
+        );
+    }
+    let keep_claim_uid = env
+        .wait_child(Kind::PersistentVolumeClaim, "keep-originals")
+        .await
+        .uid();
+    env.wait_child(Kind::Deployment, "keep").await;
+    for name in ["keep", "drop"] {
+        env.sites()
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("delete PhotoSite");
+    }
+    // Is there a garbage collector (a controller-manager)? Owned children then go.
+    let start = Instant::now();
+    let mut collected = false;
+    while start.elapsed() < Duration::from_secs(30) {
+        if env.child(Kind::Deployment, "keep").await.is_none() {
+            collected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Retain: kept in any case
+    assert!(
+        env.child(Kind::PersistentVolumeClaim, "keep-originals")
+            .await
+            .is_some()
+    );
+    assert!(env.child(Kind::DatabaseCluster, "keep-db").await.is_some());
+    if collected {
+        wait_for(
+            "drop's claim and database deleted (or terminating)",
+            || async {
+                let gone = |o: Option<DynamicObject>| {
+                    o.is_none_or(|o| o.metadata.deletion_timestamp.is_some())
+                };
+                (gone(
+                    env.child(Kind::PersistentVolumeClaim, "drop-originals")
+                        .await,
+                ) && gone(env.child(Kind::DatabaseCluster, "drop-db").await))
+                .then_some(())
+            },
+        )
+        .await;
+    } else {
+        eprintln!(
+            "e2e:    no garbage collector runs here (bare API server): owner references checked, deletion itself not"
+        );
+    }
+    // Created again with the same name: the retained claim is adopted, not replaced.
+    env.apply_site(demo("keep"))
+        .await
+        .expect("PhotoSite keep again");
+    env.wait_status("keep", "status of the re-created site", |_| true)
+        .await;
+    let claim = env
+        .wait_child(Kind::PersistentVolumeClaim, "keep-originals")
+        .await;
+    assert_eq!(
+        claim.uid(),
+        keep_claim_uid,
+        "the retained claim was replaced"
+    );
+    let _ = env.sites().delete("keep", &DeleteParams::default()).await;
+}
+
+async fn scenarios(env: &Env) -> Option<String> {
+    let installed = cloudnative_pg_missing_then_installed(env).await;
+    if installed.is_none() && !has_cnpg(&env.client).await {
+        unreachable!("CloudNativePG's CRD is installed by the first scenario");
+    }
+    children_appear(env).await;
+    converged_writes_nothing(env).await;
+    scale_reaches_the_deployment(env).await;
+    deleted_child_is_restored(env).await;
+    spec_change_rolls_the_pods(env).await;
+    refused_child_is_reported(env).await;
+    bad_sites_are_refused_or_degraded(env).await;
+    data_policy_on_delete(env).await;
+    installed
+}
+
+#[tokio::test]
+#[ignore = "needs a Kubernetes cluster: run scripts/operator-e2e.sh"]
+async fn photosite_end_to_end() {
+    let env = start().await;
+    let result = std::panic::AssertUnwindSafe(scenarios(&env))
+        .catch_unwind()
+        .await;
+    if result.is_err() {
+        eprintln!(
+            "e2e: FAILED; last lines of the operator log {}:\n{}",
+            env.log.display(),
+            env.operator_log_tail()
+        );
+    }
+    if let Ok(Some(crd)) = &result {
+        // leave the cluster as it was: this run installed CloudNativePG's CRD
+        let api: Api<CustomResourceDefinition> = Api::all(env.client.clone());
+        let _ = api.delete(crd, &DeleteParams::default()).await;
+    }
+    stop(env).await;
+    if let Err(panic) = result {
+        std::panic::resume_unwind(panic);
+    }
+    eprintln!("e2e: all scenarios passed");
+}
