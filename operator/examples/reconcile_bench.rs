@@ -108,7 +108,7 @@ fn main() {
             }
             let mut obj: DynamicObject = serde_json::from_value(o).expect("object");
             // as the controller's watches do before storing
-            prune_dynamic(&mut obj);
+            prune_dynamic(c.kind, &mut obj);
             if let Some(w) = writers.get_mut(&c.kind) {
                 w.apply_watcher_event(&watcher::Event::Apply(obj));
             }

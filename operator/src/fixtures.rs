@@ -238,16 +238,21 @@ fn echo(body: &Value, extra: &Value) -> Value {
     v
 }
 
-/// Stores pre-filled with live objects, as the watches would have them.
+/// Stores pre-filled with live objects, as the watches' initial list would have them.
 pub fn stores(objects: &[(Kind, Value)]) -> Stores {
     let mut stores = Stores::default();
     for kind in Kind::ALL {
         let mut writer = Writer::<DynamicObject>::new(kind.api_resource());
         for (k, obj) in objects {
             if *k == kind {
-                let mut o: DynamicObject =
-                    serde_json::from_value(obj.clone()).expect("dynamic object");
-                crate::controller::plan::prune_dynamic(&mut o);
+                // as a list response has them: no apiVersion and kind on the items
+                let mut listed = obj.clone();
+                if let Some(m) = listed.as_object_mut() {
+                    m.remove("apiVersion");
+                    m.remove("kind");
+                }
+                let mut o: DynamicObject = serde_json::from_value(listed).expect("dynamic object");
+                crate::controller::plan::prune_dynamic(kind, &mut o);
                 writer.apply_watcher_event(&watcher::Event::Apply(o));
             }
         }

@@ -438,7 +438,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             None => Api::all_with(client.clone(), &ar),
         };
         let stream = watcher(api, watch_config())
-            .modify(plan::prune_dynamic)
+            .modify(move |o| plan::prune_dynamic(kind, o))
             .default_backoff()
             .reflect(writer)
             .applied_objects();

@@ -128,17 +128,23 @@ pub fn prune(object: &Value) -> Value {
     Value::Object(out)
 }
 
-/// Prune a watched object in place before it enters a store (see [`prune`]).
-pub fn prune_dynamic(o: &mut kube::api::DynamicObject) {
+/// Prune a watched object of `kind` in place before it enters a store (see [`prune`]).
+///
+/// The API server leaves `apiVersion` and `kind` out of the items of a list of built-in
+/// kinds (only watch events carry them), so they are set here from the watch's kind: a copy
+/// without them would never match a desired object and every reconcile after a (re)list
+/// would apply the child again.
+pub fn prune_dynamic(kind: Kind, o: &mut kube::api::DynamicObject) {
+    let ar = kind.api_resource();
+    o.types.get_or_insert_with(|| kube::core::TypeMeta {
+        api_version: ar.api_version.clone(),
+        kind: ar.kind.clone(),
+    });
     o.metadata.managed_fields = None;
     if let Some(a) = o.metadata.annotations.as_mut() {
         a.remove(LAST_APPLIED);
     }
-    let kind = o
-        .types
-        .as_ref()
-        .map(|t| t.kind.as_str())
-        .unwrap_or_default();
+    let kind = kind.kind_name();
     let mut data = serde_json::Map::new();
     for key in ["data", "status"] {
         if let Some(v) = o.data.get(key) {
@@ -364,9 +370,36 @@ mod tests {
     }
 
     fn pruned(o: &Value) -> Value {
+        let kind = Kind::ALL
+            .into_iter()
+            .find(|k| o["kind"] == k.kind_name())
+            .unwrap();
         let mut live: kube::api::DynamicObject = serde_json::from_value(o.clone()).unwrap();
-        prune_dynamic(&mut live);
+        prune_dynamic(kind, &mut live);
         serde_json::to_value(&live).unwrap()
+    }
+
+    #[test]
+    fn listed_objects_without_type_meta_still_match() {
+        // A list response's items carry no apiVersion/kind (watch events do).
+        let d = build_all(&demo(), &inputs());
+        for c in &d.children {
+            let desired = with_hash(&c.object).unwrap();
+            let mut listed = desired.clone();
+            let m = listed.as_object_mut().unwrap();
+            m.remove("apiVersion");
+            m.remove("kind");
+            let mut live: kube::api::DynamicObject = serde_json::from_value(listed).unwrap();
+            assert!(live.types.is_none());
+            prune_dynamic(c.kind, &mut live);
+            let live = serde_json::to_value(&live).unwrap();
+            assert!(
+                !needs_apply(&desired, Some(&live)),
+                "{:?} {} would be applied again after every list",
+                c.kind,
+                c.name
+            );
+        }
     }
 
     #[test]
