@@ -129,7 +129,7 @@ fn main() {
         for s in &sites {
             let valid = build::validate(s).expect("valid");
             let desired = build::desired(&valid, &inputs).expect("desired");
-            let observed = Observed::from_stores(&stores, &valid, &desired).expect("observed");
+            let observed = Observed::from_stores(&stores, &valid).expect("observed");
             let plan = plan::plan(&desired, &observed).expect("plan");
             writes += plan.apply.len() + plan.delete.len();
             let observations = status::Observations {

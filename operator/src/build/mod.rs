@@ -314,6 +314,34 @@ impl ValidatedSite<'_> {
     }
 }
 
+/// Every child the builders may create for a site, by kind and name, whatever its spec:
+/// what cleanup looks up (by name, in the watch stores) to find children the spec no longer
+/// wants. A test checks that [`desired`] never builds a child missing here.
+pub fn possible_children(site: &str) -> Vec<(Kind, String)> {
+    Kind::ALL
+        .into_iter()
+        .flat_map(|kind| {
+            let names = match kind {
+                Kind::ConfigMap => vec![names::config_map(site)],
+                Kind::Secret => vec![names::credentials_secret(site)],
+                Kind::PersistentVolumeClaim => vec![names::originals_claim(site)],
+                Kind::DatabaseCluster => vec![names::database_cluster(site)],
+                Kind::Service => vec![names::app(site), names::metrics_service(site)],
+                Kind::PodMonitor => vec![names::database_pod_monitor(site)],
+                Kind::ServiceAccount
+                | Kind::PodDisruptionBudget
+                | Kind::NetworkPolicy
+                | Kind::Deployment
+                | Kind::HorizontalPodAutoscaler
+                | Kind::Ingress
+                | Kind::ServiceMonitor
+                | Kind::PrometheusRule => vec![names::app(site)],
+            };
+            names.into_iter().map(move |n| (kind, n))
+        })
+        .collect()
+}
+
 fn child<T: Serialize>(kind: Kind, name: String, object: &T) -> Result<Child, Error> {
     Ok(Child {
         kind,
@@ -834,6 +862,21 @@ mod tests {
             }),
         ] {
             assert!(validate(&ok).is_ok(), "{:?}", ok.spec);
+        }
+    }
+
+    #[test]
+    fn every_built_child_is_a_possible_child() {
+        for s in [demo(), fakeflickr()] {
+            let possible = possible_children(s.metadata.name.as_deref().unwrap());
+            for c in build_all(&s, &inputs()).children {
+                assert!(
+                    possible.contains(&(c.kind, c.name.clone())),
+                    "{:?} {} is not in possible_children: cleanup would never find it",
+                    c.kind,
+                    c.name
+                );
+            }
         }
     }
 

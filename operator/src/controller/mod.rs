@@ -110,18 +110,6 @@ impl Stores {
         let store = self.stores.get(&kind)?;
         store.get(&ObjectRef::new_with(name, kind.api_resource()).within(namespace))
     }
-
-    /// Every live child of a kind labelled as belonging to `site`.
-    pub fn children_of(&self, kind: Kind, namespace: &str, site: &str) -> Vec<Arc<DynamicObject>> {
-        let Some(store) = self.stores.get(&kind) else {
-            return Vec::new();
-        };
-        store.state_filter(|o| {
-            o.metadata.namespace.as_deref() == Some(namespace)
-                && o.labels().get(labels::SITE).map(String::as_str) == Some(site)
-                && o.labels().get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGER)
-        })
-    }
 }
 
 /// State shared by every reconcile.
@@ -298,7 +286,7 @@ pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, E
         external_database: refs.external_database,
     };
     let desired = build::desired(&site, &inputs)?;
-    let observed = Observed::from_stores(&ctx.stores, &site, &desired)?;
+    let observed = Observed::from_stores(&ctx.stores, &site)?;
     let plan = plan::plan(&desired, &observed)?;
     let applied = apply::apply(&site, &plan, observed, ctx).await?;
     let deleted = apply::cleanup(&site, &plan, ctx).await?;

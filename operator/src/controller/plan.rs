@@ -17,10 +17,12 @@
 //! live copy differs in those (reported as refused: the API would answer 422), and never asks
 //! to shrink one (the live size is kept).
 //!
-//! Deletions: children labelled for the site whose kind/name is no longer desired (HPA after
-//! autoscaling is turned off, Ingress, monitoring). The originals claim, the database and the
-//! credentials Secret are never deleted this way: data is only removed by the garbage
-//! collector under `dataPolicy: Delete`.
+//! Deletions: children the operator may create for a site
+//! ([`crate::build::possible_children`], looked up by name: no scan of the stores) that exist,
+//! carry the site's labels and are no longer desired (HPA after autoscaling is turned off,
+//! Ingress, monitoring). The originals claim, the database and the credentials Secret are
+//! never deleted this way: data is only removed by the garbage collector under
+//! `dataPolicy: Delete`.
 
 use std::collections::HashMap;
 
@@ -28,7 +30,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Stores;
-use crate::build::{Child, Desired, Kind, ValidatedSite, quantity};
+use crate::build::{self, Child, Desired, Kind, ValidatedSite, quantity};
 use crate::{Error, labels};
 
 /// Annotation with the hash of the desired object last applied.
@@ -165,8 +167,8 @@ pub fn needs_apply(desired_with_hash: &Value, live: Option<&Value>) -> bool {
     }
 }
 
-/// A site's children as the watch stores show them (pruned), by kind and name: every desired
-/// child that exists, and every child labelled for the site.
+/// A site's children as the watch stores show them (pruned), by kind and name: every child
+/// the operator may create for the site that exists.
 #[derive(Clone, Debug, Default)]
 pub struct Observed {
     pub site: String,
@@ -174,23 +176,11 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn from_stores(
-        stores: &Stores,
-        site: &ValidatedSite,
-        desired: &Desired,
-    ) -> Result<Observed, Error> {
+    pub fn from_stores(stores: &Stores, site: &ValidatedSite) -> Result<Observed, Error> {
         let mut children = HashMap::new();
-        for c in &desired.children {
-            if let Some(live) = stores.get(c.kind, site.namespace, &c.name) {
-                children.insert((c.kind, c.name.clone()), serde_json::to_value(&*live)?);
-            }
-        }
-        for kind in Kind::ALL {
-            for live in stores.children_of(kind, site.namespace, site.name) {
-                let name = live.metadata.name.clone().unwrap_or_default();
-                if let std::collections::hash_map::Entry::Vacant(e) = children.entry((kind, name)) {
-                    e.insert(serde_json::to_value(&*live)?);
-                }
+        for (kind, name) in build::possible_children(site.name) {
+            if let Some(live) = stores.get(kind, site.namespace, &name) {
+                children.insert((kind, name), serde_json::to_value(&*live)?);
             }
         }
         Ok(Observed {
