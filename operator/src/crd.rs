@@ -95,7 +95,9 @@ pub struct PhotoSiteSpec {
 
     /// Desired number of photo-server pods. This is the single owner of the replica count:
     /// `kubectl scale photosite/NAME` and the HorizontalPodAutoscaler (through the scale
-    /// subresource) move it, and the operator copies it to the Deployment.
+    /// subresource) move it, and the operator copies it to the Deployment (with autoscaling,
+    /// kept within `minReplicas` and `maxReplicas`). Leave it out of the manifest of an
+    /// autoscaled site: re-applying the manifest would reset what the autoscaler chose.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: i32,
