@@ -18,6 +18,33 @@ pub struct Config {
     #[arg(long, env = "PHOTO_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// A second address serving only `/metrics`, `/healthz` and `/readyz` (for the kubelet
+    /// and Prometheus). When set, the public address answers 404 for `/metrics`.
+    #[arg(long, env = "PHOTO_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Most connections open at once on the public address; past it, new ones wait in the
+    /// kernel's queue. 0: derived from the open-file limit (at most 4096).
+    #[arg(long, env = "PHOTO_MAX_CONNECTIONS", default_value_t = 0)]
+    pub max_connections: usize,
+
+    /// A request's line and headers must arrive within this time of its first byte.
+    #[arg(long, env = "PHOTO_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// An idle keep-alive connection is closed after this long. Keep it above the idle
+    /// timeout of the proxy in front (ingress-nginx and AWS load balancers use 60 s).
+    #[arg(long, env = "PHOTO_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// A request body that sends nothing for this long fails with 408.
+    #[arg(long, env = "PHOTO_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// A response the client does not read for this long is abandoned.
+    #[arg(long, env = "PHOTO_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub write_timeout: Duration,
+
     /// `postgres://...` in a cluster. Unset: an embedded SQLite file under the data dir.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
@@ -87,6 +114,11 @@ pub struct Config {
     #[arg(long, env = "PHOTO_MAX_PIXELS", default_value_t = 100_000_000)]
     pub max_pixels: u64,
 
+    /// Memory one image decode may use, in bytes (checked from the headers before
+    /// decoding); an upload that would need more is refused.
+    #[arg(long, env = "PHOTO_DECODE_MAX_BYTES", default_value_t = 256 << 20)]
+    pub decode_max_bytes: u64,
+
     /// Render threads. 0: one per CPU.
     #[arg(long, env = "PHOTO_RENDER_THREADS", default_value_t = 0)]
     pub render_threads: usize,
@@ -99,14 +131,27 @@ pub struct Config {
     #[arg(long, env = "PHOTO_JPEG_QUALITY", default_value_t = 82, value_parser = clap::value_parser!(u8).range(1..=100))]
     pub jpeg_quality: u8,
 
-    /// Peers whose `X-Forwarded-Proto` is believed (CIDRs, comma-separated).
+    /// Proxies in front of the server (CIDRs, comma-separated): only from these are
+    /// `X-Forwarded-For` and `X-Forwarded-Proto` believed. The client is the right-most
+    /// `X-Forwarded-For` address that is not one of them. Behind an ingress controller, set
+    /// the addresses its pods connect from.
     #[arg(
         long,
         env = "PHOTO_TRUSTED_PROXIES",
         value_delimiter = ',',
-        default_value = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+        default_value = "127.0.0.0/8,::1/128"
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Password checks (Argon2, about 19 MiB each) running at once; past this a login
+    /// answers 503 with Retry-After. 0: one per CPU.
+    #[arg(long, env = "PHOTO_PASSWORD_CHECKS", default_value_t = 0)]
+    pub password_checks: usize,
+
+    /// How long browsers and shared caches may keep a public photo's renditions. A photo
+    /// made private disappears from their caches within this time.
+    #[arg(long, env = "PHOTO_PUBLIC_MAX_AGE", default_value = "60s", value_parser = parse_duration)]
+    pub public_max_age: Duration,
 
     /// After SIGTERM, readiness fails for this long before the listener closes,
     /// so load balancers stop sending new requests first.
@@ -122,6 +167,29 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Shortest admin password accepted at start (the same rule as for every account).
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Shortest session key accepted: it signs CSRF tokens for every replica.
+pub const MIN_SESSION_KEY_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error(
+        "the admin password is too short: at least {MIN_PASSWORD_CHARS} characters (PHOTO_ADMIN_PASSWORD or PHOTO_ADMIN_PASSWORD_FILE)"
+    )]
+    WeakAdminPassword,
+    #[error(
+        "the session key is too short: at least {MIN_SESSION_KEY_BYTES} bytes (PHOTO_SESSION_KEY or PHOTO_SESSION_KEY_FILE; for example `openssl rand -base64 48`)"
+    )]
+    WeakSessionKey,
+    #[error(
+        "PHOTO_ADMIN_USER {0:?} is not a valid username: 1 to 40 letters, digits, `.`, `_` or `-`"
+    )]
+    BadAdminUser(String),
+    #[error("{name} must be more than zero")]
+    ZeroTimeout { name: &'static str },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -129,6 +197,25 @@ pub enum LogFormat {
 }
 
 impl Config {
+    /// Refuses settings that cannot work, with a message naming the setting.
+    /// (Secrets read from files are checked where they are read.)
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if !crate::domain::accounts::is_valid_username(&self.admin_user) {
+            return Err(ConfigError::BadAdminUser(self.admin_user.clone()));
+        }
+        for (name, value) in [
+            ("PHOTO_HEADER_TIMEOUT", self.header_timeout),
+            ("PHOTO_IDLE_TIMEOUT", self.idle_timeout),
+            ("PHOTO_BODY_TIMEOUT", self.body_timeout),
+            ("PHOTO_WRITE_TIMEOUT", self.write_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::ZeroTimeout { name });
+            }
+        }
+        Ok(())
+    }
+
     pub fn originals_dir(&self) -> PathBuf {
         self.originals_dir
             .clone()
@@ -190,6 +277,23 @@ mod tests {
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("5 parsecs").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_their_name() {
+        let mut config = Config::parse_from(["photo-server"]);
+        assert_eq!(config.check(), Ok(()));
+        config.admin_user = "no spaces".into();
+        assert!(matches!(config.check(), Err(ConfigError::BadAdminUser(_))));
+        let mut config = Config::parse_from(["photo-server", "--header-timeout", "0s"]);
+        assert_eq!(
+            config.check(),
+            Err(ConfigError::ZeroTimeout {
+                name: "PHOTO_HEADER_TIMEOUT"
+            })
+        );
+        config.header_timeout = Duration::from_secs(1);
+        assert!(config.check().is_ok());
     }
 
     #[test]

@@ -28,6 +28,8 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
+    #[error("the request body stalled; send it without pauses")]
+    RequestTimeout,
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
@@ -38,6 +40,12 @@ pub enum ApiError {
     RateLimited { retry_after: Duration },
     #[error("the server is busy rendering; try again shortly")]
     Overloaded,
+    #[error("too many logins are being checked at once; try again shortly")]
+    LoginsBusy,
+    #[error("the database is unreachable; try again shortly")]
+    DatabaseUnavailable,
+    #[error("{0}")]
+    StorageFull(String),
     #[error("the server is shutting down")]
     Unavailable,
     #[error("internal error")]
@@ -52,11 +60,16 @@ impl ApiError {
             ApiError::Csrf | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Overloaded | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Overloaded
+            | ApiError::LoginsBusy
+            | ApiError::DatabaseUnavailable
+            | ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StorageFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -68,7 +81,24 @@ impl ApiError {
 
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
-        ApiError::Internal(e.to_string())
+        if e.is_unavailable() {
+            tracing::debug!(error = %e, "database unavailable");
+            ApiError::DatabaseUnavailable
+        } else {
+            ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+/// A JSON body that does not parse: `422` when well-formed but wrong, `413`
+/// when too large, `400` otherwise.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        match e.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(e.body_text()),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(e.body_text()),
+            _ => ApiError::BadRequest(e.body_text()),
+        }
     }
 }
 
@@ -76,9 +106,11 @@ impl From<RenderError> for ApiError {
     fn from(e: RenderError) -> Self {
         match e {
             RenderError::Unsupported => ApiError::UnsupportedMedia(e.to_string()),
-            RenderError::Corrupt(_) | RenderError::TooManyPixels { .. } => {
-                ApiError::Unprocessable(e.to_string())
-            }
+            RenderError::Corrupt(_)
+            | RenderError::TooManyPixels { .. }
+            | RenderError::TooMuchMemory { .. }
+            | RenderError::Metadata(_)
+            | RenderError::Unrenderable { .. } => ApiError::Unprocessable(e.to_string()),
             RenderError::Encode(_) => ApiError::Internal(e.to_string()),
         }
     }
@@ -98,7 +130,8 @@ impl IntoResponse for ApiError {
             .into_response();
         let retry_after = match &self {
             ApiError::RateLimited { retry_after } => Some(retry_after.as_secs().max(1)),
-            ApiError::Overloaded | ApiError::Unavailable => Some(1),
+            ApiError::Overloaded | ApiError::LoginsBusy | ApiError::Unavailable => Some(1),
+            ApiError::DatabaseUnavailable => Some(2),
             _ => None,
         };
         if let Some(seconds) = retry_after {

@@ -1,5 +1,5 @@
 use clap::Parser;
-use photo_server::{Config, serve, start, telemetry};
+use photo_server::{Config, Listeners, serve, start, telemetry};
 
 // Cached hits allocate a handful of small objects per request; with mimalloc
 // a cached /img/240 hit takes 29.7k instructions against 34.7k with glibc
@@ -11,10 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init(config.log_format);
-    let listen = config.listen;
+    let listeners = Listeners::bind(&config).await?;
     let state = start(config).await?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
-    serve(state, listener).await
+    serve(state, listeners).await
 }

@@ -53,6 +53,8 @@ pub struct Metrics {
     pub uploads: Family<OutcomeLabels, Counter>,
     pub upload_bytes: Counter,
     pub logins: Family<OutcomeLabels, Counter>,
+    pub http_connections: Gauge,
+    pub renders_failed: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -84,6 +86,8 @@ impl Metrics {
             uploads: Family::default(),
             upload_bytes: Counter::default(),
             logins: Family::default(),
+            http_connections: Gauge::default(),
+            renders_failed: Counter::default(),
         };
         registry.register(
             "http_requests",
@@ -147,6 +151,16 @@ impl Metrics {
             m.upload_bytes.clone(),
         );
         registry.register("logins", "Login attempts by outcome", m.logins.clone());
+        registry.register(
+            "render_failures",
+            "Renders that failed (then remembered for a while, not retried)",
+            m.renders_failed.clone(),
+        );
+        registry.register(
+            "http_connections",
+            "Connections open on the public listener",
+            m.http_connections.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             ..m

@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use crate::auth::{self, Auth};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::db::{Db, DbResult, Photo};
 use crate::metrics::Metrics;
 use crate::render::RenderError;
@@ -23,14 +24,24 @@ pub enum JobError {
     Io(String),
 }
 
+/// How long a failed render is remembered: requests for it meanwhile get the
+/// same answer without decoding the original again.
+pub const RENDER_FAILURE_MEMORY: Duration = Duration::from_secs(600);
+
 pub struct AppState {
     pub config: Config,
     pub db: Db,
     pub originals: OriginalStore,
     pub cache: DiskCache,
     pub renderer: RenderPool<RenditionKey, JobError>,
+    /// Renders that failed (a photo that cannot be rendered at that size),
+    /// kept for [`RENDER_FAILURE_MEMORY`] so that requesting them in a loop
+    /// cannot keep the render pool busy.
+    pub render_failures: moka::sync::Cache<RenditionKey, JobError>,
     pub metrics: Metrics,
     pub auth: Auth,
+    /// `Cache-Control` of public renditions (`PHOTO_PUBLIC_MAX_AGE`).
+    pub public_cache_control: axum::http::HeaderValue,
     /// Photo metadata by id (`None`: no such photo), kept for
     /// `PHOTO_METADATA_TTL` so cached hits do not touch the database.
     photos: moka::sync::Cache<String, Option<Arc<Photo>>>,
@@ -41,6 +52,10 @@ pub type SharedState = Arc<AppState>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Bootstrap(#[from] crate::bootstrap::BootstrapError),
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
     #[error("cannot open the originals directory {path}: {source}")]
@@ -55,10 +70,11 @@ pub enum StartError {
 }
 
 impl AppState {
-    /// Opens the database (running migrations), the stores and the pools.
-    pub async fn open(config: Config) -> Result<SharedState, StartError> {
+    /// Opens the stores and pools. The database is only set up here;
+    /// `bootstrap::connect_database` reaches it.
+    pub fn open(config: Config) -> Result<SharedState, StartError> {
         let metrics = Metrics::new();
-        let db = Db::connect(config.database_url.as_deref(), &config.data_dir).await?;
+        let db = Db::open(config.database_url.as_deref(), &config.data_dir)?;
         let originals_dir = config.originals_dir();
         let originals =
             OriginalStore::open(originals_dir.clone()).map_err(|source| StartError::Originals {
@@ -84,17 +100,30 @@ impl AppState {
             config.session_ttl,
             config.metadata_ttl,
             config.trusted_proxies.clone(),
+            config.password_checks,
         );
         let photos = moka::sync::Cache::builder()
             .max_capacity(200_000)
-            .time_to_live(config.metadata_ttl.max(std::time::Duration::from_millis(1)))
+            .time_to_live(config.metadata_ttl.max(Duration::from_millis(1)))
             .build();
+        let render_failures = moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(RENDER_FAILURE_MEMORY)
+            .build();
+        // Digits and ASCII only: always a valid header value.
+        let public_cache_control = axum::http::HeaderValue::from_str(&format!(
+            "public, max-age={}",
+            config.public_max_age.as_secs()
+        ))
+        .unwrap_or_else(|_| axum::http::HeaderValue::from_static("public, max-age=60"));
         Ok(Arc::new(AppState {
+            public_cache_control,
             config,
             db,
             originals,
             cache,
             renderer,
+            render_failures,
             metrics,
             auth,
             photos,

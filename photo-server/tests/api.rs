@@ -22,6 +22,11 @@ both_backends!(
     concurrent_misses_render_once,
     sessions_work_on_every_replica_and_logout_ends_them,
     health_and_metrics,
+    visibility_changes_reach_caches,
+    photos_that_cannot_be_rendered_are_refused_and_failures_remembered,
+    bytes_after_the_image_are_not_stored,
+    login_throttling_cannot_be_bypassed_or_turned_against_the_owner,
+    a_down_database_means_503_with_retry_after,
 );
 
 async fn session_login_and_logout(backend: Backend) {
@@ -116,12 +121,9 @@ async fn upload_then_serve_every_size(backend: Backend) {
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["content-type"], "image/jpeg");
         assert_eq!(r.headers()["x-cache"], "miss");
-        assert!(
-            r.headers()["cache-control"]
-                .to_str()
-                .unwrap()
-                .contains("immutable")
-        );
+        // Shared caches may keep it, but briefly: a photo made private
+        // must drop out of them (see `visibility_changes_reach_caches`).
+        assert_eq!(r.headers()["cache-control"], "public, max-age=60");
         let len: usize = r.headers()["content-length"]
             .to_str()
             .unwrap()
@@ -142,10 +144,20 @@ async fn upload_then_serve_every_size(backend: Backend) {
     let big = anonymous.get(&format!("/img/2048/{id}.jpg")).await;
     let img = image::load_from_memory(&big.bytes().await.unwrap()).unwrap();
     assert_eq!(u64::from(img.width()), w.min(2048));
-    // The original, byte for byte.
-    let orig = anonymous.get(&format!("/img/orig/{id}.jpg")).await;
+    // The original, byte for byte, for its owner; nobody else gets it (it
+    // keeps its EXIF, location included), nor its URL.
+    let orig = admin.get(&format!("/img/orig/{id}.jpg")).await;
     assert_eq!(orig.status(), 200);
+    assert_eq!(orig.headers()["accept-ranges"], "bytes");
+    assert_eq!(orig.headers()["cache-control"], "private, max-age=3600");
     assert_eq!(orig.bytes().await.unwrap(), fixture("landscape.jpg"));
+    assert_eq!(
+        anonymous.get(&format!("/img/orig/{id}.jpg")).await.status(),
+        404
+    );
+    let seen = anonymous.get_json(&format!("/rest/photos/{id}")).await;
+    assert!(seen["urls"].get("orig").is_none(), "{seen}");
+    assert!(seen["urls"].get("240").is_some(), "{seen}");
 }
 
 async fn conditional_and_head_requests(backend: Backend) {
@@ -627,7 +639,7 @@ async fn a_failed_commit_leaves_no_original(backend: Backend) {
     };
     for sql in trigger {
         sqlx::query(sql)
-            .execute(server.state.db.pool())
+            .execute(server.state.db.pool().unwrap())
             .await
             .unwrap();
     }
@@ -789,7 +801,11 @@ async fn many_replicas_start_at_once_on_one_new_database() {
         let mut config = photo_server::Config::for_tests(&dir.path().join(format!("pod{n}")));
         config.database_url = Some(url.clone());
         config.originals_dir = Some(dir.path().join("originals"));
-        starts.push(tokio::spawn(photo_server::start(config)));
+        starts.push(tokio::spawn(async move {
+            let state = photo_server::start(config).await?;
+            state.db.ready().await;
+            Ok::<_, photo_server::StartError>(state)
+        }));
     }
     let mut states = Vec::new();
     for s in starts {
@@ -799,8 +815,220 @@ async fn many_replicas_start_at_once_on_one_new_database() {
     assert_eq!(users.len(), 1);
     assert!(users[0].is_admin);
     let migrations: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
-        .fetch_one(states[0].db.pool())
+        .fetch_one(states[0].db.pool().unwrap())
         .await
         .unwrap();
     assert_eq!(migrations, 1, "applied once");
+}
+
+/// A photo made private must drop out of browsers and shared caches: public
+/// renditions are cached briefly (not `immutable`), and their ETag changes,
+/// so a copy cached while public is never confirmed fresh once private.
+async fn visibility_changes_reach_caches(backend: Backend) {
+    let server =
+        TestServer::start_with(backend, |c| c.metadata_ttl = std::time::Duration::ZERO).await;
+    let admin = server.admin().await;
+    let id = admin
+        .upload_id("landscape.jpg", &[("visibility", "public")])
+        .await;
+    let path = format!("/img/640/{id}.jpg");
+    let public = server.client().get(&path).await;
+    assert_eq!(public.headers()["cache-control"], "public, max-age=60");
+    let etag = public.headers()["etag"].to_str().unwrap().to_string();
+    let r = admin
+        .patch(
+            &format!("/rest/photos/{id}"),
+            json!({"visibility": "private"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    // A CDN revalidating (no cookie) learns it is gone.
+    let cdn = server
+        .client()
+        .http
+        .get(server.client().url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cdn.status(), 404);
+    // The owner's browser gets the private copy, not a 304 for the public one.
+    let owner = admin
+        .http
+        .get(admin.url(&path))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(owner.status(), 200);
+    assert_ne!(owner.headers()["etag"].to_str().unwrap(), etag);
+    assert_eq!(owner.headers()["cache-control"], "private, max-age=3600");
+}
+
+/// A photo no rendition can be made of (JPEG sides stop at 65535 pixels) is
+/// refused at upload; one already stored fails once and is then remembered
+/// instead of being decoded again on every request.
+async fn photos_that_cannot_be_rendered_are_refused_and_failures_remembered(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let tall = common::images::png(20, 100_000, &[]);
+    let r = admin.upload(&[("tall.png", tall.clone())], &[]).await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("cannot be rendered"), "{error}");
+    assert!(stored_originals(&server).is_empty());
+
+    // One that got in before this check: stored behind the server's back.
+    let id = admin
+        .upload_id("landscape.jpg", &[("visibility", "public")])
+        .await;
+    let path = server
+        .state
+        .originals
+        .path(&id, photo_server::render::Format::Jpeg);
+    std::fs::write(
+        &path,
+        &common::images::jpeg_progressive(16, 16)[..40],
+    )
+    .unwrap();
+    for _ in 0..5 {
+        let r = server.client().get(&format!("/img/240/{id}.jpg")).await;
+        assert_eq!(r.status(), 422);
+    }
+    assert_eq!(server.metric("photo_render_failures_total").await, 1.0);
+    // Other photos render meanwhile.
+    let fine = admin
+        .upload_id("portrait.jpg", &[("visibility", "public")])
+        .await;
+    assert_eq!(
+        server
+            .client()
+            .get(&format!("/img/240/{fine}.jpg"))
+            .await
+            .status(),
+        200
+    );
+}
+
+/// Bytes appended after a JPEG's end marker (or a PNG's IEND) are cut off
+/// at upload: the stored original is the image alone.
+async fn bytes_after_the_image_are_not_stored(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    for name in ["landscape.jpg", "photo.png"] {
+        let clean = fixture(name);
+        let mut padded = clean.clone();
+        padded.extend_from_slice(b"<?php system($_GET['c']); ?> and a zip archive, too");
+        let r = admin.upload(&[(name, padded)], &[]).await;
+        assert_eq!(r.status(), 201, "{name}");
+        let body: Value = r.json().await.unwrap();
+        let photo = &body["photos"][0];
+        assert_eq!(photo["bytes"].as_u64(), Some(clean.len() as u64), "{name}");
+        let id = photo["id"].as_str().unwrap();
+        let stored = admin.get(&format!("/img/orig/{id}.jpg")).await;
+        assert_eq!(stored.bytes().await.unwrap(), clean, "{name}");
+    }
+}
+
+/// Login throttling, with the server behind a trusted proxy (the loopback
+/// test client): the client is the right-most untrusted `X-Forwarded-For`
+/// address, attempts are counted before the password check, and guessing
+/// from many addresses slows an account without locking its owner out.
+async fn login_throttling_cannot_be_bypassed_or_turned_against_the_owner(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| c.password_checks = 64).await;
+    let http = reqwest::Client::new();
+    let url = format!("{}/rest/login", server.url);
+    let attempt = |forwarded: String, password: &'static str| {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            http.post(url)
+                .header("x-forwarded-for", forwarded)
+                .json(&json!({"username": "admin", "password": password}))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    // Rotating the left of X-Forwarded-For does not make a new client.
+    let mut statuses = Vec::new();
+    for n in 0..8 {
+        let r = attempt(format!("10.9.9.{n}, 203.0.113.1"), "guess").await;
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(&statuses[..5], &[401; 5], "{statuses:?}");
+    assert_eq!(&statuses[5..], &[429; 3], "{statuses:?}");
+    // 60 concurrent guesses from one client: counted before checking, so at
+    // most 5 are checked.
+    let burst = (0..60).map(|_| attempt("203.0.113.2".into(), "guess"));
+    let responses = futures_util::future::join_all(burst).await;
+    let checked = responses.iter().filter(|r| r.status() == 401).count();
+    assert!(checked <= 5, "{checked} guesses were checked");
+    assert!(
+        responses
+            .iter()
+            .all(|r| [401, 429].contains(&r.status().as_u16()))
+    );
+    // The owner, from their own address, gets in: at worst after a short wait
+    // (the account has seen 10 guesses), never locked out.
+    let owner_gets_in = |from: &'static str| {
+        let attempt = &attempt;
+        async move {
+            let r = attempt(from.into(), common::ADMIN_PASSWORD).await;
+            if r.status() != 429 {
+                return r.status();
+            }
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(wait <= 30, "the owner must wait {wait} s");
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            attempt(from.into(), common::ADMIN_PASSWORD).await.status()
+        }
+    };
+    assert_eq!(owner_gets_in("198.51.100.7").await, 200);
+    // Guesses from many addresses: after 10, each must wait a little.
+    let mut waits = Vec::new();
+    for n in 0..14 {
+        let r = attempt(format!("192.0.2.{n}"), "guess").await;
+        if r.status() == 429 {
+            let wait: u64 = r.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            waits.push(wait);
+        }
+    }
+    assert_eq!(waits.len(), 4, "the 11th to 14th guesses wait");
+    assert!(waits.iter().all(|&w| w <= 30), "{waits:?}");
+    assert_eq!(owner_gets_in("198.51.100.8").await, 200);
+}
+
+/// With the database gone, requests that need it get 503 with Retry-After,
+/// never 500; cached image hits keep being served.
+async fn a_down_database_means_503_with_retry_after(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let id = admin
+        .upload_id("landscape.jpg", &[("visibility", "public")])
+        .await;
+    let path = format!("/img/240/{id}.jpg");
+    assert_eq!(server.client().get(&path).await.status(), 200);
+    server.state.db.close().await;
+    let anonymous = server.client();
+    for path in ["/rest/photos", "/"] {
+        let r = anonymous.get(path).await;
+        assert_eq!(r.status(), 503, "{path}");
+        assert!(r.headers().contains_key("retry-after"), "{path}");
+    }
+    let r = admin
+        .upload(&[("a.jpg", fixture("landscape.jpg"))], &[])
+        .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(anonymous.get("/readyz").await.status(), 503);
+    // Within the metadata TTL, a cached hit needs no database.
+    assert_eq!(anonymous.get(&path).await.status(), 200);
 }

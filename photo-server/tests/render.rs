@@ -5,9 +5,13 @@ mod common;
 
 use common::fixture;
 use image::{DynamicImage, GenericImageView, RgbImage, imageops::FilterType};
-use photo_server::render::{self, Format, RenderError};
+use photo_server::render::{self, DecodeLimits, Format, RenderError};
 
-const MAX_PIXELS: u64 = 100_000_000;
+const LIMITS: DecodeLimits = DecodeLimits {
+    max_pixels: 100_000_000,
+    max_bytes: 256 << 20,
+};
+const WIDTHS: &[u32] = &[240, 640, 1440, 2048];
 
 fn decode(bytes: &[u8]) -> DynamicImage {
     image::load_from_memory(bytes).expect("rendition decodes")
@@ -61,7 +65,7 @@ fn renditions_match_a_reference_resize() {
     ] {
         let original = fixture(name);
         for width in [120, 240] {
-            let out = render::render(&original, width, 90, MAX_PIXELS).unwrap();
+            let out = render::render(&original, width, 90, LIMITS).unwrap();
             let got = decode(&out).to_rgb8();
             let want = reference(&original, width);
             assert_eq!(got.dimensions(), want.dimensions(), "{name} at {width}");
@@ -77,7 +81,7 @@ fn exif_orientation_is_applied() {
     let rotated = fixture("rotated.jpg");
     let (w, h) = decode(&upright).dimensions();
     // The stored pixels are the same; orientation 6 means "display rotated 90° clockwise".
-    let out = decode(&render::render(&rotated, 240, 90, MAX_PIXELS).unwrap());
+    let out = decode(&render::render(&rotated, 240, 90, LIMITS).unwrap());
     let expected_h = (f64::from(w) * 240.0 / f64::from(h)).round() as u32;
     assert_eq!(out.width(), 240);
     assert!(
@@ -99,7 +103,7 @@ fn exif_orientation_is_applied() {
         "{right_score:.1} vs {wrong_score:.1}"
     );
     // The probe reports displayed dimensions.
-    let probe = render::probe(&rotated, MAX_PIXELS).unwrap();
+    let probe = render::probe(&rotated, LIMITS, WIDTHS).unwrap();
     assert_eq!((probe.width, probe.height), (h, w));
 }
 
@@ -107,11 +111,11 @@ fn exif_orientation_is_applied() {
 fn never_upscales_and_keeps_aspect() {
     let original = fixture("photo.png");
     let (w, h) = decode(&original).dimensions();
-    let out = decode(&render::render(&original, 4000, 85, MAX_PIXELS).unwrap());
+    let out = decode(&render::render(&original, 4000, 85, LIMITS).unwrap());
     assert_eq!(out.dimensions(), (w, h));
     let portrait = fixture("portrait.jpg");
     let (pw, ph) = decode(&portrait).dimensions();
-    let out = decode(&render::render(&portrait, 240, 85, MAX_PIXELS).unwrap());
+    let out = decode(&render::render(&portrait, 240, 85, LIMITS).unwrap());
     assert_eq!(out.width(), 240);
     let ratio = f64::from(ph) / f64::from(pw);
     assert!((f64::from(out.height()) - 240.0 * ratio).abs() <= 1.0);
@@ -119,7 +123,7 @@ fn never_upscales_and_keeps_aspect() {
 
 #[test]
 fn probe_reads_format_size_and_camera() {
-    let probe = render::probe(&fixture("landscape.jpg"), MAX_PIXELS).unwrap();
+    let probe = render::probe(&fixture("landscape.jpg"), LIMITS, WIDTHS).unwrap();
     assert_eq!(probe.format, Format::Jpeg);
     let (w, h) = decode(&fixture("landscape.jpg")).dimensions();
     assert_eq!((probe.width, probe.height), (w, h));
@@ -128,13 +132,13 @@ fn probe_reads_format_size_and_camera() {
         "the fixture carries EXIF Make/Model"
     );
     assert_eq!(
-        render::probe(&fixture("photo.webp"), MAX_PIXELS)
+        render::probe(&fixture("photo.webp"), LIMITS, WIDTHS)
             .unwrap()
             .format,
         Format::Webp
     );
     assert_eq!(
-        render::probe(&fixture("photo.png"), MAX_PIXELS)
+        render::probe(&fixture("photo.png"), LIMITS, WIDTHS)
             .unwrap()
             .format,
         Format::Png
@@ -144,15 +148,15 @@ fn probe_reads_format_size_and_camera() {
 #[test]
 fn bad_images_are_refused_with_the_right_reason() {
     assert_eq!(
-        render::probe(&fixture("not-an-image.jpg"), MAX_PIXELS),
+        render::probe(&fixture("not-an-image.jpg"), LIMITS, WIDTHS),
         Err(RenderError::Unsupported)
     );
     assert!(matches!(
-        render::probe(&fixture("truncated.jpg"), MAX_PIXELS),
+        render::probe(&fixture("truncated.jpg"), LIMITS, WIDTHS),
         Err(RenderError::Corrupt(_))
     ));
     for bomb in ["bomb.png", "bomb.jpg"] {
-        match render::probe(&fixture(bomb), MAX_PIXELS) {
+        match render::probe(&fixture(bomb), LIMITS, WIDTHS) {
             Err(RenderError::TooManyPixels { width, height, .. }) => {
                 assert_eq!((width, height), (50000, 50000), "{bomb}")
             }
@@ -160,13 +164,102 @@ fn bad_images_are_refused_with_the_right_reason() {
         }
         // Rendering refuses it the same way, before allocating.
         assert!(matches!(
-            render::render(&fixture(bomb), 240, 80, MAX_PIXELS),
+            render::render(&fixture(bomb), 240, 80, LIMITS),
             Err(RenderError::TooManyPixels { .. })
         ));
     }
     // A tighter limit refuses an ordinary photo too.
     assert!(matches!(
-        render::probe(&fixture("landscape.jpg"), 1000),
+        render::probe(
+            &fixture("landscape.jpg"),
+            DecodeLimits {
+                max_pixels: 1000,
+                ..LIMITS
+            },
+            WIDTHS
+        ),
         Err(RenderError::TooManyPixels { .. })
     ));
+}
+
+#[test]
+fn the_probe_finds_where_the_image_ends() {
+    for name in [
+        "landscape.jpg",
+        "rotated.jpg",
+        "gray.jpg",
+        "cmyk.jpg",
+        "photo.png",
+        "photo.webp",
+    ] {
+        let clean = fixture(name);
+        let mut padded = clean.clone();
+        padded.extend_from_slice(&[0xFF, 0xD9, 0, 1, 2, 3, b'P', b'K', 3, 4]);
+        let probe = render::probe(&padded, LIMITS, WIDTHS).unwrap();
+        assert_eq!(probe.image_len, clean.len() as u64, "{name}");
+        assert_eq!(
+            render::probe(&clean, LIMITS, WIDTHS).unwrap().image_len,
+            clean.len() as u64,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn images_no_rendition_can_be_made_of_are_refused() {
+    // 20 x 100000: never enlarged, so every rendition is 100000 tall, past
+    // JPEG's 65535.
+    let tall = common::images::png(20, 100_000, &[]);
+    match render::probe(&tall, LIMITS, WIDTHS) {
+        Err(RenderError::Unrenderable { width: 240, reason }) => {
+            assert!(reason.contains("65535"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The same shape, wide: 240 x 1 renditions are fine.
+    assert!(render::probe(&common::images::png(100_000, 20, &[]), LIMITS, WIDTHS).is_ok());
+}
+
+#[test]
+fn decodes_that_need_too_much_memory_are_refused_from_the_headers() {
+    let small = DecodeLimits {
+        max_bytes: 8 << 20,
+        ..LIMITS
+    };
+    // 2000 x 2000 progressive 4:4:4: 24 MB of coefficients at any scale.
+    let progressive = common::images::jpeg_progressive(2000, 2000);
+    assert!(matches!(
+        render::probe(&progressive, small, WIDTHS),
+        Err(RenderError::TooMuchMemory { .. })
+    ));
+    assert!(matches!(
+        render::render(&progressive, 240, 80, small),
+        Err(RenderError::TooMuchMemory { .. })
+    ));
+    assert!(render::probe(&progressive, LIMITS, WIDTHS).is_ok());
+    // A 2000 x 2000 WebP: RGBA, its RGB copy and the decoder's planes.
+    let webp = common::images::webp_flat(2000, 2000);
+    assert!(matches!(
+        render::probe(&webp, small, WIDTHS),
+        Err(RenderError::TooMuchMemory { .. })
+    ));
+    // A baseline photo at 1/8 scale fits in little.
+    let tight = DecodeLimits {
+        max_bytes: 4 << 20,
+        ..LIMITS
+    };
+    assert!(render::render(&fixture("landscape.jpg"), 240, 80, tight).is_ok());
+}
+
+#[test]
+fn metadata_bombs_are_refused() {
+    for bomb in [
+        common::images::png_icc_bomb(64 << 20),
+        common::images::png_text_bomb(64 << 20),
+    ] {
+        assert!(matches!(
+            render::probe(&bomb, LIMITS, WIDTHS),
+            Err(RenderError::Metadata(_))
+        ));
+    }
 }

@@ -10,6 +10,12 @@ use std::time::{Duration, Instant};
 use common::{Backend, TestServer};
 use image::{ImageEncoder, RgbImage};
 
+both_backends!(
+    overload_answers_503_at_once_and_cached_hits_keep_working,
+    a_lost_or_unwritable_cache_only_means_rendering_on_the_fly,
+    the_cache_stays_under_its_cap,
+);
+
 /// A detailed 3-megapixel JPEG made here (noise compresses badly and decodes
 /// slowly), so that renders take long enough to pile up.
 fn big_jpeg() -> Vec<u8> {
@@ -27,9 +33,8 @@ fn big_jpeg() -> Vec<u8> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn overload_answers_503_at_once_and_cached_hits_keep_working() {
-    let server = TestServer::start_with(Backend::Sqlite, |c| {
+async fn overload_answers_503_at_once_and_cached_hits_keep_working(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| {
         c.render_threads = 1;
         c.render_queue = 0;
         c.max_upload_bytes = 200 << 20;
@@ -94,9 +99,8 @@ async fn overload_answers_503_at_once_and_cached_hits_keep_working() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_or_unwritable_cache_only_means_rendering_on_the_fly() {
-    let server = TestServer::start_with(Backend::Sqlite, |c| c.memory_cache_bytes = 0).await;
+async fn a_lost_or_unwritable_cache_only_means_rendering_on_the_fly(backend: Backend) {
+    let server = TestServer::start_with(backend, |c| c.memory_cache_bytes = 0).await;
     let admin = server.admin().await;
     let id = admin
         .upload_id("landscape.jpg", &[("visibility", "public")])
@@ -129,10 +133,9 @@ async fn a_lost_or_unwritable_cache_only_means_rendering_on_the_fly() {
     assert!(server.metric("photo_cache_write_errors_total").await >= 1.0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_cache_stays_under_its_cap() {
+async fn the_cache_stays_under_its_cap(backend: Backend) {
     let cap = 40_000;
-    let server = TestServer::start_with(Backend::Sqlite, |c| {
+    let server = TestServer::start_with(backend, |c| {
         c.cache_max_bytes = cap;
         c.memory_cache_bytes = 0;
     })
@@ -210,13 +213,17 @@ fn the_binary_starts_with_no_setup_and_shuts_down_gracefully() {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    // The database is reached in the background: the password may come
+    // before or after the listening line.
     let mut password = None;
+    let mut listening = false;
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(p) = line.trim().strip_prefix("password: ") {
             password = Some(p.to_string());
         }
-        if line.contains("listening on") {
+        listening |= line.contains("listening on");
+        if listening && password.is_some() {
             break;
         }
     }
@@ -274,18 +281,91 @@ fn the_binary_starts_with_no_setup_and_shuts_down_gracefully() {
         .spawn()
         .unwrap();
     let pid = second.id();
-    let mut first_lines = BufReader::new(second.stdout.take().unwrap()).lines();
-    let mut saw_password = false;
-    for line in first_lines.by_ref() {
-        let line = line.unwrap();
-        saw_password |= line.contains("password:");
-        if line.contains("listening on") {
-            break;
-        }
-    }
+    let stdout = second.stdout.take().unwrap();
+    // Ready means the admin account was dealt with; then stop and read all
+    // it printed.
     rt.block_on(wait_ready(&format!("http://127.0.0.1:{port}")));
     // SAFETY: as above.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     assert!(second.wait().unwrap().success());
-    assert!(!saw_password, "the password is shown only once");
+    let printed: Vec<String> = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    assert!(
+        printed.iter().any(|l| l.contains("listening on")),
+        "{printed:?}"
+    );
+    assert!(
+        !printed.iter().any(|l| l.contains("password:")),
+        "the password is shown only once: {printed:?}"
+    );
+}
+
+/// A replica that starts before its database (in a cluster: pods scheduled
+/// before CloudNativePG accepts connections) does not exit: it listens,
+/// reports not-ready, retries, and becomes ready once the database is there,
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_before_its_database_waits_for_it() {
+    let postgres = common::postgres::Postgres::shared();
+    let name = format!("late_{}", photo_server::ids::new_id());
+    let mut server =
+        common::process::ServerProcess::spawn(&[("DATABASE_URL", &postgres.url(&name))]);
+    let ops = server.ops_url.clone();
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    let ready: serde_json::Value = loop {
+        if let Ok(r) = http.get(format!("{ops}/readyz")).send().await {
+            assert_eq!(r.status(), 503);
+            break r.json().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ready["database"], "connecting");
+    assert_eq!(
+        http.get(format!("{ops}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Requests that need the database are told to come back.
+    let r = http
+        .get(format!("{}/rest/photos", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(server.is_running(), "the server exited while waiting");
+    postgres.create_database(&name);
+    let created = Instant::now();
+    server.wait_ready().await;
+    report_wait(created.elapsed());
+    let mut admin = common::Client::new(&server.url);
+    assert_eq!(
+        admin
+            .login("admin", common::process::PASSWORD)
+            .await
+            .status(),
+        200
+    );
+}
+
+fn report_wait(elapsed: Duration) {
+    common::process::report(
+        "ready after the database appeared",
+        format!(
+            "{:.1} s (retry backoff capped at 5 s)",
+            elapsed.as_secs_f64()
+        ),
+    );
+    assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }

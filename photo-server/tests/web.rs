@@ -6,6 +6,17 @@ mod common;
 use common::{Backend, TestServer};
 use serde_json::{Value, json};
 
+both_backends!(
+    titles_are_escaped_everywhere,
+    forms_carry_a_csrf_token_and_logout_without_it_is_refused,
+    a_tampered_session_cookie_is_just_a_visitor,
+    the_login_form_reports_errors_rate_limits_and_only_redirects_locally,
+    cookies_are_secure_behind_a_tls_proxy_only,
+    private_photos_are_404_on_every_page,
+    the_gallery_pages_without_javascript,
+    admins_manage_users,
+);
+
 async fn page(client: &common::Client, path: &str) -> (u16, String, reqwest::header::HeaderMap) {
     let r = client.get(path).await;
     let status = r.status().as_u16();
@@ -13,9 +24,8 @@ async fn page(client: &common::Client, path: &str) -> (u16, String, reqwest::hea
     (status, r.text().await.unwrap(), headers)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn titles_are_escaped_everywhere() {
-    let server = TestServer::start(Backend::Sqlite).await;
+async fn titles_are_escaped_everywhere(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let evil = "<script>alert('x')</script>\"><img src=x onerror=alert(1)>";
     let p = admin
@@ -51,9 +61,8 @@ async fn titles_are_escaped_everywhere() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forms_carry_a_csrf_token_and_logout_without_it_is_refused() {
-    let server = TestServer::start(Backend::Sqlite).await;
+async fn forms_carry_a_csrf_token_and_logout_without_it_is_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let (_, html, _) = page(&admin, "/").await;
     let token = html
@@ -90,9 +99,8 @@ async fn forms_carry_a_csrf_token_and_logout_without_it_is_refused() {
     assert_eq!(admin.get_json("/rest/session").await["user"], Value::Null);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tampered_session_cookie_is_just_a_visitor() {
-    let server = TestServer::start(Backend::Sqlite).await;
+async fn a_tampered_session_cookie_is_just_a_visitor(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let token = admin.session.clone().unwrap();
     let http = reqwest::Client::new();
@@ -127,9 +135,8 @@ async fn a_tampered_session_cookie_is_just_a_visitor() {
     assert_eq!(r.json::<Value>().await.unwrap()["user"], "admin");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_login_form_reports_errors_rate_limits_and_only_redirects_locally() {
-    let server = TestServer::start(Backend::Sqlite).await;
+async fn the_login_form_reports_errors_rate_limits_and_only_redirects_locally(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let client = server.client();
     let post = |user: &'static str, pass: &'static str, next: &'static str| {
         client
@@ -153,6 +160,19 @@ async fn the_login_form_reports_errors_rate_limits_and_only_redirects_locally() 
         .await
         .unwrap();
     assert_eq!(r.headers()["location"], "/upload");
+    // A browser drops tabs and newlines: `/\t/evil.example` would be
+    // `//evil.example`. Anything but a plain local path means `/`, and a
+    // newline is no reason for a 500.
+    for next in [
+        "/\t/evil.example",
+        "/\n/evil.example",
+        "/\\evil.example",
+        "/x\r\nSet-Cookie: a=b",
+    ] {
+        let r = post("admin", common::ADMIN_PASSWORD, next).await.unwrap();
+        assert_eq!(r.status(), 303, "{next:?}");
+        assert_eq!(r.headers()["location"], "/", "{next:?}");
+    }
     let r = post("admin", "wrong", "/").await.unwrap();
     assert_eq!(r.status(), 401);
     assert!(
@@ -185,9 +205,8 @@ async fn the_login_form_reports_errors_rate_limits_and_only_redirects_locally() 
     assert_eq!(r.status(), 403);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cookies_are_secure_behind_a_tls_proxy_only() {
-    let server = TestServer::start(Backend::Sqlite).await;
+async fn cookies_are_secure_behind_a_tls_proxy_only(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let http = reqwest::Client::new();
     let login = |proto: &'static str| {
         http.post(format!("{}/rest/login", server.url))
@@ -211,7 +230,7 @@ async fn cookies_are_secure_behind_a_tls_proxy_only() {
             .contains("Secure")
     );
     // From an untrusted peer the header is ignored.
-    let untrusted = TestServer::start_with(Backend::Sqlite, |c| c.trusted_proxies = vec![]).await;
+    let untrusted = TestServer::start_with(backend, |c| c.trusted_proxies = vec![]).await;
     let r = http
         .post(format!("{}/rest/login", untrusted.url))
         .header("x-forwarded-proto", "https")
@@ -227,9 +246,8 @@ async fn cookies_are_secure_behind_a_tls_proxy_only() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn private_photos_are_404_on_every_page() {
-    let server = TestServer::start(Backend::Sqlite).await;
+async fn private_photos_are_404_on_every_page(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     let id = alice
@@ -249,9 +267,8 @@ async fn private_photos_are_404_on_every_page() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gallery_pages_without_javascript() {
-    let server = TestServer::start(Backend::Sqlite).await;
+async fn the_gallery_pages_without_javascript(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let (_, empty, _) = page(&admin, "/").await;
     assert!(empty.contains("No photos yet"));
@@ -275,9 +292,8 @@ async fn the_gallery_pages_without_javascript() {
     assert!(!second.contains("id=\"more\""));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admins_manage_users() {
-    let server = TestServer::start(Backend::Sqlite).await;
+async fn admins_manage_users(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let admin = server.admin().await;
     let post = |path: &str, body: Value| {
         admin

@@ -10,8 +10,8 @@
 //!   needs no storage and verifies on every replica.
 
 pub mod cookies;
-pub mod limiter;
 pub mod password;
+pub mod throttle;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -22,7 +22,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-pub use limiter::LoginLimiter;
+pub use password::Passwords;
+pub use throttle::LoginThrottle;
 
 use crate::db::{Db, DbResult, SessionUser};
 
@@ -34,7 +35,8 @@ pub struct Auth {
     key: Vec<u8>,
     pub session_ttl: Duration,
     cache: moka::sync::Cache<String, Option<SessionUser>>,
-    pub limiter: LoginLimiter,
+    pub throttle: LoginThrottle,
+    pub passwords: Passwords,
     trusted_proxies: Vec<ipnet::IpNet>,
 }
 
@@ -58,6 +60,7 @@ impl Auth {
         session_ttl: Duration,
         cache_ttl: Duration,
         trusted_proxies: Vec<ipnet::IpNet>,
+        password_checks: usize,
     ) -> Auth {
         Auth {
             key,
@@ -66,7 +69,8 @@ impl Auth {
                 .max_capacity(100_000)
                 .time_to_live(cache_ttl.max(Duration::from_millis(1)))
                 .build(),
-            limiter: LoginLimiter::new(),
+            throttle: LoginThrottle::new(),
+            passwords: Passwords::new(password_checks),
             trusted_proxies,
         }
     }
@@ -119,11 +123,15 @@ impl Auth {
         Ok(())
     }
 
+    fn trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
     /// Whether the request reached us over TLS: `X-Forwarded-Proto: https`
     /// counts only from a trusted proxy (the ingress controller).
     pub fn request_is_tls(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
         let Some(peer) = peer else { return false };
-        if !self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
+        if !self.trusted(peer) {
             return false;
         }
         headers
@@ -136,22 +144,42 @@ impl Auth {
             })
     }
 
-    /// The client's address: the first `X-Forwarded-For` hop when the peer is
-    /// a trusted proxy, else the peer itself.
+    /// The client's address. `X-Forwarded-For` is read only when the peer is
+    /// a trusted proxy, and from the right: each proxy appends the address
+    /// it saw, so the right-most address that is not a trusted proxy is the
+    /// client. Anything left of it was written by the client and is ignored.
     pub fn client_ip(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<IpAddr> {
         let peer = peer?;
-        if self.trusted_proxies.iter().any(|net| net.contains(&peer)) {
-            let forwarded = headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok());
-            if let Some(ip) = forwarded {
-                return Some(ip);
+        if !self.trusted(peer) {
+            return Some(peer);
+        }
+        let hops: Vec<&str> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect();
+        let mut client = peer;
+        for hop in hops.iter().rev() {
+            let Some(ip) = parse_hop(hop) else {
+                // Not an address: nothing further left can be trusted.
+                break;
+            };
+            client = ip;
+            if !self.trusted(ip) {
+                break;
             }
         }
-        Some(peer)
+        Some(client)
     }
+}
+
+/// An `X-Forwarded-For` entry: an address, possibly with a port.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
 }
 
 /// Loads the shared key: from the flag or env, a file, or (locally) a key
@@ -161,19 +189,22 @@ pub fn load_key(
     file: Option<&std::path::Path>,
     data_dir: &std::path::Path,
 ) -> std::io::Result<Vec<u8>> {
-    if let Some(v) = value.filter(|v| !v.trim().is_empty()) {
-        return Ok(v.trim().as_bytes().to_vec());
+    let strong = |text: &str| {
+        if text.len() < crate::config::MIN_SESSION_KEY_BYTES {
+            Err(std::io::Error::other(
+                crate::config::ConfigError::WeakSessionKey.to_string(),
+            ))
+        } else {
+            Ok(text.as_bytes().to_vec())
+        }
+    };
+    if let Some(v) = value {
+        return strong(v.trim());
     }
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file)?;
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(std::io::Error::other(format!(
-                "{} is empty",
-                file.display()
-            )));
-        }
-        return Ok(text.as_bytes().to_vec());
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", file.display())))?;
+        return strong(text.trim());
     }
     let path = data_dir.join("session.key");
     match std::fs::read_to_string(&path) {
@@ -211,6 +242,7 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(5),
             vec!["10.0.0.0/8".parse().unwrap()],
+            1,
         )
     }
 
@@ -245,15 +277,57 @@ mod tests {
     }
 
     #[test]
+    fn the_client_is_the_right_most_untrusted_hop() {
+        let a = auth("k");
+        let proxy: IpAddr = "10.2.3.4".parse().unwrap();
+        let with = |xff: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", xff.parse().unwrap());
+            a.client_ip(&headers, Some(proxy))
+        };
+        // A client cannot pick its address by sending its own header: the
+        // proxy appends what it saw, and that is what counts.
+        assert_eq!(with("1.1.1.1, 203.0.113.9"), "203.0.113.9".parse().ok());
+        assert_eq!(
+            with("1.1.1.1, 203.0.113.9, 10.9.9.9"),
+            "203.0.113.9".parse().ok(),
+            "trusted hops on the right are skipped"
+        );
+        assert_eq!(with("garbage, 203.0.113.9"), "203.0.113.9".parse().ok());
+        assert_eq!(with("203.0.113.9, garbage"), Some(proxy));
+        assert_eq!(with("198.51.100.1:4711"), "198.51.100.1".parse().ok());
+        // Two headers read as one list.
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", "1.1.1.1".parse().unwrap());
+        headers.append("x-forwarded-for", "203.0.113.10".parse().unwrap());
+        assert_eq!(
+            a.client_ip(&headers, Some(proxy)),
+            "203.0.113.10".parse().ok()
+        );
+    }
+
+    #[test]
     fn the_local_key_is_generated_once() {
         let dir = tempfile::tempdir().unwrap();
         let first = load_key(None, None, dir.path()).unwrap();
         let second = load_key(None, None, dir.path()).unwrap();
         assert_eq!(first, second);
         assert!(first.len() >= 32);
+        let shared = "0123456789abcdef0123456789abcdef";
         assert_eq!(
-            load_key(Some(" shared "), None, dir.path()).unwrap(),
-            b"shared"
+            load_key(Some(&format!(" {shared} ")), None, dir.path()).unwrap(),
+            shared.as_bytes()
         );
+    }
+
+    #[test]
+    fn weak_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let error = load_key(Some("k"), None, dir.path()).unwrap_err();
+        assert!(error.to_string().contains("at least 32 bytes"), "{error}");
+        let file = dir.path().join("key");
+        std::fs::write(&file, "short\n").unwrap();
+        assert!(load_key(None, Some(&file), dir.path()).is_err());
+        assert!(load_key(Some(""), None, dir.path()).is_err());
     }
 }

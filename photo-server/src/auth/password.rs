@@ -1,16 +1,98 @@
 //! Password hashing with Argon2id (the `argon2` crate's defaults, OWASP's
-//! recommended minimum). Hashing is deliberately slow, so it runs on the
-//! blocking pool, never on the async threads.
+//! recommended minimum: 19 MiB of memory and a few tens of milliseconds of
+//! CPU per hash). Hashing is deliberately expensive, so it runs on the
+//! blocking pool, never on the async threads, and [`Passwords`] bounds how
+//! many run at once: without a bound, sixty concurrent logins took 1.2 GB.
+
+use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Argon2, PasswordHash};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
-pub async fn hash(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || hash_blocking(&password))
+/// Longest password accepted anywhere, in bytes (Argon2 takes any length,
+/// but nobody needs more and a megabyte-long one is an attack).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Bounded password checking: `running` hashes at once, and as many again
+/// times three waiting for a turn; past that, [`ApiError::LoginsBusy`]
+/// (503 with Retry-After) at once. Memory is held only while running.
+pub struct Passwords {
+    admission: Arc<Semaphore>,
+    running: Arc<Semaphore>,
+}
+
+/// A place among the admitted checks; hashing waits for a running slot.
+pub struct Admitted {
+    _admission: OwnedSemaphorePermit,
+    running: Arc<Semaphore>,
+}
+
+impl Passwords {
+    /// `running` checks at once (0: one per CPU).
+    pub fn new(running: usize) -> Passwords {
+        let running = if running == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            running
+        };
+        Passwords {
+            admission: Arc::new(Semaphore::new(running * 4)),
+            running: Arc::new(Semaphore::new(running)),
+        }
+    }
+
+    /// Takes a place, or refuses at once when too many are waiting.
+    pub fn admit(&self) -> Result<Admitted, ApiError> {
+        let admission = self
+            .admission
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::LoginsBusy)?;
+        Ok(Admitted {
+            _admission: admission,
+            running: self.running.clone(),
+        })
+    }
+
+    /// Hashes a new password (admission included).
+    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+        self.admit()?.hash(password).await
+    }
+}
+
+impl Admitted {
+    async fn run<T: Send + 'static>(
+        self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let running = self
+            .running
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(ApiError::internal)?;
+        let result = tokio::task::spawn_blocking(move || {
+            let _running = running;
+            job()
+        })
         .await
-        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal);
+        drop(self);
+        result
+    }
+
+    /// Checks `password` against `stored` (see [`verify_blocking`]).
+    pub async fn verify(self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
+        self.run(move || verify_blocking(&password, stored.as_deref()))
+            .await
+    }
+
+    pub async fn hash(self, password: String) -> Result<String, ApiError> {
+        self.run(move || hash_blocking(&password)).await?
+    }
 }
 
 pub fn hash_blocking(password: &str) -> Result<String, ApiError> {
@@ -24,12 +106,6 @@ pub fn hash_blocking(password: &str) -> Result<String, ApiError> {
 /// Checks `password` against `stored`. With no stored hash (unknown user) it
 /// still spends the time of one verification, so timing does not reveal which
 /// usernames exist.
-pub async fn verify(password: String, stored: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || verify_blocking(&password, stored.as_deref()))
-        .await
-        .unwrap_or(false)
-}
-
 pub fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let dummy = DUMMY.get_or_init(|| hash_blocking("dummy password").unwrap_or_default());
@@ -68,6 +144,23 @@ mod tests {
         assert!(!verify_blocking("wrong", Some(&h)));
         assert!(!verify_blocking("correct horse", None));
         assert!(!verify_blocking("x", Some("not a hash")));
+    }
+
+    #[tokio::test]
+    async fn checks_past_the_bound_are_refused_at_once() {
+        let passwords = Passwords::new(1);
+        // One running place, four admitted in all.
+        let held: Vec<_> = (0..4).map(|_| passwords.admit().unwrap()).collect();
+        assert!(matches!(passwords.admit(), Err(ApiError::LoginsBusy)));
+        drop(held);
+        let hash = passwords.hash("correct horse".into()).await.unwrap();
+        let admitted = passwords.admit().unwrap();
+        assert!(
+            admitted
+                .verify("correct horse".into(), Some(hash))
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

@@ -8,7 +8,11 @@ mod sessions;
 mod users;
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::watch;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Executor};
@@ -28,32 +32,84 @@ pub enum DbError {
         path: String,
         source: std::io::Error,
     },
+    #[error("the database is not connected yet")]
+    NotReady,
     #[error("stored row is invalid: {0}")]
     BadRow(String),
+}
+
+impl DbError {
+    /// Whether the database is unreachable or cannot serve right now (not
+    /// connected yet, restarting, failing over, out of connections), as
+    /// opposed to a bug or bad data. Callers answer `503` with `Retry-After`
+    /// and the client tries again; the pool reconnects by itself.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            DbError::NotReady => true,
+            DbError::Sql(e) => sql_unavailable(e),
+            DbError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => sql_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+fn sql_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // PostgreSQL: connection exceptions (08), shutdown or not yet
+            // accepting (57P), out of connections or resources (53), a
+            // standby that refuses writes (25006). SQLite: busy (5), locked (6).
+            code.starts_with("08")
+                || code.starts_with("57P")
+                || code.starts_with("53")
+                || code == "25006"
+                || code == "5"
+                || code == "6"
+        }),
+        _ => false,
+    }
 }
 
 pub type DbResult<T> = Result<T, DbError>;
 
 /// Which SQL engine is behind the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
+enum Backend {
     Postgres,
     Sqlite,
 }
 
+/// How far the connection has come, for readiness.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbStatus {
+    /// Not reached yet (or the last attempt failed with this message).
+    Connecting(Option<String>),
+    /// Migrated and the admin account in place.
+    Ready,
+}
+
+/// The database. Opening it connects nothing: [`Db::migrate`] does, and
+/// until it has succeeded every query answers [`DbError::NotReady`], so a
+/// server can start, listen and report not-ready while the database is
+/// still coming up (in a cluster, exiting instead would mean
+/// CrashLoopBackOff and minutes of delay after the database is back).
 #[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
-    backend: Backend,
+    migrated: Arc<AtomicBool>,
+    status: Arc<watch::Sender<DbStatus>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Db {
-    /// Connects and brings the schema up to date. On PostgreSQL sqlx holds an
-    /// advisory lock while migrating, so many pods starting at once are safe:
-    /// one migrates, the others wait and then find nothing to do.
-    pub async fn connect(url: Option<&str>, data_dir: &Path) -> DbResult<Db> {
+    /// Sets up the pool for `url` (default: `photos.db` under `data_dir`).
+    pub fn open(url: Option<&str>, data_dir: &Path) -> DbResult<Db> {
         install_default_drivers();
         let (url, backend) = match url {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
@@ -79,7 +135,9 @@ impl Db {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(max)
-            .acquire_timeout(Duration::from_secs(5))
+            // A request waits at most this long for a connection before it
+            // answers 503: short, so an outage is reported, not hung on.
+            .acquire_timeout(Duration::from_secs(3))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -89,23 +147,49 @@ impl Db {
                     Ok(())
                 })
             })
-            .connect(&url)
-            .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Db { pool, backend })
+            .connect_lazy(&url)?;
+        Ok(Db {
+            pool,
+            migrated: Arc::new(AtomicBool::new(false)),
+            status: Arc::new(watch::Sender::new(DbStatus::Connecting(None))),
+        })
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
+    /// Connects and brings the schema up to date. On PostgreSQL sqlx holds an
+    /// advisory lock while migrating, so many pods starting at once are safe:
+    /// one migrates, the others wait and then find nothing to do.
+    pub async fn migrate(&self) -> DbResult<()> {
+        MIGRATOR.run(&self.pool).await?;
+        self.migrated.store(true, Ordering::Release);
+        Ok(())
     }
 
-    pub fn pool(&self) -> &AnyPool {
-        &self.pool
+    pub fn status(&self) -> DbStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn set_status(&self, status: DbStatus) {
+        self.status.send_replace(status);
+    }
+
+    /// Waits until the status is [`DbStatus::Ready`].
+    pub async fn ready(&self) {
+        let mut status = self.status.subscribe();
+        let _ = status.wait_for(|s| *s == DbStatus::Ready).await;
+    }
+
+    /// The pool, once the schema is in place.
+    pub fn pool(&self) -> DbResult<&AnyPool> {
+        if self.migrated.load(Ordering::Acquire) {
+            Ok(&self.pool)
+        } else {
+            Err(DbError::NotReady)
+        }
     }
 
     /// A cheap round trip for readiness.
     pub async fn ping(&self) -> DbResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(self.pool()?).await?;
         Ok(())
     }
 

@@ -110,7 +110,7 @@ fn from_row(row: &AnyRow) -> DbResult<Photo> {
 impl Db {
     /// Inserts every row of one upload in one transaction: all or none.
     pub async fn insert_photos(&self, photos: &[Photo]) -> DbResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         for p in photos {
             sqlx::query(
                 "INSERT INTO photos (id, owner_id, title, description, visibility, format, width, height, \
@@ -141,7 +141,7 @@ impl Db {
     pub async fn photo(&self, id: &str) -> DbResult<Option<Photo>> {
         let row = sqlx::query(&format!("{SELECT} WHERE p.id = $1"))
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.pool()?)
             .await?;
         row.as_ref().map(from_row).transpose()
     }
@@ -195,13 +195,13 @@ impl Db {
         if let Some((time, id)) = cursor {
             q = q.bind(time).bind(id.to_string());
         }
-        let rows = q.bind(i64::from(limit)).fetch_all(self.pool()).await?;
+        let rows = q.bind(i64::from(limit)).fetch_all(self.pool()?).await?;
         rows.iter().map(from_row).collect()
     }
 
     /// Applies a patch; returns the updated photo, or `None` if it is gone.
     pub async fn update_photo(&self, id: &str, patch: &PhotoPatch) -> DbResult<Option<Photo>> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         if let Some(title) = &patch.title {
             sqlx::query("UPDATE photos SET title = $1 WHERE id = $2")
                 .bind(title)
@@ -231,7 +231,7 @@ impl Db {
     pub async fn delete_photo(&self, id: &str) -> DbResult<bool> {
         let done = sqlx::query("DELETE FROM photos WHERE id = $1")
             .bind(id)
-            .execute(self.pool())
+            .execute(self.pool()?)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -240,7 +240,7 @@ impl Db {
     pub async fn storage_used(&self) -> DbResult<(u64, u64)> {
         let row =
             sqlx::query("SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM photos")
-                .fetch_one(self.pool())
+                .fetch_one(self.pool()?)
                 .await?;
         let count: i64 = row.try_get(0)?;
         let bytes: i64 = row.try_get(1)?;

@@ -27,7 +27,7 @@ impl Db {
         .bind(user_id)
         .bind(now_ms())
         .bind(expires_at)
-        .execute(self.pool())
+        .execute(self.pool()?)
         .await?;
         Ok(())
     }
@@ -40,7 +40,7 @@ impl Db {
         )
         .bind(token_hash)
         .bind(now_ms())
-        .fetch_optional(self.pool())
+        .fetch_optional(self.pool()?)
         .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(SessionUser {
@@ -53,7 +53,7 @@ impl Db {
     pub async fn delete_session(&self, token_hash: &str) -> DbResult<()> {
         sqlx::query("DELETE FROM sessions WHERE token_hash = $1")
             .bind(token_hash)
-            .execute(self.pool())
+            .execute(self.pool()?)
             .await?;
         Ok(())
     }
@@ -62,7 +62,7 @@ impl Db {
     pub async fn delete_expired_sessions(&self) -> DbResult<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(now_ms())
-            .execute(self.pool())
+            .execute(self.pool()?)
             .await?;
         Ok(done.rows_affected())
     }

@@ -31,7 +31,7 @@ impl Db {
     pub async fn user_by_name(&self, username: &str) -> DbResult<Option<User>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE username = $1"))
             .bind(username)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.pool()?)
             .await?;
         Ok(row.as_ref().map(from_row).transpose()?)
     }
@@ -39,7 +39,7 @@ impl Db {
     pub async fn user_by_id(&self, id: &str) -> DbResult<Option<User>> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM users WHERE id = $1"))
             .bind(id)
-            .fetch_optional(self.pool())
+            .fetch_optional(self.pool()?)
             .await?;
         Ok(row.as_ref().map(from_row).transpose()?)
     }
@@ -66,7 +66,7 @@ impl Db {
         .bind(&user.password_hash)
         .bind(i64::from(user.is_admin))
         .bind(user.created_at)
-        .execute(self.pool())
+        .execute(self.pool()?)
         .await;
         match result {
             Ok(_) => Ok(Some(user)),
@@ -77,7 +77,7 @@ impl Db {
 
     /// Replaces a password and ends every session of that user.
     pub async fn set_password(&self, user_id: &str, password_hash: &str) -> DbResult<()> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
             .bind(password_hash)
             .bind(user_id)
@@ -95,14 +95,14 @@ impl Db {
         sqlx::query("UPDATE users SET is_admin = $1 WHERE id = $2")
             .bind(i64::from(is_admin))
             .bind(user_id)
-            .execute(self.pool())
+            .execute(self.pool()?)
             .await?;
         Ok(())
     }
 
     pub async fn list_users(&self) -> DbResult<Vec<User>> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM users ORDER BY username"))
-            .fetch_all(self.pool())
+            .fetch_all(self.pool()?)
             .await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }

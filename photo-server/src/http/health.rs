@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::json;
 
+use crate::db::DbStatus;
 use crate::state::SharedState;
 
 /// Liveness: the process answers. Deliberately checks nothing else, so a
@@ -16,14 +17,18 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: not shutting down, the database answers, the originals store is
-/// mounted. The cache is reported but never fails readiness: without it the
-/// pod still serves, rendering on the fly.
+/// Readiness: not shutting down, the database reached, migrated and
+/// answering, the originals store mounted. The cache is reported but never
+/// fails readiness: without it the pod still serves, rendering on the fly.
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
-    let database = match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
-        Ok(Ok(())) => "ok",
-        Ok(Err(_)) => "error",
-        Err(_) => "timeout",
+    let database = if state.db.status() != DbStatus::Ready {
+        "connecting"
+    } else {
+        match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+            Ok(Ok(())) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        }
     };
     let originals = if state.originals.usable() {
         "ok"

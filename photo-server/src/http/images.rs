@@ -39,18 +39,27 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
         .parse_size(size)
         .ok_or(ApiError::NotFound)?;
     let photo = state.photo_cached(id).await?.ok_or(ApiError::NotFound)?;
-    if photo.visibility == Visibility::Private {
+    // Originals keep their location metadata: only their owner and admins
+    // get them. Renditions of public photos are for everyone.
+    if photo.visibility == Visibility::Private || size == Size::Original {
         let viewer = match cookies::get(headers, SESSION_COOKIE) {
             Some(token) => state.auth.session_user_cached(&state.db, token).await?,
             None => None,
         };
-        if !photo.visible_to(viewer.as_ref()) {
+        let allowed = match size {
+            Size::Original => viewer.as_ref().is_some_and(|v| photo.editable_by(v)),
+            Size::Width(_) => photo.visible_to(viewer.as_ref()),
+        };
+        if !allowed {
             // Not 403: a private photo is indistinguishable from a missing one.
             return Err(ApiError::NotFound);
         }
     }
     let etag = etag(&photo, size);
-    let caching = Caching::of(photo.visibility);
+    let caching = match size {
+        Size::Original => Caching::PRIVATE,
+        Size::Width(_) => Caching::of(&state, photo.visibility),
+    };
     if if_none_match(headers, &etag) {
         return Ok(respond(
             StatusCode::NOT_MODIFIED,
@@ -60,28 +69,25 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
             None,
         ));
     }
-    let (bytes, content_type, cache_status) = match size {
-        Size::Original => (
-            original(&state, &photo).await?,
-            photo.format.content_type(),
-            "bypass",
-        ),
-        Size::Width(width) => {
-            let key = RenditionKey {
-                id: id.to_string(),
-                width,
-            };
-            match state.cache.get(&key).await {
-                Some(bytes) => (bytes, "image/jpeg", "hit"),
-                None => (rendition(&state, &photo, key).await?, "image/jpeg", "miss"),
-            }
+    let width = match size {
+        Size::Original => {
+            return super::originals::serve(&state, &photo, headers, etag, caching).await;
         }
+        Size::Width(width) => width,
+    };
+    let key = RenditionKey {
+        id: id.to_string(),
+        width,
+    };
+    let (bytes, cache_status) = match state.cache.get(&key).await {
+        Some(bytes) => (bytes, "hit"),
+        None => (rendition(&state, &photo, key).await?, "miss"),
     };
     let mut response = respond(
         StatusCode::OK,
         &etag,
         caching,
-        Some(content_type),
+        Some("image/jpeg"),
         Some(bytes),
     );
     response
@@ -110,7 +116,9 @@ fn if_none_match(headers: &HeaderMap, etag: &HeaderValue) -> bool {
 }
 
 /// The strong ETag of a photo at a size: the content hash for the original;
-/// id, width and renderer version for a rendition.
+/// id, width and renderer version for a rendition, marked `p` while the
+/// photo is private, so that a copy cached while it was public is never
+/// confirmed fresh for it once private.
 fn etag(photo: &Photo, size: Size) -> HeaderValue {
     // Built without `format!`: this runs on every cached hit.
     let mut value = String::with_capacity(80);
@@ -123,6 +131,9 @@ fn etag(photo: &Photo, size: Size) -> HeaderValue {
             value.push_str(itoa::Buffer::new().format(w));
             value.push_str("-v");
             value.push_str(itoa::Buffer::new().format(RENDER_VERSION));
+            if photo.visibility == Visibility::Private {
+                value.push('p');
+            }
         }
     }
     value.push('"');
@@ -131,28 +142,33 @@ fn etag(photo: &Photo, size: Size) -> HeaderValue {
 }
 
 /// How browsers and shared caches may keep an image.
-#[derive(Clone, Copy)]
-struct Caching {
-    cache_control: &'static str,
+#[derive(Clone)]
+pub(super) struct Caching {
+    cache_control: HeaderValue,
     /// Only private photos depend on who asks. `Vary: Cookie` on public ones
     /// would keep CDNs from sharing them between visitors.
     vary_cookie: bool,
 }
 
 impl Caching {
-    fn of(visibility: Visibility) -> Caching {
+    /// Kept by the browser only, and revalidated when the session cookie
+    /// changes (another user on the same browser).
+    const PRIVATE: Caching = Caching {
+        cache_control: HeaderValue::from_static("private, max-age=3600"),
+        vary_cookie: true,
+    };
+
+    fn of(state: &SharedState, visibility: Visibility) -> Caching {
         match visibility {
-            // Ids are never reused and a photo's bytes never change.
+            // Not `immutable` and not for a year: a photo made private must
+            // drop out of browsers and CDNs, within `PHOTO_PUBLIC_MAX_AGE`.
+            // After that they revalidate, which a cached hit answers with a
+            // cheap 304.
             Visibility::Public => Caching {
-                cache_control: "public, max-age=31536000, immutable",
+                cache_control: state.public_cache_control.clone(),
                 vary_cookie: false,
             },
-            // Kept by the browser only, and revalidated when the session
-            // cookie changes (another user on the same browser).
-            Visibility::Private => Caching {
-                cache_control: "private, max-age=3600",
-                vary_cookie: true,
-            },
+            Visibility::Private => Caching::PRIVATE,
         }
     }
 }
@@ -160,7 +176,7 @@ impl Caching {
 /// Builds the response by hand, with static header values where possible:
 /// this runs on every cached hit, and `Response::builder` with `&str` values
 /// would copy each of them.
-fn respond(
+pub(super) fn respond(
     status: StatusCode,
     etag: &HeaderValue,
     caching: Caching,
@@ -171,10 +187,7 @@ fn respond(
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.reserve(8);
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static(caching.cache_control),
-    );
+    headers.insert(header::CACHE_CONTROL, caching.cache_control);
     if caching.vary_cookie {
         headers.insert(header::VARY, HeaderValue::from_static("Cookie"));
     }
@@ -193,24 +206,18 @@ fn respond(
     response
 }
 
-async fn original(state: &SharedState, photo: &Photo) -> ApiResult<Bytes> {
-    match tokio::fs::read(state.originals.path(&photo.id, photo.format)).await {
-        Ok(data) => Ok(Bytes::from(data)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            tracing::error!(id = %photo.id, "original missing from the originals store");
-            Err(ApiError::NotFound)
-        }
-        Err(e) => Err(ApiError::internal(e)),
-    }
-}
-
 async fn rendition(state: &SharedState, photo: &Photo, key: RenditionKey) -> ApiResult<Bytes> {
+    if let Some(failure) = state.render_failures.get(&key) {
+        return Err(render_failure(&failure));
+    }
     let job_state = state.clone();
     let job_key = key.clone();
     let format = photo.format;
     let result = state
         .renderer
-        .run(key, move || render_job(&job_state, &job_key, format))
+        .run(key.clone(), move || {
+            render_job(&job_state, &job_key, format)
+        })
         .await;
     match result {
         Ok(bytes) => Ok(bytes),
@@ -220,8 +227,21 @@ async fn rendition(state: &SharedState, photo: &Photo, key: RenditionKey) -> Api
             tracing::error!(id = %photo.id, "original missing from the originals store");
             Err(ApiError::NotFound)
         }
+        Err(PoolError::Job(e @ JobError::Render(_))) => {
+            // The same original will fail the same way: remember it rather
+            // than decode it again on every request.
+            tracing::warn!(id = %photo.id, width = key.width, error = %e, "photo cannot be rendered");
+            let answer = render_failure(&e);
+            state.metrics.renders_failed.inc();
+            state.render_failures.insert(key, e);
+            Err(answer)
+        }
         Err(PoolError::Job(e)) => Err(ApiError::Internal(e.to_string())),
     }
+}
+
+fn render_failure(e: &JobError) -> ApiError {
+    ApiError::Unprocessable(format!("this photo cannot be rendered at this size: {e}"))
 }
 
 /// Runs on the render pool: read the original, render, cache.
@@ -238,12 +258,11 @@ fn render_job(
         Err(e) => return Err(JobError::Io(e.to_string())),
     };
     let start = Instant::now();
-    let jpeg = render::render(
-        &original,
-        key.width,
-        state.config.jpeg_quality,
-        state.config.max_pixels,
-    )?;
+    let limits = render::DecodeLimits {
+        max_pixels: state.config.max_pixels,
+        max_bytes: state.config.decode_max_bytes,
+    };
+    let jpeg = render::render(&original, key.width, state.config.jpeg_quality, limits)?;
     state
         .metrics
         .render_duration
@@ -283,6 +302,14 @@ mod tests {
         assert_eq!(
             etag(&photo, Size::Width(1440)),
             "\"abcdefghij0123456789-1440-v1\""
+        );
+        let private = Photo {
+            visibility: Visibility::Private,
+            ..photo.clone()
+        };
+        assert_eq!(
+            etag(&private, Size::Width(1440)),
+            "\"abcdefghij0123456789-1440-v1p\""
         );
         assert_eq!(
             etag(&photo, Size::Original),

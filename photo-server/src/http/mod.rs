@@ -4,15 +4,16 @@
 //! outside this module.
 
 mod admin;
+pub mod extract;
 mod health;
 mod images;
 mod observe;
+mod originals;
 pub mod photos;
 pub mod session;
 mod upload;
-pub mod viewer;
 
-pub use photos::{PhotoJson, decode_cursor, encode_cursor, visible_photo};
+pub use photos::PhotoJson;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -26,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::future::Either;
 use tower::{Layer, Service};
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::state::SharedState;
 
@@ -57,11 +59,19 @@ pub fn router(state: SharedState) -> Router {
     router_with(state, observe)
 }
 
+/// Largest body of a login (JSON or form): a username and a password.
+pub const LOGIN_BODY_LIMIT: usize = 16 * 1024;
+/// Largest body of any other request but uploads (edits, admin forms).
+const SMALL_BODY_LIMIT: usize = 64 * 1024;
+
 fn router_with(state: SharedState, observe: observe::ObserveLayer) -> Router {
     let upload_limit = usize::try_from(state.config.max_request_bytes).unwrap_or(usize::MAX);
-    crate::web::routes()
+    let mut router = crate::web::routes()
         .route(IMAGE_ROUTE, get(images::image))
-        .route("/rest/login", post(session::login))
+        .route(
+            "/rest/login",
+            post(session::login).layer(DefaultBodyLimit::max(LOGIN_BODY_LIMIT)),
+        )
         .route("/rest/logout", post(session::logout))
         .route("/rest/session", get(session::session))
         .route(
@@ -82,10 +92,27 @@ fn router_with(state: SharedState, observe: observe::ObserveLayer) -> Router {
             post(admin::reset_password),
         )
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz));
+    if state.config.metrics_listen.is_none() {
+        router = router.route("/metrics", get(health::metrics));
+    }
+    router
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
+        // A body that stalls fails the request (408) instead of holding it.
+        .layer(RequestBodyTimeoutLayer::new(state.config.body_timeout))
+        .layer(observe)
+        .with_state(state)
+}
+
+/// The metrics and probe listener (`PHOTO_METRICS_LISTEN`): `/metrics`,
+/// `/healthz` and `/readyz` only.
+pub fn ops_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .fallback(not_found)
-        .layer(observe)
         .with_state(state)
 }
 

@@ -5,20 +5,15 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Photo, PhotoPatch, SessionUser};
+use crate::domain::photos;
 use crate::error::{ApiError, ApiResult};
-use crate::http::viewer::Viewer;
-use crate::ids;
+use crate::http::extract::{SignedIn, Viewer};
 use crate::renditions::Renditions;
 use crate::state::SharedState;
-
-pub const MAX_TITLE: usize = 200;
-pub const MAX_DESCRIPTION: usize = 5000;
 
 /// A photo as the API shows it.
 #[derive(Debug, Serialize, Deserialize)]
@@ -41,9 +36,12 @@ pub struct PhotoJson {
     pub editable: bool,
 }
 
-pub fn urls(renditions: &Renditions, id: &str) -> BTreeMap<String, String> {
+/// The photo's URLs by size name; `orig` only for those who may fetch it
+/// (its owner and admins: originals keep their location metadata).
+pub fn urls(renditions: &Renditions, id: &str, with_original: bool) -> BTreeMap<String, String> {
     renditions
         .names()
+        .filter(|name| with_original || name != "orig")
         .map(|name| {
             let url = format!("/img/{name}/{id}.jpg");
             (name, url)
@@ -52,6 +50,7 @@ pub fn urls(renditions: &Renditions, id: &str) -> BTreeMap<String, String> {
 }
 
 pub fn to_json(photo: &Photo, renditions: &Renditions, viewer: Option<&SessionUser>) -> PhotoJson {
+    let editable = viewer.is_some_and(|v| photo.editable_by(v));
     PhotoJson {
         id: photo.id.clone(),
         title: photo.title.clone(),
@@ -65,8 +64,8 @@ pub fn to_json(photo: &Photo, renditions: &Renditions, viewer: Option<&SessionUs
         camera: photo.camera.clone(),
         taken_at: photo.taken_at.clone(),
         created_at: photo.created_at,
-        urls: urls(renditions, &photo.id),
-        editable: viewer.is_some_and(|v| photo.editable_by(v)),
+        urls: urls(renditions, &photo.id, editable),
+        editable,
     }
 }
 
@@ -82,21 +81,6 @@ pub struct ListJson {
     next: Option<String>,
 }
 
-const DEFAULT_LIMIT: u32 = 30;
-const MAX_LIMIT: u32 = 100;
-
-pub fn encode_cursor(photo: &Photo) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}.{}", photo.created_at, photo.id))
-}
-
-pub fn decode_cursor(text: &str) -> Option<(i64, String)> {
-    let raw = URL_SAFE_NO_PAD.decode(text).ok()?;
-    let raw = String::from_utf8(raw).ok()?;
-    let (time, id) = raw.split_once('.')?;
-    ids::is_valid(id).then_some(())?;
-    Some((time.parse().ok()?, id.to_string()))
-}
-
 pub async fn list(
     State(state): State<SharedState>,
     viewer: Viewer,
@@ -104,62 +88,27 @@ pub async fn list(
 ) -> ApiResult<Json<ListJson>> {
     let Query(query) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     let limit = match query.limit.as_deref() {
-        None | Some("") => DEFAULT_LIMIT,
+        None | Some("") => photos::DEFAULT_PAGE,
         Some(text) => text
             .parse::<u32>()
             .ok()
-            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .filter(|l| (1..=photos::MAX_PAGE).contains(l))
             .ok_or_else(|| {
-                ApiError::BadRequest(format!("limit must be a number from 1 to {MAX_LIMIT}"))
+                ApiError::BadRequest(format!(
+                    "limit must be a number from 1 to {}",
+                    photos::MAX_PAGE
+                ))
             })?,
     };
-    let cursor =
-        match query.cursor.as_deref() {
-            None | Some("") => None,
-            Some(text) => Some(decode_cursor(text).ok_or_else(|| {
-                ApiError::BadRequest("cursor is not one this server issued".into())
-            })?),
-        };
     let viewer = viewer.user.as_ref();
-    // One extra row tells whether there is a next page.
-    let mut photos = state
-        .db
-        .list_photos(
-            viewer,
-            cursor.as_ref().map(|(t, id)| (*t, id.as_str())),
-            limit + 1,
-        )
-        .await?;
-    let next = if photos.len() > limit as usize {
-        photos.truncate(limit as usize);
-        photos.last().map(encode_cursor)
-    } else {
-        None
-    };
+    let (page, next) = photos::page(&state, viewer, query.cursor.as_deref(), limit).await?;
     Ok(Json(ListJson {
-        photos: photos
+        photos: page
             .iter()
             .map(|p| to_json(p, &state.config.renditions, viewer))
             .collect(),
         next,
     }))
-}
-
-/// The photo if `viewer` may see it; `404` otherwise (a private photo of
-/// someone else does not exist as far as the caller can tell).
-pub async fn visible_photo(
-    state: &SharedState,
-    viewer: Option<&SessionUser>,
-    id: &str,
-) -> ApiResult<Photo> {
-    if !ids::is_valid(id) {
-        return Err(ApiError::NotFound);
-    }
-    let photo = state.db.photo(id).await?.ok_or(ApiError::NotFound)?;
-    if !photo.visible_to(viewer) {
-        return Err(ApiError::NotFound);
-    }
-    Ok(photo)
 }
 
 pub async fn get(
@@ -168,111 +117,26 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> ApiResult<Json<PhotoJson>> {
     let viewer = viewer.user.as_ref();
-    let photo = visible_photo(&state, viewer, &id).await?;
+    let photo = photos::visible_photo(&state, viewer, &id).await?;
     Ok(Json(to_json(&photo, &state.config.renditions, viewer)))
-}
-
-/// Checks a title and description before they are stored.
-pub fn validate_text(title: Option<&str>, description: Option<&str>) -> ApiResult<()> {
-    if title.is_some_and(|t| t.chars().count() > MAX_TITLE) {
-        return Err(ApiError::Unprocessable(format!(
-            "title is longer than {MAX_TITLE} characters"
-        )));
-    }
-    if description.is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
-        return Err(ApiError::Unprocessable(format!(
-            "description is longer than {MAX_DESCRIPTION} characters"
-        )));
-    }
-    Ok(())
 }
 
 pub async fn patch(
     State(state): State<SharedState>,
-    viewer: Viewer,
-    headers: HeaderMap,
+    SignedIn { user, .. }: SignedIn,
     Path(id): Path<String>,
     body: Result<Json<PhotoPatch>, JsonRejection>,
 ) -> ApiResult<Json<PhotoJson>> {
-    let user = viewer.user_with_csrf(&state, &headers, None)?;
-    let Json(patch) = body.map_err(|e| match e.status() {
-        StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(e.body_text()),
-        _ => ApiError::BadRequest(e.body_text()),
-    })?;
-    Ok(Json(edit_photo(&state, user, &id, patch).await?))
-}
-
-/// Edits a photo's title, description or visibility: `PATCH
-/// /rest/photos/{id}` and `POST /rest/edit` with an `id` share this.
-pub async fn edit_photo(
-    state: &SharedState,
-    user: &SessionUser,
-    id: &str,
-    patch: PhotoPatch,
-) -> ApiResult<PhotoJson> {
-    let photo = visible_photo(state, Some(user), id).await?;
-    if !photo.editable_by(user) {
-        return Err(ApiError::Forbidden(
-            "only the owner or an admin may edit this photo".into(),
-        ));
-    }
-    if patch.is_empty() {
-        return Err(ApiError::BadRequest(
-            "nothing to change: send title, description or visibility".into(),
-        ));
-    }
-    let title = patch.title.as_ref().map(|t| t.trim().to_string());
-    let patch = PhotoPatch { title, ..patch };
-    validate_text(patch.title.as_deref(), patch.description.as_deref())?;
-    let updated = state
-        .db
-        .update_photo(id, &patch)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    state.forget_photo(id);
-    tracing::info!(id = %id, user = %user.username, "photo edited");
-    Ok(to_json(&updated, &state.config.renditions, Some(user)))
+    let Json(patch) = body?;
+    let photo = photos::edit(&state, &user, &id, patch).await?;
+    Ok(Json(to_json(&photo, &state.config.renditions, Some(&user))))
 }
 
 pub async fn delete(
     State(state): State<SharedState>,
-    viewer: Viewer,
-    headers: HeaderMap,
+    SignedIn { user, .. }: SignedIn,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let user = viewer.user_with_csrf(&state, &headers, None)?;
-    let photo = visible_photo(&state, Some(user), &id).await?;
-    if !photo.editable_by(user) {
-        return Err(ApiError::Forbidden(
-            "only the owner or an admin may delete this photo".into(),
-        ));
-    }
-    // Row first: once it is gone nothing points at the files, so removing
-    // them afterwards (or failing to) can never break a page.
-    if !state.db.delete_photo(&id).await? {
-        return Err(ApiError::NotFound);
-    }
-    state.forget_photo(&id);
-    if let Err(e) = state.originals.remove(&id, photo.format) {
-        tracing::warn!(id = %id, error = %e, "photo deleted but its original could not be removed");
-    }
-    state
-        .cache
-        .remove_photo(&id, state.config.renditions.widths());
-    tracing::info!(id = %id, user = %user.username, "photo deleted");
+    photos::delete(&state, &user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_forgeries() {
-        let id = ids::new_id();
-        let text = URL_SAFE_NO_PAD.encode(format!("1700000000000.{id}"));
-        assert_eq!(decode_cursor(&text), Some((1_700_000_000_000, id)));
-        assert_eq!(decode_cursor("!!!"), None);
-        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("12.../etc")), None);
-    }
 }

@@ -7,11 +7,10 @@ use axum::{Form, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{ANON_COOKIE, SESSION_COOKIE, cookies, limiter, new_token, password, token_hash};
-use crate::db::now_ms;
+use crate::auth::{ANON_COOKIE, SESSION_COOKIE, cookies, new_token};
+use crate::domain::accounts;
 use crate::error::{ApiError, ApiResult};
-use crate::http::viewer::{Viewer, peer};
-use crate::metrics::OutcomeLabels;
+use crate::http::extract::{Viewer, peer};
 use crate::state::SharedState;
 
 #[derive(Debug, Deserialize)]
@@ -31,12 +30,15 @@ async fn credentials(request: Request, state: &SharedState) -> ApiResult<Credent
         Json::<Credentials>::from_request(request, state)
             .await
             .map(|Json(c)| c)
-            .map_err(|e| ApiError::BadRequest(e.body_text()))
+            .map_err(ApiError::from)
     } else {
         Form::<Credentials>::from_request(request, state)
             .await
             .map(|Form(c)| c)
-            .map_err(|e| ApiError::BadRequest(e.body_text()))
+            .map_err(|e| match e.status() {
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(e.body_text()),
+                _ => ApiError::BadRequest(e.body_text()),
+            })
     }
 }
 
@@ -62,48 +64,6 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
         .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
 }
 
-/// Checks credentials (rate-limited) and opens a session. Returns the
-/// session token and the user. Shared by the API and the HTML login form.
-pub async fn authenticate(
-    state: &SharedState,
-    ip: Option<std::net::IpAddr>,
-    username: &str,
-    password_text: String,
-) -> ApiResult<(String, crate::db::User)> {
-    let outcome = |o: &str| {
-        state
-            .metrics
-            .logins
-            .get_or_create(&OutcomeLabels { outcome: o.into() })
-            .inc()
-    };
-    if !state.auth.limiter.allowed(ip, username) {
-        outcome("rate_limited");
-        return Err(ApiError::RateLimited {
-            retry_after: limiter::WINDOW,
-        });
-    }
-    let user = state.db.user_by_name(username).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone());
-    let ok = password::verify(password_text, stored).await;
-    let Some(user) = user.filter(|_| ok) else {
-        state.auth.limiter.failed(ip, username);
-        outcome("failure");
-        tracing::info!(username = %username, ip = ?ip, "login failed");
-        return Err(ApiError::BadCredentials);
-    };
-    state.auth.limiter.succeeded(ip, username);
-    let token = new_token();
-    let expires = now_ms() + state.auth.session_ttl.as_millis() as i64;
-    state
-        .db
-        .create_session(&token_hash(&token), &user.id, expires)
-        .await?;
-    outcome("success");
-    tracing::info!(username = %user.username, "logged in");
-    Ok((token, user))
-}
-
 /// The `Set-Cookie` value of a new session.
 pub fn session_cookie(state: &SharedState, token: &str, tls: bool) -> ApiResult<HeaderValue> {
     header_value(&cookies::set(
@@ -124,7 +84,7 @@ pub async fn login(State(state): State<SharedState>, request: Request) -> ApiRes
         return Err(ApiError::Forbidden("cross-site login refused".into()));
     }
     let creds = credentials(request, &state).await?;
-    let (token, user) = authenticate(&state, ip, &creds.username, creds.password).await?;
+    let (token, user) = accounts::authenticate(&state, ip, &creds.username, creds.password).await?;
     let body = json!({
         "user": user.username,
         "admin": user.is_admin,
@@ -144,7 +104,7 @@ pub async fn logout(
 ) -> ApiResult<Response> {
     if let Some(token) = &viewer.session_token {
         viewer.check_csrf(&state, &headers, None)?;
-        state.auth.end_session(&state.db, token).await?;
+        accounts::log_out(&state, token).await?;
     }
     let cookie = cookies::clear(SESSION_COOKIE, viewer.tls);
     Ok((

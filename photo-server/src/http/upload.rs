@@ -2,48 +2,58 @@
 //! parts it uploads; with an `id` field and no file it edits that photo's
 //! title, description or visibility (the same rules as `PATCH /rest/photos/{id}`).
 //!
-//! All or nothing. Every file is spooled and fully checked (format, pixel
-//! count, decodable data) before anything is kept; one bad file fails the
-//! request and nothing is stored. Then each original is made durable on the
-//! originals store, and only then are the rows inserted, in one transaction.
-//! If that transaction fails the new originals are removed again; if the
-//! process dies in between, the orphaned originals are invisible (no row) and
-//! the client's retry simply stores the photos again.
+//! This handler only reads the request; what is accepted and how it is
+//! stored is `domain::upload`. Reading is bounded before anything is
+//! buffered: the session and the CSRF token are checked from the headers
+//! before the body is read (an HTML form without the header must send its
+//! `csrf` field as the first part), at most [`MAX_PARTS`] parts and
+//! [`MAX_FILES`] files are read, and every text field is read with a byte
+//! cap. A body that stalls for `PHOTO_BODY_TIMEOUT` fails with `408`.
 
 use axum::Json;
-use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde::Serialize;
 
-use crate::db::{Photo, PhotoPatch, Visibility, now_ms};
+use crate::db::{PhotoPatch, SessionUser, Visibility};
+use crate::domain::photos::{self, MAX_DESCRIPTION, MAX_TITLE};
+use crate::domain::upload::{self, SpooledFile, UploadMeta};
 use crate::error::{ApiError, ApiResult};
-use crate::http::photos::{
-    MAX_DESCRIPTION, MAX_TITLE, PhotoJson, edit_photo, to_json, validate_text,
-};
-use crate::http::viewer::Viewer;
-use crate::ids;
-use crate::render::pool::PoolError;
-use crate::render::{self, Format, Probe, RenderError};
+use crate::http::extract::{Viewer, csrf_header};
+use crate::http::photos::{PhotoJson, to_json};
 use crate::state::SharedState;
-use crate::storage::originals::Spool;
+
+/// Parts (files and fields) read from one request.
+pub const MAX_PARTS: usize = 64;
+/// Files in one upload.
+pub const MAX_FILES: usize = 32;
 
 #[derive(Debug, Serialize)]
 pub struct UploadJson {
     photos: Vec<PhotoJson>,
 }
 
-/// One spooled file of the request.
-struct Upload {
-    spool: Spool,
-    name: String,
-}
-
 /// Spool writes are gathered into chunks of this size and written on the
 /// blocking pool, so a slow shared volume never stalls the async threads.
 const WRITE_CHUNK: usize = 1 << 20;
 
+/// Whether a body error was the request-body stall timeout.
+fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 fn multipart_error(e: MultipartError) -> ApiError {
+    if is_body_timeout(&e) {
+        return ApiError::RequestTimeout;
+    }
     match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
             "the request is larger than the server accepts: {}",
@@ -53,27 +63,35 @@ fn multipart_error(e: MultipartError) -> ApiError {
     }
 }
 
-async fn read_text(field: Field<'_>, what: &str, max_chars: usize) -> ApiResult<String> {
-    let text = field.text().await.map_err(multipart_error)?;
-    if text.chars().count() > max_chars {
-        return Err(ApiError::Unprocessable(format!(
-            "{what} is longer than {max_chars} characters"
-        )));
+/// A text field, read up to `max_bytes` (a field that goes on is refused
+/// as soon as it passes the cap, without buffering the rest).
+async fn read_text(mut field: Field<'_>, what: &str, max_bytes: usize) -> ApiResult<String> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > max_bytes {
+            return Err(ApiError::TooLarge(format!(
+                "{what} is longer than the server accepts"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest(format!("{what} is not UTF-8")))
 }
 
-async fn flush(spool: Spool, buffer: Vec<u8>) -> ApiResult<Spool> {
+async fn flush(
+    spool: crate::storage::originals::Spool,
+    buffer: Vec<u8>,
+) -> ApiResult<crate::storage::originals::Spool> {
     tokio::task::spawn_blocking(move || {
         let mut spool = spool;
         spool.write(&buffer).map(|_| spool)
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(ApiError::internal)
+    .map_err(upload::storage_error)
 }
 
-async fn spool_file(state: &SharedState, mut field: Field<'_>) -> ApiResult<Upload> {
+async fn spool_file(state: &SharedState, mut field: Field<'_>) -> ApiResult<SpooledFile> {
     let name: String = field
         .file_name()
         .unwrap_or("upload")
@@ -82,7 +100,7 @@ async fn spool_file(state: &SharedState, mut field: Field<'_>) -> ApiResult<Uplo
         .take(200)
         .collect();
     let max = state.config.max_upload_bytes;
-    let mut spool = state.originals.spool().map_err(ApiError::internal)?;
+    let mut spool = state.originals.spool().map_err(upload::storage_error)?;
     let mut buffer = Vec::with_capacity(WRITE_CHUNK);
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if spool.bytes() + (buffer.len() + chunk.len()) as u64 > max {
@@ -101,193 +119,157 @@ async fn spool_file(state: &SharedState, mut field: Field<'_>) -> ApiResult<Uplo
     if spool.bytes() == 0 {
         return Err(ApiError::BadRequest(format!("{name}: the file is empty")));
     }
-    Ok(Upload { spool, name })
+    Ok(SpooledFile { spool, name })
 }
 
-/// Checks one spooled file completely, on the render pool.
-async fn check(state: &SharedState, upload: &Upload) -> ApiResult<Probe> {
-    if Format::sniff(upload.spool.head()).is_none() {
-        return Err(ApiError::UnsupportedMedia(format!(
-            "{}: {}",
-            upload.name,
-            RenderError::Unsupported
-        )));
-    }
-    let path = upload.spool.path().to_path_buf();
-    let max_pixels = state.config.max_pixels;
-    let result = state
-        .renderer
-        .run_unshared(move || {
-            let bytes = std::fs::read(&path).map_err(|e| RenderError::Corrupt(e.to_string()))?;
-            render::probe(&bytes, max_pixels)
-        })
-        .await;
-    match result {
-        Ok(probe) => Ok(probe),
-        Err(PoolError::Overloaded) => Err(ApiError::Overloaded),
-        Err(PoolError::Panicked) => Err(ApiError::Internal("image check panicked".into())),
-        Err(PoolError::Job(e)) => Err(match ApiError::from(e) {
-            ApiError::UnsupportedMedia(m) => {
-                ApiError::UnsupportedMedia(format!("{}: {m}", upload.name))
+/// Everything a `POST /rest/edit` body carried.
+#[derive(Default)]
+struct Form {
+    files: Vec<SpooledFile>,
+    title: Option<String>,
+    description: Option<String>,
+    visibility: Option<Visibility>,
+    edit_id: Option<String>,
+}
+
+/// Reads the multipart body within the caps. `csrf_checked` says whether
+/// the header already carried a valid token; if not, the first part must.
+async fn read_form(
+    state: &SharedState,
+    viewer: &Viewer,
+    multipart: &mut Multipart,
+    mut csrf_checked: bool,
+) -> ApiResult<Form> {
+    let mut form = Form::default();
+    let mut parts = 0;
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+        parts += 1;
+        if parts > MAX_PARTS {
+            return Err(ApiError::TooLarge(format!(
+                "too many parts in one request (at most {MAX_PARTS})"
+            )));
+        }
+        let name = field.name().unwrap_or("").to_string();
+        if !csrf_checked {
+            // Nothing is read before the request is known to be genuine.
+            if name != "csrf" {
+                return Err(ApiError::Csrf);
             }
-            ApiError::Unprocessable(m) => ApiError::Unprocessable(format!("{}: {m}", upload.name)),
-            other => other,
-        }),
+            let token = read_text(field, "csrf", 256).await?;
+            viewer.check_csrf(state, &HeaderMap::new(), Some(&token))?;
+            csrf_checked = true;
+            continue;
+        }
+        match name.as_str() {
+            "file" => {
+                if form.files.len() == MAX_FILES {
+                    return Err(ApiError::TooLarge(format!(
+                        "too many files in one upload (at most {MAX_FILES})"
+                    )));
+                }
+                form.files.push(spool_file(state, field).await?);
+            }
+            "title" => {
+                let text = read_text(field, "title", MAX_TITLE * 4).await?;
+                form.title = Some(text.trim().to_string());
+            }
+            "description" => {
+                form.description =
+                    Some(read_text(field, "description", MAX_DESCRIPTION * 4).await?);
+            }
+            "visibility" => {
+                let text = read_text(field, "visibility", 16).await?;
+                form.visibility = Some(Visibility::parse(text.trim()).ok_or_else(|| {
+                    ApiError::BadRequest("visibility must be `public` or `private`".into())
+                })?);
+            }
+            "id" => form.edit_id = Some(read_text(field, "id", 64).await?.trim().to_string()),
+            // A second token, or a field we do not know: its data is skipped.
+            _ => {}
+        }
     }
+    if !csrf_checked {
+        return Err(ApiError::Csrf);
+    }
+    Ok(form)
 }
 
 pub async fn upload(
     State(state): State<SharedState>,
     viewer: Viewer,
     headers: HeaderMap,
-    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<(StatusCode, Json<UploadJson>)> {
-    // Refuse early what can be refused without reading the body.
+    // Refuse what can be refused without reading the body.
     let user = viewer.user()?.clone();
+    let header_token = csrf_header(&headers).is_some();
+    if header_token {
+        viewer.check_csrf(&state, &headers, None)?;
+    }
     let mut multipart = multipart.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let mut uploads = Vec::new();
-    let mut title = None;
-    let mut description = None;
-    let mut visibility = None;
-    let mut edit_id = None;
-    let mut csrf_field = None;
-    let result: ApiResult<()> = async {
-        while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
-            match field.name().unwrap_or("") {
-                "file" => uploads.push(spool_file(&state, field).await?),
-                "title" => {
-                    title = Some(
-                        read_text(field, "title", MAX_TITLE)
-                            .await?
-                            .trim()
-                            .to_string(),
-                    )
-                }
-                "description" => {
-                    description = Some(read_text(field, "description", MAX_DESCRIPTION).await?)
-                }
-                "visibility" => {
-                    let text = read_text(field, "visibility", 16).await?;
-                    visibility = Some(Visibility::parse(text.trim()).ok_or_else(|| {
-                        ApiError::BadRequest("visibility must be `public` or `private`".into())
-                    })?);
-                }
-                "csrf" => csrf_field = Some(read_text(field, "csrf", 200).await?),
-                "id" => edit_id = Some(read_text(field, "id", 64).await?.trim().to_string()),
-                _ => {}
-            }
+    let mut form = match read_form(&state, &viewer, &mut multipart, header_token).await {
+        Ok(form) => form,
+        Err(e) => {
+            state.metrics.upload("refused");
+            return Err(e);
         }
-        Ok(())
+    };
+    if let Some(id) = form.edit_id.take() {
+        return edit(&state, &user, &id, form).await;
     }
-    .await;
-    if let Err(e) = result {
-        state.metrics.upload("refused");
-        return Err(e);
-    }
-    viewer.check_csrf(&state, &headers, csrf_field.as_deref())?;
-    if let Some(id) = edit_id {
-        if !uploads.is_empty() {
-            return Err(ApiError::BadRequest(
-                "send either `file` parts (upload) or an `id` (edit), not both".into(),
-            ));
-        }
-        let patch = PhotoPatch {
-            title,
-            description,
-            visibility,
-        };
-        let photo = edit_photo(&state, &user, &id, patch).await?;
-        return Ok((
-            StatusCode::OK,
-            Json(UploadJson {
-                photos: vec![photo],
-            }),
-        ));
-    }
-    if uploads.is_empty() {
+    if form.files.is_empty() {
         return Err(ApiError::BadRequest(
             "no `file` part in the upload (or `id` of a photo to edit)".into(),
         ));
     }
-    let title = title.unwrap_or_default();
-    let description = description.unwrap_or_default();
-    let visibility = visibility.unwrap_or(Visibility::Private);
-    validate_text(Some(&title), Some(&description))?;
-
-    let mut checked = Vec::with_capacity(uploads.len());
-    for upload in uploads {
-        match check(&state, &upload).await {
-            Ok(probe) => checked.push((upload, probe)),
+    let meta = UploadMeta {
+        title: form.title.unwrap_or_default(),
+        description: form.description.unwrap_or_default(),
+        visibility: form.visibility.unwrap_or(Visibility::Private),
+    };
+    photos::validate_text(Some(&meta.title), Some(&meta.description))?;
+    let mut checked = Vec::with_capacity(form.files.len());
+    for file in form.files {
+        let name = file.name.clone();
+        match upload::check(&state, file).await {
+            Ok(c) => checked.push(c),
             Err(e) => {
                 state.metrics.upload("refused");
-                tracing::info!(user = %user.username, file = %upload.name, error = %e, "upload refused");
+                tracing::info!(user = %user.username, file = ?name, error = %e, "upload refused");
                 return Err(e);
             }
         }
     }
-
-    let created_at = now_ms();
-    let store = state.originals.clone();
-    let owner_id = user.user_id.clone();
-    let owner = user.username.clone();
-    let committed = tokio::task::spawn_blocking(move || {
-        let mut rows = Vec::new();
-        for (upload, probe) in checked {
-            let id = ids::new_id();
-            let bytes = upload.spool.bytes();
-            let sha256 = upload.spool.sha256();
-            if let Err(e) = store.commit(upload.spool, &id, probe.format) {
-                for row in &rows {
-                    let row: &Photo = row;
-                    let _ = store.remove(&row.id, row.format);
-                }
-                return Err(e);
-            }
-            rows.push(Photo {
-                id,
-                owner_id: owner_id.clone(),
-                owner: owner.clone(),
-                title: title.clone(),
-                description: description.clone(),
-                visibility,
-                format: probe.format,
-                width: probe.width,
-                height: probe.height,
-                bytes,
-                sha256,
-                original_name: upload.name,
-                camera: probe.exif.camera,
-                taken_at: probe.exif.taken_at,
-                created_at,
-            });
-        }
-        Ok(rows)
-    })
-    .await
-    .map_err(ApiError::internal)?
-    .map_err(|e| {
-        state.metrics.upload("failed");
-        ApiError::Internal(format!("cannot store the original: {e}"))
-    })?;
-
-    if let Err(e) = state.db.insert_photos(&committed).await {
-        // The rows are not there, so the files must not be either.
-        for row in &committed {
-            if let Err(remove) = state.originals.remove(&row.id, row.format) {
-                tracing::warn!(id = %row.id, error = %remove, "cannot remove the original of a failed upload");
-            }
-        }
-        state.metrics.upload("failed");
-        return Err(e.into());
-    }
-
-    let mut photos = Vec::with_capacity(committed.len());
-    for row in &committed {
-        state.metrics.upload("stored");
-        state.metrics.upload_bytes.inc_by(row.bytes);
-        state.forget_photo(&row.id);
-        tracing::info!(id = %row.id, user = %user.username, bytes = row.bytes, width = row.width, height = row.height, "photo uploaded");
-        photos.push(to_json(row, &state.config.renditions, Some(&user)));
-    }
+    let rows = upload::commit(&state, &user, checked, meta).await?;
+    let photos = rows
+        .iter()
+        .map(|row| to_json(row, &state.config.renditions, Some(&user)))
+        .collect();
     Ok((StatusCode::CREATED, Json(UploadJson { photos })))
+}
+
+/// `POST /rest/edit` with an `id`: the same edit as `PATCH /rest/photos/{id}`.
+async fn edit(
+    state: &SharedState,
+    user: &SessionUser,
+    id: &str,
+    form: Form,
+) -> ApiResult<(StatusCode, Json<UploadJson>)> {
+    if !form.files.is_empty() {
+        return Err(ApiError::BadRequest(
+            "send either `file` parts (upload) or an `id` (edit), not both".into(),
+        ));
+    }
+    let patch = PhotoPatch {
+        title: form.title,
+        description: form.description,
+        visibility: form.visibility,
+    };
+    let photo = photos::edit(state, user, id, patch).await?;
+    Ok((
+        StatusCode::OK,
+        Json(UploadJson {
+            photos: vec![to_json(&photo, &state.config.renditions, Some(user))],
+        }),
+    ))
 }

@@ -6,6 +6,7 @@
 //! then resized with SIMD convolution and encoded with a fast baseline encoder.
 
 mod exif;
+pub mod headers;
 pub mod pool;
 
 use std::io::Cursor;
@@ -80,9 +81,31 @@ pub enum RenderError {
         "the image has too many pixels ({width} x {height}; at most {max} pixels are accepted)"
     )]
     TooManyPixels { width: u32, height: u32, max: u64 },
+    #[error(
+        "decoding the image would take {} MiB of memory; at most {} MiB are allowed",
+        needed >> 20,
+        max >> 20
+    )]
+    TooMuchMemory { needed: u64, max: u64 },
+    #[error("the image's metadata is too large: {0}")]
+    Metadata(String),
+    #[error("the image cannot be rendered {width} pixels wide: {reason}")]
+    Unrenderable { width: u32, reason: String },
     #[error("cannot encode the rendition: {0}")]
     Encode(String),
 }
+
+/// What any one decode may take: pixels (`PHOTO_MAX_PIXELS`) and memory
+/// (`PHOTO_DECODE_MAX_BYTES`). Both are checked from the headers, before
+/// anything large is allocated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    pub max_pixels: u64,
+    pub max_bytes: u64,
+}
+
+/// Largest side of a JPEG (the format stores sizes in 16 bits).
+pub const MAX_JPEG_SIDE: u32 = 65_535;
 
 /// What an upload check learns about an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,38 +115,57 @@ pub struct Probe {
     pub width: u32,
     pub height: u32,
     pub exif: PhotoExif,
+    /// Bytes that make up the image: less than the file when something was
+    /// appended after its end (only this much is stored).
+    pub image_len: u64,
 }
 
-/// Checks an upload completely before anything is stored: recognised format,
-/// dimensions within `max_pixels` (read from the header, before any large
-/// allocation), and pixel data that actually decodes (a JPEG at 1/8 scale, so
+/// Checks an upload completely before anything is stored: recognised
+/// format, bounded metadata, dimensions within the pixel limit, every
+/// rendition in `widths` possible (within JPEG's size limit and the memory
+/// budget), and pixel data that actually decodes (a JPEG at 1/8 scale, so
 /// the check is cheap even for large photos).
-pub fn probe(bytes: &[u8], max_pixels: u64) -> Result<Probe, RenderError> {
+pub fn probe(bytes: &[u8], limits: DecodeLimits, widths: &[u32]) -> Result<Probe, RenderError> {
     let format = Format::sniff(bytes).ok_or(RenderError::Unsupported)?;
     let exif = exif::read(bytes);
-    let (width, height) = match format {
+    let (stored_w, stored_h, image_len) = match format {
         Format::Jpeg => {
-            let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-            let (w, h) = jpeg_header(&mut decoder, max_pixels)?;
-            decoder.scale(1, 1).map_err(corrupt)?;
-            decoder.decode().map_err(corrupt)?;
-            (w, h)
+            let header = headers::jpeg(bytes)?;
+            check_pixels(header.width, header.height, limits.max_pixels)?;
+            for &width in widths {
+                let scale = jpeg_scale(&header, exif.orientation, width);
+                check_memory(header.decode_bytes(scale), limits)?;
+            }
+            let (_, consumed) = decode_jpeg(bytes, &header, 8, limits)?;
+            (header.width, header.height, consumed)
         }
         Format::Png | Format::Webp => {
-            let image = decode_with_image(bytes, max_pixels)?.0;
-            (image.width(), image.height())
+            let (image, _, image_len) = decode_with_image(bytes, format, limits)?;
+            (image.width(), image.height(), image_len)
         }
     };
     let (width, height) = if swaps_axes(exif.orientation) {
-        (height, width)
+        (stored_h, stored_w)
     } else {
-        (width, height)
+        (stored_w, stored_h)
     };
+    for &target in widths {
+        let (w, h) = fit_width(width, height, target);
+        if w > MAX_JPEG_SIDE || h > MAX_JPEG_SIDE {
+            return Err(RenderError::Unrenderable {
+                width: target,
+                reason: format!(
+                    "that would be a {w} x {h} JPEG, and JPEG allows at most {MAX_JPEG_SIDE} pixels a side"
+                ),
+            });
+        }
+    }
     Ok(Probe {
         format,
         width,
         height,
         exif,
+        image_len,
     })
 }
 
@@ -132,14 +174,23 @@ pub fn render(
     original: &[u8],
     target_width: u32,
     quality: u8,
-    max_pixels: u64,
+    limits: DecodeLimits,
 ) -> Result<Vec<u8>, RenderError> {
     let format = Format::sniff(original).ok_or(RenderError::Unsupported)?;
     let (image, orientation) = match format {
-        Format::Jpeg => decode_jpeg_scaled(original, target_width, max_pixels)?,
+        Format::Jpeg => {
+            let orientation = exif::read(original).orientation;
+            let header = headers::jpeg(original)?;
+            check_pixels(header.width, header.height, limits.max_pixels)?;
+            let scale = jpeg_scale(&header, orientation, target_width);
+            (
+                decode_jpeg(original, &header, scale, limits)?.0,
+                orientation,
+            )
+        }
         Format::Png | Format::Webp => {
-            let (image, orientation) = decode_with_image(original, max_pixels)?;
-            (image.to_rgb8(), orientation)
+            let (image, orientation, _) = decode_with_image(original, format, limits)?;
+            (image.into_rgb8(), orientation)
         }
     };
     // Resize before rotating: fewer pixels to move.
@@ -157,7 +208,7 @@ pub fn render(
     let resized = resize(image, raw_w, raw_h)?;
     let mut oriented = DynamicImage::ImageRgb8(resized);
     oriented.apply_orientation(orientation);
-    encode_jpeg(&oriented.to_rgb8(), quality)
+    encode_jpeg(&oriented.into_rgb8(), quality)
 }
 
 /// Output size for `target_width`, keeping the aspect ratio and never upscaling.
@@ -193,50 +244,61 @@ fn check_pixels(width: u32, height: u32, max: u64) -> Result<(), RenderError> {
     Ok(())
 }
 
-fn jpeg_header(
-    decoder: &mut jpeg_decoder::Decoder<Cursor<&[u8]>>,
-    max_pixels: u64,
-) -> Result<(u32, u32), RenderError> {
-    decoder.read_info().map_err(corrupt)?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| RenderError::Corrupt("no JPEG frame header".into()))?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    check_pixels(w, h, max_pixels)?;
-    Ok((w, h))
+fn check_memory(needed: u64, limits: DecodeLimits) -> Result<(), RenderError> {
+    if needed > limits.max_bytes {
+        return Err(RenderError::TooMuchMemory {
+            needed,
+            max: limits.max_bytes,
+        });
+    }
+    Ok(())
 }
 
-/// Decodes a JPEG at the smallest DCT scale that still leaves at least
-/// `target_width` pixels across the displayed width.
-fn decode_jpeg_scaled(
-    bytes: &[u8],
-    target_width: u32,
-    max_pixels: u64,
-) -> Result<(RgbImage, Orientation), RenderError> {
-    let orientation = exif::read(bytes).orientation;
-    let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    let (w, h) = jpeg_header(&mut decoder, max_pixels)?;
-    // The target applies to the displayed width, which is the stored height
-    // when the photo is rotated a quarter turn.
+/// The DCT scale (1, 2, 4 or 8: decode at 1/scale) for a rendition
+/// `target_width` wide: the largest that still leaves at least that many
+/// pixels across the displayed width (the stored height, when the photo is
+/// turned a quarter).
+fn jpeg_scale(header: &headers::JpegHeader, orientation: Orientation, target_width: u32) -> u32 {
+    let (w, h) = (header.width.max(1), header.height.max(1));
     let (along, across) = if swaps_axes(orientation) {
         (h, w)
     } else {
         (w, h)
     };
-    let target = target_width.min(along);
-    let needed_across = (u64::from(across) * u64::from(target)).div_ceil(u64::from(along)) as u32;
-    let (req_w, req_h) = if swaps_axes(orientation) {
-        (needed_across, target)
-    } else {
-        (target, needed_across)
-    };
+    let target = target_width.min(along).max(1);
+    let needed_across = (u64::from(across) * u64::from(target)).div_ceil(u64::from(along));
+    [8u32, 4, 2, 1]
+        .into_iter()
+        .find(|&s| along.div_ceil(s) >= target && u64::from(across.div_ceil(s)) >= needed_across)
+        .unwrap_or(1)
+}
+
+/// Decodes a JPEG at 1/`scale`, within the memory budget. Returns the RGB
+/// pixels and how many bytes of `bytes` the image took (up to its end
+/// marker).
+fn decode_jpeg(
+    bytes: &[u8],
+    header: &headers::JpegHeader,
+    scale: u32,
+    limits: DecodeLimits,
+) -> Result<(RgbImage, u64), RenderError> {
+    check_memory(header.decode_bytes(scale), limits)?;
+    let mut cursor = Cursor::new(bytes);
+    let mut decoder = jpeg_decoder::Decoder::new(&mut cursor);
+    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_bytes).unwrap_or(usize::MAX));
+    decoder.read_info().map_err(corrupt)?;
     let (sw, sh) = decoder
-        .scale(clamp_u16(req_w), clamp_u16(req_h))
+        .scale(
+            clamp_u16(header.width.div_ceil(scale)),
+            clamp_u16(header.height.div_ceil(scale)),
+        )
         .map_err(corrupt)?;
     let pixels = decoder.decode().map_err(corrupt)?;
     let info = decoder
         .info()
         .ok_or_else(|| RenderError::Corrupt("no JPEG frame header".into()))?;
+    drop(decoder);
+    let consumed = cursor.position();
     let (sw, sh) = (u32::from(sw), u32::from(sh));
     let rgb = match info.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => pixels,
@@ -258,36 +320,56 @@ fn decode_jpeg_scaled(
     };
     let image = RgbImage::from_raw(sw, sh, rgb)
         .ok_or_else(|| RenderError::Corrupt("decoded pixel data has the wrong length".into()))?;
-    Ok((image, orientation))
+    Ok((image, consumed))
 }
 
 fn clamp_u16(v: u32) -> u16 {
     v.clamp(1, u32::from(u16::MAX)) as u16
 }
 
-/// PNG and WebP through the `image` crate, with its allocation limits set so
-/// that a bomb is refused from the header.
+/// PNG and WebP through the `image` crate, after the container walk and
+/// within the budget; the decoder's own limits are set to the same budget.
+/// Returns the image, its orientation and where the image ends.
 fn decode_with_image(
     bytes: &[u8],
-    max_pixels: u64,
-) -> Result<(DynamicImage, Orientation), RenderError> {
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(corrupt)?;
-    let (w, h) = reader.into_dimensions().map_err(corrupt)?;
-    check_pixels(w, h, max_pixels)?;
+    format: Format,
+    limits: DecodeLimits,
+) -> Result<(DynamicImage, Orientation, u64), RenderError> {
+    let (w, h, needed, image_len) = match format {
+        Format::Png => {
+            let header = headers::png(bytes)?;
+            (
+                header.width,
+                header.height,
+                header.decode_bytes(),
+                header.image_len,
+            )
+        }
+        _ => {
+            let image_len = headers::webp(bytes)?;
+            let (w, h) = ImageReader::new(Cursor::new(bytes))
+                .with_guessed_format()
+                .map_err(corrupt)?
+                .into_dimensions()
+                .map_err(corrupt)?;
+            // RGBA, its conversion to RGB, and the decoder's YUV planes.
+            (w, h, u64::from(w) * u64::from(h) * 8, image_len)
+        }
+    };
+    check_pixels(w, h, limits.max_pixels)?;
+    check_memory(needed, limits)?;
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(corrupt)?;
-    let mut limits = image::Limits::default();
-    limits.max_image_width = Some(w);
-    limits.max_image_height = Some(h);
-    limits.max_alloc = Some(max_pixels.saturating_mul(8));
-    reader.limits(limits);
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_image_width = Some(w);
+    decoder_limits.max_image_height = Some(h);
+    decoder_limits.max_alloc = Some(limits.max_bytes);
+    reader.limits(decoder_limits);
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
-    Ok((image, orientation))
+    Ok((image, orientation, image_len))
 }
 
 fn resize(image: RgbImage, width: u32, height: u32) -> Result<RgbImage, RenderError> {

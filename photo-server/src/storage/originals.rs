@@ -160,6 +160,30 @@ impl Spool {
         self.bytes
     }
 
+    /// Keeps only the first `len` bytes (an image's end found before the
+    /// file's), and hashes again what is kept.
+    pub fn truncate(&mut self, len: u64) -> io::Result<()> {
+        use std::io::Read;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("spool already committed"))?;
+        file.set_len(len)?;
+        let mut hasher = Sha256::new();
+        let mut reader = File::open(&self.path)?.take(len);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        self.hasher = hasher;
+        self.bytes = len;
+        Ok(())
+    }
+
     pub fn head(&self) -> &[u8] {
         &self.head
     }
@@ -183,9 +207,37 @@ impl Drop for Spool {
     }
 }
 
+/// Whether an I/O error means the volume cannot take more data (full, over
+/// quota, or read-only), which is the operator's to fix, not a bug.
+pub fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull
+            | io::ErrorKind::QuotaExceeded
+            | io::ErrorKind::ReadOnlyFilesystem
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn truncating_a_spool_rehashes_what_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = OriginalStore::open(dir.path().to_path_buf()).unwrap();
+        let mut spool = store.spool().unwrap();
+        spool.write(b"hello world, and then some junk").unwrap();
+        spool.truncate(11).unwrap();
+        assert_eq!(spool.bytes(), 11);
+        assert_eq!(
+            spool.sha256(),
+            "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9"
+        );
+        let id = ids::new_id();
+        let target = store.commit(spool, &id, Format::Jpeg).unwrap();
+        assert_eq!(fs::read(target).unwrap(), b"hello world");
+    }
 
     #[test]
     fn commit_moves_the_spool_into_place() {

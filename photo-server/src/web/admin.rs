@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
 use crate::error::ApiError;
-use crate::http::viewer::Viewer;
+use crate::http::extract::Viewer;
 use crate::state::SharedState;
 use crate::web::{PageContext, bytes};
 

@@ -9,8 +9,8 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use crate::db::Photo;
-use crate::http::viewer::Viewer;
-use crate::http::{decode_cursor, encode_cursor};
+use crate::domain::photos;
+use crate::http::extract::Viewer;
 use crate::renditions::Renditions;
 use crate::state::SharedState;
 use crate::web::{PageContext, alt, srcset};
@@ -51,26 +51,13 @@ pub async fn page(
     Query(q): Query<GalleryQuery>,
 ) -> Response {
     let ctx = PageContext::new(&state, &viewer);
-    let cursor = q.cursor.as_deref().and_then(decode_cursor);
-    let photos = match state
-        .db
-        .list_photos(
-            viewer.user.as_ref(),
-            cursor.as_ref().map(|(t, id)| (*t, id.as_str())),
-            PAGE + 1,
-        )
-        .await
-    {
-        Ok(p) => p,
-        Err(e) => return crate::error::ApiError::from(e).into_response(),
-    };
-    let more = photos.len() > PAGE as usize;
-    let shown = &photos[..photos.len().min(PAGE as usize)];
-    let next = if more {
-        shown.last().map(encode_cursor)
-    } else {
-        None
-    };
+    // A cursor this server did not issue just means the first page.
+    let cursor = q.cursor.filter(|c| photos::decode_cursor(c).is_some());
+    let (shown, next) =
+        match photos::page(&state, viewer.user.as_ref(), cursor.as_deref(), PAGE).await {
+            Ok(page) => page,
+            Err(e) => return e.into_response(),
+        };
     let renditions = &state.config.renditions;
     ctx.render(
         StatusCode::OK,
@@ -88,7 +75,7 @@ pub async fn page(
                 }
             } @else {
                 ul.grid id="gallery" {
-                    @for photo in shown { (card(renditions, photo)) }
+                    @for photo in &shown { (card(renditions, photo)) }
                 }
                 @if let Some(next) = next {
                     p.more {

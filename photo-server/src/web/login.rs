@@ -9,9 +9,10 @@ use maud::html;
 use serde::Deserialize;
 
 use crate::auth::{SESSION_COOKIE, cookies};
+use crate::domain::accounts;
 use crate::error::ApiError;
-use crate::http::session::{authenticate, header_value, same_origin, session_cookie};
-use crate::http::viewer::Viewer;
+use crate::http::extract::Viewer;
+use crate::http::session::{header_value, same_origin, session_cookie};
 use crate::state::SharedState;
 use crate::web::PageContext;
 
@@ -32,10 +33,20 @@ pub struct LogoutForm {
     csrf: Option<String>,
 }
 
-/// Only local paths: `next=https://evil.example` must not redirect away.
+/// Only plain local paths: `/`, then letters, digits and `-._~/?=&%+`, and
+/// never `//` at the start. Anything else (`https://evil.example`,
+/// `//evil.example`, a tab or newline that a browser would drop or a header
+/// would refuse, a backslash that a browser reads as `/`) means `/`.
 fn safe_next(next: Option<&str>) -> String {
+    let plain = |n: &str| {
+        n.len() <= 512
+            && n.starts_with('/')
+            && !n.starts_with("//")
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~/?=&%+".contains(&b))
+    };
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') => n.to_string(),
+        Some(n) if plain(n) => n.to_string(),
         _ => "/".to_string(),
     }
 }
@@ -101,7 +112,7 @@ pub async fn submit(
             Some("Cross-site login refused."),
         );
     }
-    match authenticate(&state, viewer.ip, &input.username, input.password).await {
+    match accounts::authenticate(&state, viewer.ip, &input.username, input.password).await {
         Ok((token, _user)) => match session_cookie(&state, &token, viewer.tls) {
             Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response(),
             Err(e) => e.into_response(),
@@ -120,6 +131,19 @@ pub async fn submit(
             &input.username,
             Some("Too many failed attempts. Wait a few minutes and try again."),
         ),
+        Err(e @ (ApiError::LoginsBusy | ApiError::DatabaseUnavailable)) => {
+            let mut page = form(
+                &ctx,
+                e.status(),
+                &next,
+                &input.username,
+                Some("The site is busy. Try again in a moment."),
+            );
+            if let Ok(value) = header_value("2") {
+                page.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            page
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -134,8 +158,8 @@ pub async fn logout(
         if let Err(e) = viewer.check_csrf(&state, &headers, input.csrf.as_deref()) {
             return e.into_response();
         }
-        if let Err(e) = state.auth.end_session(&state.db, token).await {
-            return ApiError::from(e).into_response();
+        if let Err(e) = accounts::log_out(&state, token).await {
+            return e.into_response();
         }
     }
     match header_value(&cookies::clear(SESSION_COOKIE, viewer.tls)) {
@@ -155,5 +179,14 @@ mod tests {
         assert_eq!(safe_next(Some("//evil.example/")), "/");
         assert_eq!(safe_next(Some("/\\evil.example")), "/");
         assert_eq!(safe_next(None), "/");
+        // Browsers drop tabs and newlines: `/\t/evil.example` is `//evil.example`.
+        assert_eq!(safe_next(Some("/\t/evil.example")), "/");
+        assert_eq!(safe_next(Some("/\n/evil.example")), "/");
+        assert_eq!(safe_next(Some("/upload\r\nSet-Cookie: x=1")), "/");
+        assert_eq!(
+            safe_next(Some("/photos/abc?x=1&y=%2F")),
+            "/photos/abc?x=1&y=%2F"
+        );
+        assert_eq!(safe_next(Some("/caf\u{e9}")), "/");
     }
 }

@@ -19,7 +19,7 @@ use maud::{DOCTYPE, Markup, html};
 
 use crate::auth::{ANON_COOKIE, cookies, new_token};
 use crate::db::Photo;
-use crate::http::viewer::Viewer;
+use crate::http::extract::Viewer;
 use crate::renditions::Renditions;
 use crate::state::SharedState;
 
@@ -32,7 +32,14 @@ const APP_CSS: &str = include_str!("../../static/app.css");
 pub fn routes() -> Router<SharedState> {
     Router::new()
         .route("/", get(gallery::page))
-        .route("/login", get(login::page).post(login::submit))
+        .route(
+            "/login",
+            get(login::page)
+                .post(login::submit)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::http::LOGIN_BODY_LIMIT,
+                )),
+        )
         .route("/logout", post(login::logout))
         .route("/photos/{id}", get(photo::page))
         .route("/upload", get(upload::page))

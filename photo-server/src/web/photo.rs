@@ -7,9 +7,9 @@ use axum::response::{IntoResponse, Response};
 use maud::html;
 
 use crate::db::Visibility;
+use crate::domain::photos::visible_photo;
 use crate::error::ApiError;
-use crate::http::viewer::Viewer;
-use crate::http::visible_photo;
+use crate::http::extract::Viewer;
 use crate::state::SharedState;
 use crate::web::{PageContext, alt, bytes, srcset};
 

@@ -3,7 +3,9 @@
 //! a cookie jar. The suites run every HTTP test against both backends.
 #![allow(dead_code)]
 
+pub mod images;
 pub mod postgres;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,13 +64,20 @@ impl TestServer {
 
     async fn launch(config: Config, dir: Arc<tempfile::TempDir>, backend: Backend) -> TestServer {
         let state = photo_server::start(config).await.expect("server starts");
+        tokio::time::timeout(std::time::Duration::from_secs(30), state.db.ready())
+            .await
+            .expect("the database becomes ready");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let serve_state = state.clone();
+        let listeners = photo_server::Listeners {
+            public: listener,
+            ops: None,
+        };
         let task = tokio::spawn(async move {
-            let _ = photo_server::serve(serve_state, listener).await;
+            let _ = photo_server::serve(serve_state, listeners).await;
         });
         TestServer {
             url,
@@ -101,16 +110,7 @@ impl TestServer {
     }
 
     pub fn client(&self) -> Client {
-        Client {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            base: self.url.clone(),
-            csrf: String::new(),
-            session: None,
-        }
+        Client::new(&self.url)
     }
 
     /// A client logged in as the admin.
@@ -122,9 +122,13 @@ impl TestServer {
 
     /// Creates a user directly in the database (there is no public sign-up).
     pub async fn create_user(&self, name: &str, password: &str) {
-        let hash = photo_server::auth::password::hash(password.to_string())
-            .await
-            .expect("hash");
+        let password = password.to_string();
+        let hash = tokio::task::spawn_blocking(move || {
+            photo_server::auth::password::hash_blocking(&password)
+        })
+        .await
+        .expect("hash task")
+        .expect("hash");
         self.state
             .db
             .create_user(name, &hash, false)
@@ -165,6 +169,20 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client with a cookie jar that does not follow redirects.
+    pub fn new(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            base: base.to_string(),
+            csrf: String::new(),
+            session: None,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -164,6 +164,16 @@ impl Postgres {
     /// A new, empty database; returns its URL.
     pub fn fresh_database(&self) -> String {
         let name = format!("t_{}", photo_server::ids::new_id());
+        self.create_database(&name);
+        self.url(&name)
+    }
+
+    /// The URL of database `name` (which may not exist yet).
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn create_database(&self, name: &str) {
         let status = command("psql", None)
             .args([
                 "-h",
@@ -179,6 +189,5 @@ impl Postgres {
             .status()
             .expect("psql runs");
         assert!(status.success(), "CREATE DATABASE failed");
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 }

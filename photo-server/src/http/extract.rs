@@ -1,6 +1,16 @@
-//! Who is asking: the session behind the request, its address, and whether it
-//! came over TLS. API handlers take a `Viewer`; the image path does its own,
-//! cheaper lookup only for private photos.
+//! Who is asking, as extractors, so a handler's signature says what it
+//! requires:
+//!
+//! - [`Viewer`]: anyone; the session's user if there is one, the client's
+//!   address, and whether the request came over TLS.
+//! - [`SignedIn`]: a logged-in user (`401` otherwise) whose request carries
+//!   a valid CSRF token in `X-CSRF-Token` (`403` otherwise). Every
+//!   state-changing API request takes this, so the rule cannot be forgotten.
+//! - [`Admin`]: a [`SignedIn`] admin (`403` otherwise).
+//!
+//! HTML forms send the token as a `csrf` field instead; their handlers take a
+//! [`Viewer`] and call [`Viewer::check_csrf`] with the field. The image path
+//! does its own, cheaper session lookup, only for private photos.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -23,8 +33,9 @@ pub struct Viewer {
     pub ip: Option<IpAddr>,
 }
 
-pub fn peer(parts_extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    parts_extensions
+/// The address of the TCP peer (a proxy, when there is one).
+pub fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip())
 }
@@ -73,26 +84,47 @@ impl Viewer {
         headers: &HeaderMap,
         form_field: Option<&str>,
     ) -> ApiResult<()> {
-        let presented = headers
-            .get(CSRF_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .or(form_field);
+        let presented = csrf_header(headers).or(form_field);
         match (self.csrf_binding(), presented) {
             (Some(binding), Some(token)) if state.auth.csrf_valid(binding, token) => Ok(()),
             _ => Err(ApiError::Csrf),
         }
     }
+}
 
-    /// The user of a state-changing request: logged in (`401`) with a valid
-    /// CSRF token (`403`).
-    pub fn user_with_csrf(
-        &self,
-        state: &SharedState,
-        headers: &HeaderMap,
-        form_field: Option<&str>,
-    ) -> ApiResult<&SessionUser> {
-        let user = self.user()?;
-        self.check_csrf(state, headers, form_field)?;
-        Ok(user)
+/// The `X-CSRF-Token` header, if sent.
+pub fn csrf_header(headers: &HeaderMap) -> Option<&str> {
+    headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok())
+}
+
+/// A logged-in user whose request carries a valid CSRF token header.
+pub struct SignedIn {
+    pub user: SessionUser,
+    pub viewer: Viewer,
+}
+
+impl FromRequestParts<SharedState> for SignedIn {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> ApiResult<SignedIn> {
+        let viewer = Viewer::from_request_parts(parts, state).await?;
+        let user = viewer.user()?.clone();
+        viewer.check_csrf(state, &parts.headers, None)?;
+        Ok(SignedIn { user, viewer })
+    }
+}
+
+/// A [`SignedIn`] admin.
+pub struct Admin(pub SignedIn);
+
+impl FromRequestParts<SharedState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> ApiResult<Admin> {
+        let signed_in = SignedIn::from_request_parts(parts, state).await?;
+        if !signed_in.user.is_admin {
+            return Err(ApiError::Forbidden("admins only".into()));
+        }
+        Ok(Admin(signed_in))
     }
 }

@@ -1,0 +1,168 @@
+//! Logging in and out, and managing accounts.
+//!
+//! Login input is bounded before anything else looks at it: a username that
+//! cannot exist (too long, odd characters) or an oversized password is
+//! refused without a database query, a throttle entry or a log line with its
+//! raw text. Every attempt that gets further is counted by the throttle
+//! before its password is checked, and password checks are bounded
+//! (`auth::password::Passwords`).
+
+use std::net::IpAddr;
+
+use crate::auth::{new_token, password, token_hash};
+use crate::db::{SessionUser, User, now_ms};
+use crate::error::{ApiError, ApiResult};
+use crate::metrics::OutcomeLabels;
+use crate::state::SharedState;
+
+/// Longest username, in bytes.
+pub const MAX_USERNAME_BYTES: usize = 40;
+
+/// Usernames appear in URLs, pages and logs: letters, digits, `.`, `_`, `-`.
+pub fn is_valid_username(name: &str) -> bool {
+    (1..=MAX_USERNAME_BYTES).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+pub fn validate_username(name: &str) -> ApiResult<()> {
+    if is_valid_username(name) {
+        Ok(())
+    } else {
+        Err(ApiError::Unprocessable(format!(
+            "usernames are 1 to {MAX_USERNAME_BYTES} letters, digits, `.`, `_` or `-`"
+        )))
+    }
+}
+
+pub fn validate_password(password: &str) -> ApiResult<()> {
+    if password.chars().count() < crate::config::MIN_PASSWORD_CHARS {
+        return Err(ApiError::Unprocessable(format!(
+            "passwords need at least {} characters",
+            crate::config::MIN_PASSWORD_CHARS
+        )));
+    }
+    if password.len() > password::MAX_PASSWORD_BYTES {
+        return Err(ApiError::Unprocessable(format!(
+            "passwords are at most {} bytes",
+            password::MAX_PASSWORD_BYTES
+        )));
+    }
+    Ok(())
+}
+
+/// Checks credentials and opens a session: returns its token and the user.
+pub async fn authenticate(
+    state: &SharedState,
+    ip: Option<IpAddr>,
+    username: &str,
+    password_text: String,
+) -> ApiResult<(String, User)> {
+    let outcome = |o: &str| {
+        state
+            .metrics
+            .logins
+            .get_or_create(&OutcomeLabels { outcome: o.into() })
+            .inc()
+    };
+    if !is_valid_username(username) || password_text.len() > password::MAX_PASSWORD_BYTES {
+        // No such account can exist: nothing to count, look up or log.
+        outcome("failure");
+        return Err(ApiError::BadCredentials);
+    }
+    let check = state.auth.passwords.admit()?;
+    if let Err(wait) = state.auth.throttle.attempt(ip, username) {
+        outcome("rate_limited");
+        return Err(ApiError::RateLimited { retry_after: wait });
+    }
+    let user = state.db.user_by_name(username).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let ok = check.verify(password_text, stored).await?;
+    let Some(user) = user.filter(|_| ok) else {
+        outcome("failure");
+        tracing::info!(username, ip = ?ip, "login failed");
+        return Err(ApiError::BadCredentials);
+    };
+    state.auth.throttle.succeeded(ip, username);
+    let token = new_token();
+    let expires = now_ms() + state.auth.session_ttl.as_millis() as i64;
+    state
+        .db
+        .create_session(&token_hash(&token), &user.id, expires)
+        .await?;
+    outcome("success");
+    tracing::info!(username = %user.username, "logged in");
+    Ok((token, user))
+}
+
+/// Ends a session on every replica.
+pub async fn log_out(state: &SharedState, token: &str) -> ApiResult<()> {
+    state.auth.end_session(&state.db, token).await?;
+    Ok(())
+}
+
+/// An admin creates an account. `409` when the name is taken.
+pub async fn create_user(
+    state: &SharedState,
+    by: &SessionUser,
+    username: &str,
+    password_text: String,
+    admin: bool,
+) -> ApiResult<User> {
+    require_admin(by)?;
+    validate_username(username)?;
+    validate_password(&password_text)?;
+    let hash = state.auth.passwords.hash(password_text).await?;
+    let user = state
+        .db
+        .create_user(username, &hash, admin)
+        .await?
+        .ok_or_else(|| ApiError::Conflict(format!("user `{username}` already exists")))?;
+    tracing::info!(by = %by.username, user = %user.username, admin = user.is_admin, "user created");
+    Ok(user)
+}
+
+/// An admin sets someone's password, which ends all of their sessions.
+pub async fn reset_password(
+    state: &SharedState,
+    by: &SessionUser,
+    username: &str,
+    password_text: String,
+) -> ApiResult<()> {
+    require_admin(by)?;
+    validate_password(&password_text)?;
+    if !is_valid_username(username) {
+        return Err(ApiError::NotFound);
+    }
+    let user = state
+        .db
+        .user_by_name(username)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let hash = state.auth.passwords.hash(password_text).await?;
+    state.db.set_password(&user.id, &hash).await?;
+    tracing::info!(by = %by.username, user = %user.username, "password reset");
+    Ok(())
+}
+
+pub fn require_admin(user: &SessionUser) -> ApiResult<()> {
+    if user.is_admin {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden("admins only".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_are_plain_and_short() {
+        assert!(is_valid_username("alice.b-c_9"));
+        for bad in ["", "a b", "ädmin", "x\ny", &"a".repeat(41), "a/b"] {
+            assert!(!is_valid_username(bad), "{bad:?}");
+        }
+    }
+}

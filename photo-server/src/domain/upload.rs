@@ -1,0 +1,197 @@
+//! Uploads: checked completely, then committed all or nothing.
+//!
+//! 1. **Parse** (`http::upload`): the multipart body is read with a cap on
+//!    parts and on every field, and each file is spooled to the originals
+//!    volume as it arrives.
+//! 2. **Check** ([`check`]): every spooled file is probed on the render pool
+//!    (format by content, bounded metadata, pixels and decode memory within
+//!    limits, every configured rendition possible, data that decodes);
+//!    anything after the image's end is cut off. One bad file fails the
+//!    whole upload and nothing is stored.
+//! 3. **Commit** ([`commit`]): each original is made durable (fsync, rename,
+//!    fsync of the directory) under a [`CommitGuard`], then the rows are
+//!    inserted in one transaction. The guard removes the new originals
+//!    again unless the rows went in, whatever fails (or panics) on the way.
+//!    If the process dies in between, the originals are left without rows:
+//!    invisible, and the client's retry stores the photos again.
+
+use crate::db::{Photo, SessionUser, Visibility, now_ms};
+use crate::error::{ApiError, ApiResult};
+use crate::ids;
+use crate::render::pool::PoolError;
+use crate::render::{self, DecodeLimits, Format, Probe, RenderError};
+use crate::state::SharedState;
+use crate::storage::originals::{OriginalStore, Spool, is_out_of_space};
+
+/// One file of an upload, spooled.
+pub struct SpooledFile {
+    pub spool: Spool,
+    /// The client's file name (control characters removed, at most 200 characters).
+    pub name: String,
+}
+
+/// The fields that apply to every photo of an upload.
+pub struct UploadMeta {
+    pub title: String,
+    pub description: String,
+    pub visibility: Visibility,
+}
+
+/// A file that passed [`check`].
+pub struct Checked {
+    file: SpooledFile,
+    probe: Probe,
+}
+
+/// The error for an originals volume that cannot take the upload.
+pub fn storage_error(e: std::io::Error) -> ApiError {
+    if is_out_of_space(&e) {
+        ApiError::StorageFull(
+            "the photo store is full or read-only; nothing was stored, try again later".into(),
+        )
+    } else {
+        ApiError::internal(e)
+    }
+}
+
+/// Checks one spooled file completely, on the render pool.
+pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Checked> {
+    let named = |e: ApiError| match e {
+        ApiError::UnsupportedMedia(m) => ApiError::UnsupportedMedia(format!("{}: {m}", file.name)),
+        ApiError::Unprocessable(m) => ApiError::Unprocessable(format!("{}: {m}", file.name)),
+        other => other,
+    };
+    if Format::sniff(file.spool.head()).is_none() {
+        return Err(named(RenderError::Unsupported.into()));
+    }
+    let path = file.spool.path().to_path_buf();
+    let limits = DecodeLimits {
+        max_pixels: state.config.max_pixels,
+        max_bytes: state.config.decode_max_bytes,
+    };
+    let widths = state.config.renditions.widths().to_vec();
+    let result = state
+        .renderer
+        .run_unshared(move || {
+            let bytes = std::fs::read(&path).map_err(|e| RenderError::Corrupt(e.to_string()))?;
+            render::probe(&bytes, limits, &widths)
+        })
+        .await;
+    let probe = match result {
+        Ok(probe) => probe,
+        Err(PoolError::Overloaded) => return Err(ApiError::Overloaded),
+        Err(PoolError::Panicked) => return Err(ApiError::Internal("image check panicked".into())),
+        Err(PoolError::Job(e)) => return Err(named(e.into())),
+    };
+    if probe.image_len < file.spool.bytes() {
+        tracing::info!(
+            file = ?file.name,
+            kept = probe.image_len,
+            dropped = file.spool.bytes() - probe.image_len,
+            "bytes after the end of the image are not stored"
+        );
+        let len = probe.image_len;
+        file = tokio::task::spawn_blocking(move || file.spool.truncate(len).map(|_| file))
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(storage_error)?;
+    }
+    Ok(Checked { file, probe })
+}
+
+/// Removes the originals it holds when dropped, unless [`CommitGuard::keep`]
+/// was called: a failed or abandoned commit leaves no original behind.
+struct CommitGuard {
+    store: OriginalStore,
+    written: Vec<(String, Format)>,
+}
+
+impl CommitGuard {
+    fn keep(mut self) {
+        self.written.clear();
+    }
+}
+
+impl Drop for CommitGuard {
+    fn drop(&mut self) {
+        for (id, format) in &self.written {
+            if let Err(e) = self.store.remove(id, *format) {
+                tracing::error!(id, error = %e, "cannot remove the original of a failed upload");
+            }
+        }
+    }
+}
+
+/// Stores checked files as photos of `owner`, all or none.
+pub async fn commit(
+    state: &SharedState,
+    owner: &SessionUser,
+    files: Vec<Checked>,
+    meta: UploadMeta,
+) -> ApiResult<Vec<Photo>> {
+    let rows = match store_all(state, owner, files, meta).await {
+        Ok(rows) => rows,
+        Err(e) => {
+            state.metrics.upload("failed");
+            return Err(e);
+        }
+    };
+    for row in &rows {
+        state.metrics.upload("stored");
+        state.metrics.upload_bytes.inc_by(row.bytes);
+        state.forget_photo(&row.id);
+        tracing::info!(id = %row.id, user = %owner.username, bytes = row.bytes, width = row.width, height = row.height, "photo uploaded");
+    }
+    Ok(rows)
+}
+
+async fn store_all(
+    state: &SharedState,
+    owner: &SessionUser,
+    files: Vec<Checked>,
+    meta: UploadMeta,
+) -> ApiResult<Vec<Photo>> {
+    let created_at = now_ms();
+    let store = state.originals.clone();
+    let owner_id = owner.user_id.clone();
+    let owner_name = owner.username.clone();
+    let (rows, guard) = tokio::task::spawn_blocking(move || {
+        let mut guard = CommitGuard {
+            store: store.clone(),
+            written: Vec::new(),
+        };
+        let mut rows = Vec::with_capacity(files.len());
+        for Checked { file, probe } in files {
+            let id = ids::new_id();
+            let bytes = file.spool.bytes();
+            let sha256 = file.spool.sha256();
+            store
+                .commit(file.spool, &id, probe.format)
+                .map_err(storage_error)?;
+            guard.written.push((id.clone(), probe.format));
+            rows.push(Photo {
+                id,
+                owner_id: owner_id.clone(),
+                owner: owner_name.clone(),
+                title: meta.title.clone(),
+                description: meta.description.clone(),
+                visibility: meta.visibility,
+                format: probe.format,
+                width: probe.width,
+                height: probe.height,
+                bytes,
+                sha256,
+                original_name: file.name,
+                camera: probe.exif.camera,
+                taken_at: probe.exif.taken_at,
+                created_at,
+            });
+        }
+        Ok::<_, ApiError>((rows, guard))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    state.db.insert_photos(&rows).await?;
+    guard.keep();
+    Ok(rows)
+}

@@ -1,0 +1,266 @@
+//! Deadlines on a connection's socket that hyper does not keep itself.
+//!
+//! hyper's `header_read_timeout` starts when it begins waiting for a request
+//! head, so it also bounds how long an idle keep-alive connection lives; we
+//! set it to the (long) idle timeout, because a proxy that reuses upstream
+//! connections (ingress-nginx, an ALB) must never find them closed under it.
+//! What it cannot do is tell a quiet client from a slow one. [`TimedIo`] adds:
+//!
+//! - a **request head deadline**: once the first byte of a request arrives,
+//!   the whole head must follow within `header_timeout`, so a client that
+//!   sends half a request line and stalls is dropped in seconds, not minutes;
+//! - a **write stall deadline**: a response write that makes no progress for
+//!   `write_timeout` (the client stopped reading) closes the connection.
+//!
+//! The head deadline needs to know when hyper has a whole head and is running
+//! the request: the connection's service marks that on a shared
+//! [`RequestClock`]. Reads while a request is running (its body, or hyper
+//! checking for a closed socket while the handler works) are never timed
+//! here: request bodies have their own stall timeout at the HTTP layer.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// What the connection's service tells the socket wrapper.
+#[derive(Debug, Default)]
+pub struct RequestClock {
+    /// Requests handed to the service so far.
+    dispatched: AtomicU64,
+    /// Whether one is being handled now.
+    busy: AtomicBool,
+}
+
+impl RequestClock {
+    /// A request head was parsed and the request is being handled.
+    pub fn begin(&self) {
+        self.dispatched.fetch_add(1, Ordering::Relaxed);
+        self.busy.store(true, Ordering::Relaxed);
+    }
+
+    /// The handler returned its response.
+    pub fn end(&self) {
+        self.busy.store(false, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    pub struct TimedIo<T> {
+        #[pin]
+        inner: T,
+        clock: Arc<RequestClock>,
+        header_timeout: Duration,
+        write_timeout: Duration,
+        // `dispatched` when the head deadline was armed: a new request resets it.
+        armed_for: u64,
+        head_armed: bool,
+        head_deadline: Pin<Box<Sleep>>,
+        write_armed: bool,
+        write_deadline: Pin<Box<Sleep>>,
+    }
+}
+
+impl<T> TimedIo<T> {
+    pub fn new(
+        inner: T,
+        clock: Arc<RequestClock>,
+        header_timeout: Duration,
+        write_timeout: Duration,
+    ) -> TimedIo<T> {
+        let now = Instant::now();
+        TimedIo {
+            inner,
+            clock,
+            header_timeout,
+            write_timeout,
+            armed_for: 0,
+            head_armed: false,
+            head_deadline: Box::pin(tokio::time::sleep_until(now)),
+            write_armed: false,
+            write_deadline: Box::pin(tokio::time::sleep_until(now)),
+        }
+    }
+}
+
+fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, what.to_string())
+}
+
+impl<T: AsyncRead> AsyncRead for TimedIo<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.project();
+        let dispatched = this.clock.dispatched.load(Ordering::Relaxed);
+        if *this.armed_for != dispatched {
+            // The head the deadline was armed for has been parsed.
+            *this.armed_for = dispatched;
+            *this.head_armed = false;
+        }
+        let between_requests = !this.clock.busy.load(Ordering::Relaxed);
+        let before = buf.filled().len();
+        match this.inner.poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if between_requests && !*this.head_armed && buf.filled().len() > before {
+                    // The first bytes of a request head.
+                    let deadline = Instant::now() + *this.header_timeout;
+                    this.head_deadline.as_mut().reset(deadline);
+                    *this.head_armed = true;
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => {
+                if between_requests
+                    && *this.head_armed
+                    && this.head_deadline.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Err(timed_out("request head not received in time")));
+                }
+                Poll::Pending
+            }
+            other => other,
+        }
+    }
+}
+
+impl<T: AsyncWrite> TimedIo<T> {
+    /// Arms the write deadline on `Pending`, disarms it on progress.
+    fn watch_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        write: impl FnOnce(Pin<&mut T>, &mut Context<'_>) -> Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        let this = self.project();
+        match write(this.inner, cx) {
+            Poll::Pending => {
+                if !*this.write_armed {
+                    let deadline = Instant::now() + *this.write_timeout;
+                    this.write_deadline.as_mut().reset(deadline);
+                    *this.write_armed = true;
+                }
+                if this.write_deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Err(timed_out("the client stopped reading the response")));
+                }
+                Poll::Pending
+            }
+            ready => {
+                *this.write_armed = false;
+                ready
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        self.watch_write(cx, |inner, cx| inner.poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        self.watch_write(cx, |inner, cx| inner.poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.project().inner.poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const HEAD: Duration = Duration::from_millis(200);
+    const WRITE: Duration = Duration::from_millis(200);
+
+    fn timed(io: tokio::io::DuplexStream) -> (TimedIo<tokio::io::DuplexStream>, Arc<RequestClock>) {
+        let clock = Arc::new(RequestClock::default());
+        (TimedIo::new(io, clock.clone(), HEAD, WRITE), clock)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_connection_is_not_timed_but_a_stalled_head_is() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let (mut io, _clock) = timed(server);
+        let mut buf = [0u8; 64];
+        // Nothing sent: the read simply waits (idle is hyper's business).
+        let quiet = tokio::time::timeout(HEAD * 5, io.read(&mut buf)).await;
+        assert!(
+            quiet.is_err(),
+            "an idle connection is not cut by the head deadline"
+        );
+        // Half a request line, then silence.
+        client.write_all(b"GET /heal").await.unwrap();
+        assert_eq!(io.read(&mut buf).await.unwrap(), 9);
+        let error = io.read(&mut buf).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn reads_while_a_request_runs_are_not_timed_and_the_next_head_gets_a_fresh_deadline() {
+        let (server, mut client) = tokio::io::duplex(1024);
+        let (mut io, clock) = timed(server);
+        let mut buf = [0u8; 64];
+        client.write_all(b"POST /x HTTP/1.1\r\n\r\n").await.unwrap();
+        assert_eq!(io.read(&mut buf).await.unwrap(), 20);
+        clock.begin();
+        // The handler works for long; hyper's reads meanwhile are not cut.
+        let waiting = tokio::time::timeout(HEAD * 5, io.read(&mut buf)).await;
+        assert!(waiting.is_err());
+        clock.end();
+        // Next request, sent whole: no timeout however long after.
+        tokio::time::sleep(HEAD * 3).await;
+        client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        assert_eq!(io.read(&mut buf).await.unwrap(), 18);
+        clock.begin();
+        clock.end();
+        // A third head that stalls is cut again.
+        client.write_all(b"GE").await.unwrap();
+        assert_eq!(io.read(&mut buf).await.unwrap(), 2);
+        assert_eq!(
+            io.read(&mut buf).await.unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_stops_the_write() {
+        let (server, mut client) = tokio::io::duplex(64);
+        let (mut io, _clock) = timed(server);
+        // Progress keeps the connection alive however slow.
+        for _ in 0..5 {
+            io.write_all(&[1u8; 64]).await.unwrap();
+            tokio::time::sleep(WRITE / 2).await;
+            let mut sink = [0u8; 64];
+            client.read_exact(&mut sink).await.unwrap();
+        }
+        // Then the client stops reading.
+        io.write_all(&[1u8; 64]).await.unwrap();
+        let error = io.write_all(&[1u8; 64]).await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+    }
+}
