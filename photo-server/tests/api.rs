@@ -887,11 +887,7 @@ async fn photos_that_cannot_be_rendered_are_refused_and_failures_remembered(back
         .state
         .originals
         .path(&id, photo_server::render::Format::Jpeg);
-    std::fs::write(
-        &path,
-        &common::images::jpeg_progressive(16, 16)[..40],
-    )
-    .unwrap();
+    std::fs::write(&path, &common::images::jpeg_progressive(16, 16)[..40]).unwrap();
     for _ in 0..5 {
         let r = server.client().get(&format!("/img/240/{id}.jpg")).await;
         assert_eq!(r.status(), 422);
