@@ -23,6 +23,7 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
   apt_install postgresql
 fi
 [ -x /usr/bin/chromium ] || { echo "installing Chromium for the browser tests"; apt_install chromium; }
+command -v openssl >/dev/null || { echo "installing openssl (certificates for the database TLS test)"; apt_install openssl; }
 command -v npm >/dev/null || apt_install nodejs npm
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 rustup component add rustfmt clippy >/dev/null 2>&1 || true

@@ -60,30 +60,32 @@ async fn send_while_reading(
     head: String,
     body: impl Iterator<Item = Vec<u8>> + Send + 'static,
 ) -> (String, usize) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let stream = TcpStream::connect(addr(url)).await.unwrap();
     let (mut reader, mut writer) = stream.into_split();
-    let answered = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let done = answered.clone();
+    let answered = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let (done, counter) = (answered.clone(), sent.clone());
     let sending = tokio::spawn(async move {
-        let mut sent = 0usize;
-        if writer.write_all(head.as_bytes()).await.is_err() {
-            return sent;
-        }
-        for chunk in body {
-            if done.load(std::sync::atomic::Ordering::Relaxed)
-                || writer.write_all(&chunk).await.is_err()
-            {
-                break;
+        if writer.write_all(head.as_bytes()).await.is_ok() {
+            for chunk in body {
+                if done.load(Ordering::Relaxed) || writer.write_all(&chunk).await.is_err() {
+                    break;
+                }
+                counter.fetch_add(chunk.len(), Ordering::Relaxed);
             }
-            sent += chunk.len();
         }
-        sent
+        // Kept open: dropping the write half would half-close the
+        // connection, which a server takes for a client that went away.
+        writer
     });
     let response = read_head(&mut reader, Duration::from_secs(20)).await;
-    answered.store(true, std::sync::atomic::Ordering::Relaxed);
+    answered.store(true, Ordering::Relaxed);
+    // The writer may be blocked on a server that stopped reading.
     sending.abort();
-    let sent = sending.await.unwrap_or(usize::MAX);
-    (response, sent)
+    let _ = sending.await;
+    (response, sent.load(Ordering::Relaxed))
 }
 
 fn status_of(head: &str) -> u16 {

@@ -369,3 +369,121 @@ fn report_wait(elapsed: Duration) {
     );
     assert!(elapsed < Duration::from_secs(10), "{elapsed:?}");
 }
+
+/// Runs `openssl` with `args` in `dir`.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl runs (scripts/test-all.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a certificate for `localhost` signed by it, and another CA.
+fn certificates(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    for ca in ["ca", "other-ca"] {
+        let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj", "/CN=test CA"];
+        args.extend(ec);
+        args.extend(["-keyout", &key, "-out", &crt]);
+        openssl(dir, &args);
+    }
+    let mut args = vec![
+        "req",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ];
+    args.extend(ec);
+    openssl(dir, &args);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "2",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "san.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+}
+
+/// What the operator configures for a CloudNativePG database
+/// (`PGSSLMODE=verify-full`, `PGSSLROOTCERT` = the cluster's CA) makes the
+/// server verify the database's certificate: it connects to a server whose
+/// certificate that CA signed, and refuses (staying not-ready, saying why)
+/// one it did not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_connection_verifies_the_server_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    certificates(certs.path());
+    let postgres = common::postgres::Postgres::start_tls(
+        &certs.path().join("server.crt"),
+        &certs.path().join("server.key"),
+    );
+    postgres.create_database("photos");
+    let url = format!("postgres://postgres@localhost:{}/photos", postgres.port());
+    let root = |name: &str| certs.path().join(name).display().to_string();
+    let verified = common::process::ServerProcess::start(&[
+        ("DATABASE_URL", &url),
+        ("PGSSLMODE", "verify-full"),
+        ("PGSSLROOTCERT", &root("ca.crt")),
+    ])
+    .await;
+    let mut admin = common::Client::new(&verified.url);
+    assert_eq!(
+        admin
+            .login("admin", common::process::PASSWORD)
+            .await
+            .status(),
+        200
+    );
+    drop(verified);
+
+    let mut impostor = common::process::ServerProcess::spawn(&[
+        ("DATABASE_URL", &url),
+        ("PGSSLMODE", "verify-full"),
+        ("PGSSLROOTCERT", &root("other-ca.crt")),
+    ]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(impostor.is_running());
+    let ready = reqwest::get(format!("{}/readyz", impostor.ops_url))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let log = impostor.log();
+    assert!(
+        log.to_lowercase().contains("certificate"),
+        "the log should say why: {log}"
+    );
+}

@@ -12,6 +12,13 @@
 //! - a **write stall deadline**: a response write that makes no progress for
 //!   `write_timeout` (the client stopped reading) closes the connection.
 //!
+//! - a **lingering close**: when hyper closes a connection, the write side is
+//!   shut down first (the response, then FIN) and what the client still sends
+//!   is read and discarded until it closes too, for at most [`LINGER`]. A
+//!   server that answers early (`413` for an upload past its limits) and
+//!   closed at once, with the client's data unread, would reset the
+//!   connection, and the client would lose the answer it had not read yet.
+//!
 //! The head deadline needs to know when hyper has a whole head and is running
 //! the request: the connection's service marks that on a shared
 //! [`RequestClock`]. Reads while a request is running (its body, or hyper
@@ -27,6 +34,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+/// How long a closing connection keeps reading what the client still sends.
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// What the connection's service tells the socket wrapper.
 #[derive(Debug, Default)]
@@ -63,6 +73,8 @@ pin_project_lite::pin_project! {
         head_deadline: Pin<Box<Sleep>>,
         write_armed: bool,
         write_deadline: Pin<Box<Sleep>>,
+        // Set once the write side is shut down.
+        linger: Option<Pin<Box<Sleep>>>,
     }
 }
 
@@ -84,6 +96,7 @@ impl<T> TimedIo<T> {
             head_deadline: Box::pin(tokio::time::sleep_until(now)),
             write_armed: false,
             write_deadline: Box::pin(tokio::time::sleep_until(now)),
+            linger: None,
         }
     }
 }
@@ -159,7 +172,7 @@ impl<T: AsyncWrite> TimedIo<T> {
     }
 }
 
-impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
+impl<T: AsyncRead + AsyncWrite> AsyncWrite for TimedIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -185,7 +198,33 @@ impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        let mut this = self.project();
+        if this.linger.is_none() {
+            // The response is out: FIN after it.
+            std::task::ready!(this.inner.as_mut().poll_shutdown(cx))?;
+            *this.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        // Discard what the client still sends until it closes too.
+        let mut scratch = [0u8; 8 * 1024];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match this.inner.as_mut().poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    let expired = this
+                        .linger
+                        .as_mut()
+                        .is_none_or(|linger| linger.as_mut().poll(cx).is_ready());
+                    return if expired {
+                        Poll::Ready(Ok(()))
+                    } else {
+                        Poll::Pending
+                    };
+                }
+            }
+        }
     }
 }
 
@@ -245,6 +284,40 @@ mod tests {
             io.read(&mut buf).await.unwrap_err().kind(),
             io::ErrorKind::TimedOut
         );
+    }
+
+    #[tokio::test]
+    async fn closing_reads_what_the_client_still_sends_so_the_answer_arrives() {
+        let (server, mut client) = tokio::io::duplex(64 * 1024);
+        let (mut io, _clock) = timed(server);
+        // The client is in the middle of a large body when the server answers
+        // and closes.
+        client.write_all(&[7u8; 32 * 1024]).await.unwrap();
+        io.write_all(b"HTTP/1.1 413 Payload Too Large\r\n\r\n")
+            .await
+            .unwrap();
+        let closing = tokio::spawn(async move { io.shutdown().await });
+        // The client keeps sending for a while (more than fits in the pipe:
+        // only a lingering close reads it), then reads the answer.
+        let mut answer = String::new();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            client.write_all(&[7u8; 48 * 1024]).await.unwrap();
+            client.read_to_string(&mut answer).await.unwrap();
+        })
+        .await
+        .expect("the closing side never read what the client sent");
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        drop(client);
+        closing.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lingering_close_gives_up_on_a_client_that_never_closes() {
+        let (server, _client) = tokio::io::duplex(1024);
+        let (mut io, _clock) = timed(server);
+        let started = Instant::now();
+        io.shutdown().await.unwrap();
+        assert_eq!(started.elapsed(), LINGER);
     }
 
     #[tokio::test(start_paused = true)]

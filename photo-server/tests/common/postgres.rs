@@ -30,14 +30,32 @@ fn run_as() -> Option<(u32, u32)> {
     })
 }
 
+/// A PostgreSQL program: from PATH, or else from the newest
+/// `/usr/lib/postgresql/<major>/bin` (Debian keeps `initdb` and `postgres`
+/// off PATH).
 fn bin(name: &str) -> PathBuf {
-    for dir in ["/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin"] {
-        let p = Path::new(dir).join(name);
-        if p.exists() {
-            return p;
-        }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if let Some(p) = on_path {
+        return p;
     }
-    PathBuf::from(name)
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse().ok()?;
+            let p = e.path().join("bin").join(name);
+            p.is_file().then_some((major, p))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, p)| p).unwrap_or_else(|| {
+        panic!("PostgreSQL's `{name}` is neither on PATH nor in /usr/lib/postgresql/*/bin: install PostgreSQL (scripts/test-all.sh does)")
+    })
 }
 
 fn command(program: &str, user: Option<(u32, u32)>) -> Command {
@@ -66,7 +84,17 @@ fn free_port() -> u16 {
 }
 
 impl Postgres {
+    /// A server of its own that accepts TLS with this certificate and key
+    /// (PEM files), besides plain connections.
+    pub fn start_tls(cert: &Path, key: &Path) -> Postgres {
+        Postgres::start_with(Some((cert, key)))
+    }
+
     fn start() -> Postgres {
+        Postgres::start_with(None)
+    }
+
+    fn start_with(tls: Option<(&Path, &Path)>) -> Postgres {
         let user = run_as();
         let dir = tempfile::Builder::new()
             .prefix("photo-pg-")
@@ -102,6 +130,20 @@ impl Postgres {
             .args(["-c", "fsync=off", "-c", "max_connections=200"])
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some((cert, key)) = tls {
+            // PostgreSQL wants its key readable by itself only.
+            use std::os::unix::fs::PermissionsExt;
+            for (from, to) in [(cert, "server.crt"), (key, "server.key")] {
+                let target = data.join(to);
+                std::fs::copy(from, &target).expect("copy TLS file");
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600))
+                    .expect("chmod");
+                if let Some((uid, gid)) = user {
+                    let _ = std::os::unix::fs::chown(&target, Some(uid), Some(gid));
+                }
+            }
+            cmd.args(["-c", "ssl=on"]);
+        }
         // SAFETY: prctl is async-signal-safe; it only asks the kernel to
         // signal this child when the spawning thread exits.
         unsafe {
@@ -166,6 +208,10 @@ impl Postgres {
         let name = format!("t_{}", photo_server::ids::new_id());
         self.create_database(&name);
         self.url(&name)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
     }
 
     /// The URL of database `name` (which may not exist yet).

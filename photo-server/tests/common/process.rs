@@ -3,7 +3,7 @@
 //! file descriptors, its log lines, its exit.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 pub const PASSWORD: &str = "admin-password";
@@ -14,7 +14,8 @@ pub struct ServerProcess {
     /// `/metrics`, `/healthz` and `/readyz` (`PHOTO_METRICS_LISTEN`).
     pub ops_url: String,
     pub dir: tempfile::TempDir,
-    pub stderr: PathBuf,
+    /// What the process wrote to stdout (its logs) and stderr.
+    pub output: PathBuf,
 }
 
 fn free_port() -> u16 {
@@ -37,7 +38,8 @@ impl ServerProcess {
     pub fn spawn(env: &[(&str, &str)]) -> ServerProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, ops) = (free_port(), free_port());
-        let stderr = dir.path().join("stderr.log");
+        let output = dir.path().join("output.log");
+        let log = std::fs::File::create(&output).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_photo-server"));
         command
             .current_dir(dir.path())
@@ -49,8 +51,9 @@ impl ServerProcess {
             .env("PHOTO_SESSION_KEY", "test-session-key-0123456789abcdef")
             .env("PHOTO_SHUTDOWN_DELAY", "0s")
             .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+            // Logs go to stdout; both streams are kept.
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log);
         for (k, v) in env {
             command.env(k, v);
         }
@@ -60,7 +63,7 @@ impl ServerProcess {
             url: format!("http://127.0.0.1:{port}"),
             ops_url: format!("http://127.0.0.1:{ops}"),
             dir,
-            stderr,
+            output,
         }
     }
 
@@ -81,7 +84,7 @@ impl ServerProcess {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "never ready: {}",
-                std::fs::read_to_string(&self.stderr).unwrap_or_default()
+                std::fs::read_to_string(&self.output).unwrap_or_default()
             );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
@@ -113,9 +116,9 @@ impl ServerProcess {
         self.dir.path()
     }
 
-    /// What the server logged so far.
+    /// What the server logged (and printed) so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+        std::fs::read_to_string(&self.output).unwrap_or_default()
     }
 
     /// The sum of the samples of metric `name` (from the metrics listener).
