@@ -1,6 +1,6 @@
 //! Identifiers of photos and users: random, fixed alphabet, safe in paths and URLs.
 
-use rand::Rng;
+use rand::RngExt;
 
 const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
 /// 20 characters of 36 symbols: about 103 bits, so ids never collide and cannot be guessed.

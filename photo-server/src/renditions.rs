@@ -11,15 +11,6 @@ pub enum Size {
     Original,
 }
 
-impl Size {
-    pub fn name(&self) -> String {
-        match self {
-            Size::Width(w) => w.to_string(),
-            Size::Original => "orig".into(),
-        }
-    }
-}
-
 impl fmt::Display for Size {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -23,8 +23,6 @@ use crate::{Error, names};
 #[derive(Clone, Debug)]
 pub struct References {
     pub credentials: Credentials,
-    /// Whether the credentials Secret already existed with both keys.
-    pub credentials_complete: bool,
     /// Ports and hash of the external database's Secret.
     pub external_database: Option<ExternalDatabase>,
     /// Phase of `storage.originals.existingClaim`.
@@ -75,12 +73,6 @@ pub async fn dereference(site: &ValidatedSite<'_>, ctx: &Context) -> Result<Refe
         None => get_secret(secret_name).await?,
     };
     let credentials = secret::from_existing(existing.as_ref());
-    let credentials_complete = existing
-        .as_ref()
-        .and_then(|s| s.data.as_ref())
-        .is_some_and(|d| {
-            d.contains_key(secret::SESSION_KEY) && d.contains_key(secret::ADMIN_PASSWORD)
-        });
 
     let mut existing_claim_phase = None;
     if let Some(claim) = &site.spec.storage.originals.existing_claim {
@@ -127,7 +119,6 @@ pub async fn dereference(site: &ValidatedSite<'_>, ctx: &Context) -> Result<Refe
 
     Ok(References {
         credentials,
-        credentials_complete,
         external_database,
         existing_claim_phase,
     })

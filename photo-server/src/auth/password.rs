@@ -124,7 +124,7 @@ pub fn verify_blocking(password: &str, stored: Option<&str>) -> bool {
 
 /// A readable random password for the generated admin account.
 pub fn generate() -> String {
-    use rand::Rng;
+    use rand::RngExt;
     const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
     let mut rng = rand::rng();
     (0..20)

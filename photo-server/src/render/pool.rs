@@ -58,10 +58,6 @@ where
         })
     }
 
-    pub fn threads(&self) -> usize {
-        self.threads.current_num_threads()
-    }
-
     /// Runs `job` for `key` unless a run for the same key is already under
     /// way, in which case this waits for that run's result instead. If the
     /// request that started a run goes away, a waiting one takes over.

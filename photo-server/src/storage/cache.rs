@@ -158,8 +158,9 @@ impl DiskCache {
         }
     }
 
-    /// Whether a rendition is on disk, without reading it.
-    pub fn contains(&self, key: &RenditionKey) -> bool {
+    /// Whether a rendition is cached, without reading it.
+    #[cfg(test)]
+    fn contains(&self, key: &RenditionKey) -> bool {
         self.memory.as_ref().is_some_and(|m| m.contains_key(key)) || self.lock().lru.contains(key)
     }
 
