@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::auth::{self, Auth};
 use crate::config::{Config, ConfigError};
+use crate::db::cached::Lookups;
 use crate::db::{Db, DbResult, Photo};
 use crate::metrics::Metrics;
 use crate::render::RenderError;
@@ -42,9 +43,10 @@ pub struct AppState {
     pub auth: Auth,
     /// `Cache-Control` of public renditions (`PHOTO_PUBLIC_MAX_AGE`).
     pub public_cache_control: axum::http::HeaderValue,
-    /// Photo metadata by id (`None`: no such photo), kept for
-    /// `PHOTO_METADATA_TTL` so cached hits do not touch the database.
-    photos: moka::sync::Cache<String, Option<Arc<Photo>>>,
+    /// Photo metadata by id (`None`: no such photo), fresh for
+    /// `PHOTO_METADATA_TTL` so cached hits do not touch the database, and
+    /// used stale while the database is unreachable.
+    photos: Lookups<Option<Arc<Photo>>>,
     shutting_down: AtomicBool,
 }
 
@@ -102,10 +104,7 @@ impl AppState {
             config.trusted_proxies.clone(),
             config.password_checks,
         );
-        let photos = moka::sync::Cache::builder()
-            .max_capacity(200_000)
-            .time_to_live(config.metadata_ttl.max(Duration::from_millis(1)))
-            .build();
+        let photos = Lookups::new(100_000, config.metadata_ttl);
         let render_failures = moka::sync::Cache::builder()
             .max_capacity(100_000)
             .time_to_live(RENDER_FAILURE_MEMORY)
@@ -131,14 +130,11 @@ impl AppState {
         }))
     }
 
-    /// A photo's metadata through the short-lived cache.
+    /// A photo's metadata through the cache (see `db::cached`).
     pub async fn photo_cached(&self, id: &str) -> DbResult<Option<Arc<Photo>>> {
-        if let Some(hit) = self.photos.get(id) {
-            return Ok(hit);
-        }
-        let photo = self.db.photo(id).await?.map(Arc::new);
-        self.photos.insert(id.to_string(), photo.clone());
-        Ok(photo)
+        self.photos
+            .get(id, || async { Ok(self.db.photo(id).await?.map(Arc::new)) })
+            .await
     }
 
     /// Drops this replica's cached metadata after an edit or delete.

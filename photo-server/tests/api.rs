@@ -1006,7 +1006,10 @@ async fn login_throttling_cannot_be_bypassed_or_turned_against_the_owner(backend
 /// With the database gone, requests that need it get 503 with Retry-After,
 /// never 500; cached image hits keep being served.
 async fn a_down_database_means_503_with_retry_after(backend: Backend) {
-    let server = TestServer::start(backend).await;
+    let server = TestServer::start_with(backend, |c| {
+        c.metadata_ttl = std::time::Duration::from_millis(100)
+    })
+    .await;
     let admin = server.admin().await;
     let id = admin
         .upload_id("landscape.jpg", &[("visibility", "public")])
@@ -1025,6 +1028,11 @@ async fn a_down_database_means_503_with_retry_after(backend: Backend) {
         .await;
     assert_eq!(r.status(), 503);
     assert_eq!(anonymous.get("/readyz").await.status(), 503);
-    // Within the metadata TTL, a cached hit needs no database.
+    // A cached hit needs no database, even past the metadata TTL: the
+    // last known metadata stands in while the database is unreachable.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(anonymous.get(&path).await.status(), 200);
+    // A photo it has never looked up is a 503, not a 404.
+    let unknown = anonymous.get("/img/240/aaaaaaaaaaaaaaaaaaaa.jpg").await;
+    assert_eq!(unknown.status(), 503);
 }

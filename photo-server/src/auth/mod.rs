@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 pub use password::Passwords;
 pub use throttle::LoginThrottle;
 
+use crate::db::cached::Lookups;
 use crate::db::{Db, DbResult, SessionUser};
 
 pub const SESSION_COOKIE: &str = "photo_session";
@@ -34,7 +35,8 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub struct Auth {
     key: Vec<u8>,
     pub session_ttl: Duration,
-    cache: moka::sync::Cache<String, Option<SessionUser>>,
+    /// Sessions for the image path (see `db::cached`).
+    cache: Lookups<Option<SessionUser>>,
     pub throttle: LoginThrottle,
     pub passwords: Passwords,
     trusted_proxies: Vec<ipnet::IpNet>,
@@ -65,10 +67,7 @@ impl Auth {
         Auth {
             key,
             session_ttl,
-            cache: moka::sync::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(cache_ttl.max(Duration::from_millis(1)))
-                .build(),
+            cache: Lookups::new(100_000, cache_ttl),
             throttle: LoginThrottle::new(),
             passwords: Passwords::new(password_checks),
             trusted_proxies,
@@ -107,12 +106,12 @@ impl Auth {
         Ok(user)
     }
 
-    /// The session's user from the short-lived cache, or the database.
+    /// The session's user from the cache, or the database.
     pub async fn session_user_cached(&self, db: &Db, token: &str) -> DbResult<Option<SessionUser>> {
-        if let Some(user) = self.cache.get(&token_hash(token)) {
-            return Ok(user);
-        }
-        self.session_user(db, token).await
+        let hash = token_hash(token);
+        self.cache
+            .get(&hash, || async { db.session_user(&hash).await })
+            .await
     }
 
     /// Ends a session everywhere (the database) and here (the cache).

@@ -3,6 +3,7 @@
 //! sqlx's `Any` driver) serve both, so the suite that passes on one passes on
 //! the other.
 
+pub mod cached;
 mod photos;
 mod sessions;
 mod users;
