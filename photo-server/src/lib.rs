@@ -16,6 +16,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod metrics;
+pub mod orphans;
 pub mod render;
 pub mod renditions;
 pub mod server;

@@ -236,6 +236,21 @@ impl Db {
         Ok(done.rows_affected() > 0)
     }
 
+    /// Every photo's id and format, for checking the originals store.
+    pub async fn photo_files(&self) -> DbResult<Vec<(String, crate::render::Format)>> {
+        let rows = sqlx::query("SELECT id, format FROM photos")
+            .fetch_all(self.pool()?)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let format: String = row.try_get(1)?;
+                let format = crate::render::Format::parse(&format)
+                    .ok_or_else(|| DbError::BadRow(format!("format {format:?}")))?;
+                Ok((row.try_get(0)?, format))
+            })
+            .collect()
+    }
+
     /// Number of photos and bytes of originals stored.
     pub async fn storage_used(&self) -> DbResult<(u64, u64)> {
         let row =

@@ -19,6 +19,18 @@ use crate::ids;
 use crate::render::Format;
 
 const INCOMING: &str = ".incoming";
+/// Where `photo-server orphans --quarantine` moves originals without a row.
+pub const QUARANTINE: &str = ".quarantine";
+
+/// One original file found on the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOriginal {
+    pub id: String,
+    pub format: Format,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub modified: SystemTime,
+}
 
 #[derive(Debug, Clone)]
 pub struct OriginalStore {
@@ -115,6 +127,60 @@ impl OriginalStore {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
         }
+    }
+
+    /// Every original on the store (`<ab>/<id>.<ext>`; spool and quarantine
+    /// directories and anything else left out).
+    pub fn list(&self) -> io::Result<Vec<StoredOriginal>> {
+        let mut found = Vec::new();
+        for shard in fs::read_dir(&self.dir)? {
+            let shard = shard?;
+            let name = shard.file_name();
+            let Some(prefix) = name.to_str().filter(|n| n.len() == 2) else {
+                continue;
+            };
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for file in fs::read_dir(shard.path())? {
+                let file = file?;
+                let name = file.file_name();
+                let Some((id, ext)) = name.to_str().and_then(|n| n.split_once('.')) else {
+                    continue;
+                };
+                let format = [Format::Jpeg, Format::Png, Format::Webp]
+                    .into_iter()
+                    .find(|f| f.extension() == ext);
+                let (Some(format), true) = (format, ids::is_valid(id) && id.starts_with(prefix))
+                else {
+                    continue;
+                };
+                let meta = file.metadata()?;
+                found.push(StoredOriginal {
+                    id: id.to_string(),
+                    format,
+                    path: file.path(),
+                    bytes: meta.len(),
+                    modified: meta.modified()?,
+                });
+            }
+        }
+        found.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(found)
+    }
+
+    /// Moves an original into `.quarantine/<batch>/` on the same volume
+    /// (a rename: nothing is copied or deleted). Returns where it went.
+    pub fn quarantine(&self, original: &StoredOriginal, batch: &str) -> io::Result<PathBuf> {
+        let dir = self.dir.join(QUARANTINE).join(batch);
+        fs::create_dir_all(&dir)?;
+        let target = dir.join(format!("{}.{}", original.id, original.format.extension()));
+        fs::rename(&original.path, &target)?;
+        File::open(&dir)?.sync_all()?;
+        if let Some(parent) = original.path.parent() {
+            File::open(parent)?.sync_all()?;
+        }
+        Ok(target)
     }
 
     /// Whether the store can be listed, for readiness.
