@@ -144,6 +144,16 @@ run "rejects a PhotoSite whose ingress CIDR is not a CIDR" validator_rejects "in
 kind: PhotoSite
 metadata: {name: x, namespace: y}
 spec: {image: i, networkPolicy: {ingressCIDRs: [vpc]}}'
+run "rejects a PhotoSite whose backup schedule is not cron" validator_rejects "backup.schedule must be" \
+  'apiVersion: photostack.io/v1alpha1
+kind: PhotoSite
+metadata: {name: x, namespace: y}
+spec: {image: i, backup: {schedule: daily, objectStore: {bucket: b-1, credentialsSecret: s}}}'
+run "rejects a PhotoSite that would back up over the backup it restores" validator_rejects "never writes over the backup" \
+  'apiVersion: photostack.io/v1alpha1
+kind: PhotoSite
+metadata: {name: x, namespace: y}
+spec: {image: i, backup: {objectStore: {bucket: b-1, path: p, credentialsSecret: s}}, restore: {objectStore: {bucket: b-1, path: p, credentialsSecret: s}}}'
 if [ -d "$CRDS" ]; then
   run "rejects an unknown field in a ServiceMonitor (Prometheus Operator CRD)" validator_rejects "'bogus' was unexpected" \
     'apiVersion: monitoring.coreos.com/v1
@@ -205,20 +215,20 @@ rbac_selftest() {
 import re, sys
 p = sys.argv[1]
 s = open(p).read()
-s2 = re.sub(r"(pub enum Kind\s*\{)", r"\1\n    CronJob,", s, count=1)
+s2 = re.sub(r"(pub enum Kind\s*\{)", r"\1\n    ReplicaSet,", s, count=1)
 s2 = re.sub(r"pub const ALL: \[Kind; (\d+)\] = \[",
-            lambda m: f"pub const ALL: [Kind; {int(m.group(1)) + 1}] = [\n        Kind::CronJob,", s2, count=1)
+            lambda m: f"pub const ALL: [Kind; {int(m.group(1)) + 1}] = [\n        Kind::ReplicaSet,", s2, count=1)
 s2 = re.sub(r"(fn gvkp\(self\)[^{]*\{\s*match self \{)",
-            r'\1\n            Kind::CronJob => ("batch", "v1", "CronJob", "cronjobs"),', s2, count=1)
-if s2.count("CronJob") != 4:
+            r'\1\n            Kind::ReplicaSet => ("apps", "v1", "ReplicaSet", "replicasets"),', s2, count=1)
+if s2.count("ReplicaSet") != 4:
     sys.exit("self-test could not inject a Kind (update the self-test)")
 open(p, "w").write(s2)
 PYEOF
   local out
   if out=$("$PY" scripts/deploy-checks/rbac_check.py --helm "$HELM" --src "$WORK/src" 2>&1); then
-    echo "rbac_check.py passed an operator that manages CronJobs without RBAC"; return 1
+    echo "rbac_check.py passed an operator that manages ReplicaSets without RBAC"; return 1
   fi
-  grep -q "missing: .* batch/cronjobs" <<<"$out" || { echo "$out" | tail -5; return 1; }
+  grep -q "missing: .* apps/replicasets" <<<"$out" || { echo "$out" | tail -5; return 1; }
 }
 run "RBAC check fails when a new Kind is added to the operator without RBAC (self-test)" rbac_selftest
 

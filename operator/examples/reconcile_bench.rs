@@ -84,6 +84,7 @@ fn main() {
         }),
         apis: Apis::ALL,
         external_database: None,
+        originals_restored: false,
     };
 
     // Fill the stores with every child of every site, as live objects with statuses.
@@ -137,6 +138,7 @@ fn main() {
                 problems: status::problems(&plan.held, &desired.missing),
                 missing: &desired.missing,
                 existing_claim_phase: None,
+                now: k8s_openapi::jiff::Timestamp::now(),
             };
             std::hint::black_box(status::compute(s, &valid, &observations));
         }

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -80,6 +80,9 @@ use serde::{Deserialize, Serialize};
     ),
     validation = Rule::new("self.spec.storage.originals.accessMode != 'ReadWriteOncePod' || has(self.spec.storage.originals.existingClaim) || (self.spec.replicas <= 1 && (!self.spec.autoscaling.enabled || self.spec.autoscaling.maxReplicas <= 1))").message("storage.originals.accessMode ReadWriteOncePod lets only one pod mount the originals: replicas (and autoscaling.maxReplicas) must be at most 1").reason(Reason::FieldValueForbidden),
     validation = Rule::new("size(self.metadata.name) <= 40 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name must be a DNS label (lower-case letters, digits and '-', starting with a letter) of at most 40 characters: children and CloudNativePG add suffixes").reason(Reason::FieldValueInvalid),
+    validation = Rule::new("!has(self.spec.backup) || self.spec.storage.originals.accessMode != 'ReadWriteOncePod' || has(self.spec.storage.originals.existingClaim)").message("spec.backup needs an originals claim the backup Job can mount next to the server: ReadWriteOncePod lets only one pod mount it (use ReadWriteOnce or ReadWriteMany)").reason(Reason::FieldValueForbidden),
+    validation = Rule::new("!has(self.spec.backup) || !has(self.spec.restore) || self.spec.backup.objectStore.bucket != self.spec.restore.objectStore.bucket || self.spec.backup.objectStore.path != self.spec.restore.objectStore.path || (has(self.spec.backup.objectStore.endpointURL) ? self.spec.backup.objectStore.endpointURL : '') != (has(self.spec.restore.objectStore.endpointURL) ? self.spec.restore.objectStore.endpointURL : '')").message("spec.backup.objectStore must not be the place spec.restore.objectStore reads from (same bucket and path): give the restored site a path of its own, so it never writes over the backup it came from").reason(Reason::FieldValueInvalid),
+    validation = Rule::new("has(self.spec.restore) == has(oldSelf.spec.restore) && (!has(self.spec.restore) || self.spec.restore == oldSelf.spec.restore)").message("spec.restore is set when a PhotoSite is created and never changes afterwards: the restore runs once, before the site first starts").reason(Reason::FieldValueForbidden),
     cel
 )]
 #[serde(rename_all = "camelCase")]
@@ -166,6 +169,145 @@ pub struct PhotoSiteSpec {
     #[serde(default = "default_admin_user")]
     #[schemars(length(min = 1, max = 64))]
     pub admin_user: String,
+
+    /// Scheduled backups of both halves of the site to an S3-compatible object store: the
+    /// originals (a CronJob running `photo-server backup`, incremental, with checksums) and,
+    /// with a CloudNativePG database, the database (the Barman Cloud plugin: base backups on
+    /// the same schedule and continuous WAL archiving, so it can be restored to any point in
+    /// time within the retention). The `BackupHealthy` condition and `status.backup` report
+    /// them. An external database is backed up by its provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
+
+    /// Create this PhotoSite from a backup (another site's `spec.backup`, in any namespace or
+    /// cluster): its CloudNativePG database is bootstrapped by recovery from the object store
+    /// (optionally to a point in time), and its originals are restored by a Job before the
+    /// photo-server pods first start. Set only when the PhotoSite is created; it cannot be
+    /// added, changed or removed afterwards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreSpec>,
+}
+
+/// Scheduled backups of the originals and the database.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("self.schedule.matches('^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|[0-9A-Za-z*,/?-]+( +[0-9A-Za-z*,/?-]+){4})$')").message("backup.schedule must be a cron schedule of five fields (minute hour day-of-month month day-of-week, in UTC), e.g. '0 3 * * *', or one of @hourly, @daily, @weekly, @monthly, @yearly").reason(Reason::FieldValueInvalid),
+    validation = Rule::new("self.retention.matches('^[1-9][0-9]{0,3}[dwm]$')").message("backup.retention must be a number of days, weeks or months, e.g. 30d, 8w or 6m").reason(Reason::FieldValueInvalid),
+    validation = Rule::new("self.maxAge.matches('^[1-9][0-9]{0,4}[mhd]$')").message("backup.maxAge must be a number of minutes, hours or days, e.g. 26h or 8d").reason(Reason::FieldValueInvalid)
+)]
+pub struct BackupSpec {
+    /// When backups run, as a cron schedule in UTC: five fields (minute hour day-of-month
+    /// month day-of-week), e.g. `0 3 * * *` for 03:00 every day, or `@hourly`, `@daily`,
+    /// `@weekly`, `@monthly`, `@yearly`. The originals CronJob and the database's
+    /// ScheduledBackup both follow it; the database is also archived continuously (WAL) in
+    /// between.
+    #[serde(default = "default_backup_schedule")]
+    #[schemars(length(min = 1, max = 100))]
+    pub schedule: String,
+    /// How long the database's backups and WAL are kept in the object store (the Barman
+    /// Cloud retention policy): days, weeks or months, e.g. `30d`, `8w`, `6m`. The point in
+    /// time a database can be restored to reaches this far back. Originals are never deleted
+    /// from the store (they are write-once and every manifest may name them); expire old
+    /// `manifests/` with a bucket lifecycle rule if you must.
+    #[serde(default = "default_backup_retention")]
+    #[schemars(length(min = 2, max = 5))]
+    pub retention: String,
+    /// Age after which the last successful backup of either half counts as too old: the
+    /// `BackupHealthy` condition turns False (`BackupTooOld`) and, with `monitoring.alerts`,
+    /// the `PhotoSiteBackupTooOld` alerts fire. Minutes, hours or days, e.g. `26h` (a daily
+    /// schedule plus slack); set it above the schedule's interval (`8d` for `@weekly`).
+    #[serde(default = "default_backup_max_age")]
+    #[schemars(length(min = 2, max = 6))]
+    pub max_age: String,
+    /// Where the backups go.
+    pub object_store: ObjectStoreSpec,
+}
+
+/// A place in an S3-compatible object store (AWS S3, MinIO, Ceph RGW, ...) and how to reach
+/// it. One site's backups live under `s3://<bucket>/<path>/`: the originals in
+/// `originals/`, their manifests in `manifests/`, the database (Barman Cloud base backups
+/// and WAL) in `postgres/<site>-db/`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectStoreSpec {
+    /// Name of the bucket, e.g. `photostack-backups`.
+    #[schemars(
+        length(max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    )]
+    pub bucket: String,
+    /// Prefix in the bucket for this site's backups, without leading or trailing `/`, e.g.
+    /// `prod/photos`. Empty: the bucket's root. Give every site a path of its own.
+    #[serde(default)]
+    #[schemars(
+        length(max = 200),
+        regex(pattern = r"^([A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*)?$")
+    )]
+    pub path: String,
+    /// Endpoint of an S3-compatible store other than AWS, as `https://host[:port]` (or
+    /// `http://` for a store without TLS, e.g. MinIO inside the cluster). Empty: AWS S3.
+    /// Its port (443 or 80 by default) is what the backup and restore pods may reach.
+    #[serde(
+        default,
+        rename = "endpointURL",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")
+    )]
+    pub endpoint_url: Option<String>,
+    /// Region of the bucket, e.g. `eu-west-1` (`AWS_REGION` of the originals backup; the
+    /// database backup's `AWS_DEFAULT_REGION`). Empty: `us-east-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63), regex(pattern = r"^[a-z0-9-]+$"))]
+    pub region: Option<String>,
+    /// Secret in the PhotoSite's namespace with the store's access key, in CloudNativePG's
+    /// convention: keys `ACCESS_KEY_ID` and `ACCESS_SECRET_KEY`, e.g. `kubectl create secret
+    /// generic photos-backup --from-literal=ACCESS_KEY_ID=... --from-literal=ACCESS_SECRET_KEY=...`.
+    /// The backup pods get them as `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` from the
+    /// Secret (never in the pod spec). Both halves need write access to `<path>/`; a restore
+    /// only reads.
+    #[schemars(length(min = 1, max = 253))]
+    pub credentials_secret: String,
+    /// CA certificate (PEM) of an endpoint whose certificate a private CA signed: the
+    /// database backup's `endpointCA`, and the only CA the originals backup trusts
+    /// (`SSL_CERT_FILE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret: Option<CaSecretRef>,
+}
+
+/// Where a new site's data comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    cel,
+    validation = Rule::new("!has(self.siteName) || (size(self.siteName) <= 40 && self.siteName.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$'))").message("restore.siteName must be the name of the PhotoSite that made the backup (a DNS label of at most 40 characters)").reason(Reason::FieldValueInvalid)
+)]
+pub struct RestoreSpec {
+    /// The object store the other site's `spec.backup.objectStore` wrote to (same bucket,
+    /// path and endpoint), with credentials that may read it.
+    pub object_store: ObjectStoreSpec,
+    /// Name of the PhotoSite that made the backup: its database backups are stored under
+    /// its database cluster's name, `<siteName>-db`. Defaults to this PhotoSite's name (a
+    /// site restored under the same name into another namespace or cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 40))]
+    pub site_name: Option<String>,
+    /// Point-in-time recovery of the database: replay its WAL up to this time (RFC 3339,
+    /// e.g. `2026-03-01T12:00:00Z`) instead of to the end of the archive. Must lie within the
+    /// backup's retention. The originals are restored from the latest backup; a photo
+    /// uploaded after this time has an original but no row (`photo-server orphans` lists it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(max = 64),
+        regex(
+            pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"
+        )
+    )]
+    pub target_time: Option<String>,
 }
 
 /// Image pull policy.
@@ -456,7 +598,7 @@ pub struct CaSecretRef {
     pub name: String,
     /// Key of the PEM certificate in the Secret.
     #[serde(default = "default_ca_key")]
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub key: String,
 }
 
@@ -612,7 +754,8 @@ pub struct PhotoSiteStatus {
     /// lags the generation is stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Progressing, Degraded and DatabaseReady, each with its own observedGeneration.
+    /// Ready, Progressing, Degraded, DatabaseReady and (with `spec.backup`) BackupHealthy,
+    /// each with its own observedGeneration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -637,6 +780,41 @@ pub struct PhotoSiteStatus {
     /// that stays `Pending` usually means a StorageClass that cannot provide its access mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub originals: Option<String>,
+    /// Backups (with `spec.backup`): when each half last succeeded. The `BackupHealthy`
+    /// condition says whether they are working.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
+    /// The restore of a site created with `spec.restore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
+}
+
+/// When each half of the site was last backed up.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStatus {
+    /// Completion of the last successful originals backup (the CronJob's
+    /// `lastSuccessfulTime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_originals_backup_time: Option<Time>,
+    /// The last successful base backup of the database (the Barman Cloud plugin's record in
+    /// the ObjectStore's status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_database_backup_time: Option<Time>,
+    /// The earliest time the database can be restored to (`spec.restore.targetTime` of a
+    /// new site); WAL archiving makes every later moment reachable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_recoverability_point: Option<Time>,
+}
+
+/// Progress of `spec.restore`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    /// When the restore Job copied the last original back: the photo-server pods start
+    /// after it, and the restore never runs again for this PhotoSite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub originals_restored_time: Option<Time>,
 }
 
 fn default_replicas() -> i32 {
@@ -680,6 +858,15 @@ fn default_max_file_size() -> Quantity {
 }
 fn default_admin_user() -> String {
     "admin".into()
+}
+fn default_backup_schedule() -> String {
+    "0 3 * * *".into()
+}
+fn default_backup_retention() -> String {
+    "30d".into()
+}
+fn default_backup_max_age() -> String {
+    "26h".into()
 }
 
 /// The CRD as YAML, exactly as committed in `crds/photosite.yaml`.
@@ -897,6 +1084,169 @@ mod tests {
         assert!(first.validate_cel_update(&demo()).is_ok());
         // a create is not a transition
         assert!(fakeflickr().validate_cel().is_ok());
+    }
+
+    fn backed_up() -> PhotoSite {
+        with(fakeflickr(), |s| s.spec.backup = Some(backup_spec()))
+    }
+
+    fn restored() -> PhotoSite {
+        with(demo(), |s| s.spec.restore = Some(restore_spec()))
+    }
+
+    #[test]
+    fn backup_and_restore_defaults_and_cel() {
+        let b = backup_spec();
+        assert_eq!(b.schedule, "0 3 * * *");
+        assert_eq!(b.retention, "30d");
+        assert_eq!(b.max_age, "26h");
+        assert_eq!(b.object_store.path, "prod/site");
+        for ok in [
+            backed_up(),
+            restored(),
+            with(backed_up(), |s| {
+                let b = s.spec.backup.as_mut().unwrap();
+                b.schedule = "@weekly".into();
+                b.retention = "6m".into();
+                b.max_age = "8d".into();
+            }),
+            with(backed_up(), |s| {
+                s.spec.backup.as_mut().unwrap().schedule = "30 2 * * MON-FRI".into()
+            }),
+            // restored into a new place, backing up to a path of its own
+            with(restored(), |s| s.spec.backup = Some(backup_spec())),
+        ] {
+            assert!(ok.validate_cel().is_ok(), "{:?}", ok.validate_cel());
+        }
+        let bad = [
+            (
+                with(backed_up(), |s| {
+                    s.spec.backup.as_mut().unwrap().schedule = "daily".into()
+                }),
+                "backup.schedule",
+            ),
+            (
+                with(backed_up(), |s| {
+                    s.spec.backup.as_mut().unwrap().schedule = "0 0 3 * * *".into()
+                }),
+                "backup.schedule",
+            ),
+            (
+                with(backed_up(), |s| {
+                    s.spec.backup.as_mut().unwrap().retention = "30 days".into()
+                }),
+                "backup.retention",
+            ),
+            (
+                with(backed_up(), |s| {
+                    s.spec.backup.as_mut().unwrap().max_age = "26".into()
+                }),
+                "backup.maxAge",
+            ),
+            (
+                with(demo(), |s| {
+                    s.spec.backup = Some(backup_spec());
+                    s.spec.replicas = 1;
+                    s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod;
+                }),
+                "ReadWriteOncePod",
+            ),
+            (
+                with(restored(), |s| {
+                    let mut b = backup_spec();
+                    b.object_store = s.spec.restore.as_ref().unwrap().object_store.clone();
+                    s.spec.backup = Some(b);
+                }),
+                "never writes over the backup",
+            ),
+            (
+                with(restored(), |s| {
+                    s.spec.restore.as_mut().unwrap().site_name = Some("Photos_Old".into())
+                }),
+                "restore.siteName",
+            ),
+        ];
+        for (site, message) in bad {
+            let err = format!("{:?}", site.validate_cel());
+            assert!(err.contains(message), "{message}: {err}");
+        }
+        // the same bucket and path on another endpoint is another store
+        let elsewhere = with(restored(), |s| {
+            let mut b = backup_spec();
+            b.object_store = s.spec.restore.as_ref().unwrap().object_store.clone();
+            b.object_store.endpoint_url = Some("https://minio.example.com".into());
+            s.spec.backup = Some(b);
+        });
+        assert!(
+            elsewhere.validate_cel().is_ok(),
+            "{:?}",
+            elsewhere.validate_cel()
+        );
+    }
+
+    #[test]
+    fn restore_is_set_at_creation_and_never_changes() {
+        let old = restored();
+        assert!(old.validate_cel_update(&old.clone()).is_ok());
+        // other fields may change
+        let scaled = with(restored(), |s| s.spec.replicas = 5);
+        assert!(scaled.validate_cel_update(&old).is_ok());
+        let refused = [
+            // added to a running site: it would restore over live data
+            (restored(), demo()),
+            // removed, or pointed elsewhere
+            (demo(), restored()),
+            (
+                with(restored(), |s| {
+                    s.spec.restore.as_mut().unwrap().target_time =
+                        Some("2026-03-01T12:00:00Z".into())
+                }),
+                restored(),
+            ),
+        ];
+        for (new, old) in refused {
+            let err = format!("{:?}", new.validate_cel_update(&old));
+            assert!(
+                err.contains("spec.restore is set when a PhotoSite is created"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn schema_patterns_refuse_bad_destinations() {
+        let crd = serde_json::to_value(PhotoSite::crd()).unwrap();
+        let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+        let validator = jsonschema::validator_for(schema).unwrap();
+        let as_json = |s: &PhotoSite| serde_json::to_value(s).unwrap();
+        assert!(validator.is_valid(&as_json(&backed_up())));
+        assert!(validator.is_valid(&as_json(&restored())));
+        let ok_endpoint = with(backed_up(), |s| {
+            s.spec.backup.as_mut().unwrap().object_store.endpoint_url =
+                Some("http://minio.minio.svc:9000".into())
+        });
+        assert!(validator.is_valid(&as_json(&ok_endpoint)));
+        let store = |f: fn(&mut ObjectStoreSpec)| {
+            with(backed_up(), |s| {
+                f(&mut s.spec.backup.as_mut().unwrap().object_store)
+            })
+        };
+        for bad in [
+            store(|o| o.bucket = "Photos".into()),
+            store(|o| o.bucket = "ab".into()),
+            store(|o| o.path = "/prod".into()),
+            store(|o| o.path = "prod/".into()),
+            store(|o| o.path = "a b".into()),
+            store(|o| o.endpoint_url = Some("minio:9000".into())),
+            store(|o| o.endpoint_url = Some("https://minio/path".into())),
+            store(|o| o.region = Some("EU West".into())),
+            store(|o| o.credentials_secret = String::new()),
+            with(restored(), |s| {
+                s.spec.restore.as_mut().unwrap().target_time = Some("2026-03-01 12:00".into())
+            }),
+        ] {
+            assert!(!validator.is_valid(&as_json(&bad)), "{:?}", bad.spec);
+        }
     }
 
     #[test]

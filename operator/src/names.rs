@@ -66,6 +66,23 @@ pub fn metrics_service(site: &str) -> String {
     format!("{site}-metrics")
 }
 
+/// The backup children: the originals CronJob, the Barman Cloud ObjectStore the database
+/// archives to, and the database's ScheduledBackup (three kinds, one name).
+pub fn backup(site: &str) -> String {
+    format!("{site}-backup")
+}
+
+/// The restore children: the Job restoring the originals and the Barman Cloud ObjectStore
+/// the database recovers from.
+pub fn restore(site: &str) -> String {
+    format!("{site}-restore")
+}
+
+/// NetworkPolicy of the backup and restore pods.
+pub fn jobs_network_policy(site: &str) -> String {
+    format!("{site}-jobs")
+}
+
 /// The database and its owner inside the CloudNativePG cluster.
 pub const DATABASE_NAME: &str = "photos";
 /// Owner role of [`DATABASE_NAME`].
@@ -108,12 +125,17 @@ mod tests {
             database_pod_monitor(&site),
             metrics_service(&site),
             tls_secret(&site),
+            backup(&site),
+            restore(&site),
+            jobs_network_policy(&site),
             // CloudNativePG's own derived names
             format!("{}-10", database_cluster(&site)),
             format!("{}-replication", database_cluster(&site)),
         ] {
             assert!(is_dns_label(&n), "{n} is not a DNS label");
         }
+        // the CronJob controller appends 11 characters to a CronJob's name for its Jobs
+        assert!(backup(&site).len() <= 52);
     }
 
     #[test]

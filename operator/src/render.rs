@@ -13,7 +13,10 @@
 //!   created has none), so the output can also be applied as is; with a uid they carry the
 //!   same owner references the controller sets;
 //! - schema defaults are applied by deserialising into the Rust types, as the API server's
-//!   defaulting would; a PhotoSite without namespace renders into `default`.
+//!   defaulting would; a PhotoSite without namespace renders into `default`;
+//! - a PhotoSite with `spec.restore` renders as it starts: with the restore Job and without
+//!   the Deployment, backup CronJob and autoscaler, which the operator creates once the Job
+//!   has succeeded.
 
 use std::fmt::Write;
 

@@ -107,16 +107,132 @@ fn schema_for(kind: Kind) -> Option<(Value, Value)> {
             "prometheus-operator-v0.93.0/monitoring.coreos.com_podmonitors.yaml",
             "v1",
         ),
+        Kind::ObjectStore => (
+            "barman-cloud-plugin-v0.14.0/barmancloud.cnpg.io_objectstores.yaml",
+            "v1",
+        ),
+        Kind::ScheduledBackup => (
+            "cnpg-v1.30.0/postgresql.cnpg.io_scheduledbackups.yaml",
+            "v1",
+        ),
         _ => return None,
     };
     let original = crd_schema(file, version)?;
     Some((strict(original.clone()), original))
 }
 
-/// Validate every third-party object and the core invariants of one PhotoSite's children.
+/// Validate every third-party object and the core invariants of one PhotoSite's children
+/// (a site with `spec.restore` both while restoring and after); returns how many objects were
+/// validated against a third-party CRD.
 pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
     let valid = build::validate(site).map_err(|e| e.to_string())?;
-    let desired = build::desired(&valid, &inputs()).map_err(|e| e.to_string())?;
+    let mut states = vec![inputs()];
+    if valid.restore.is_some() {
+        let mut restored = inputs();
+        restored.originals_restored = true;
+        states.push(restored);
+    }
+    let mut validated = 0;
+    for i in states {
+        let desired = build::desired(&valid, &i).map_err(|e| e.to_string())?;
+        validated += check_children(site, &desired)?;
+    }
+    Ok(validated)
+}
+
+/// The backup and restore children point at each other by name, and their pods are not
+/// server pods but are what the jobs' NetworkPolicy selects.
+fn check_backup_references(site: &str, desired: &build::Desired) -> Result<(), String> {
+    let names_of = |kind: Kind| -> Vec<&str> {
+        desired
+            .children
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| c.name.as_str())
+            .collect()
+    };
+    let stores = names_of(Kind::ObjectStore);
+    if let Some(cluster) = desired.get(Kind::DatabaseCluster) {
+        let mut referenced = Vec::new();
+        for p in cluster.object["spec"]["plugins"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            referenced.push(&p["parameters"]["barmanObjectName"]);
+        }
+        for e in cluster.object["spec"]["externalClusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            referenced.push(&e["plugin"]["parameters"]["barmanObjectName"]);
+        }
+        for r in referenced {
+            if !r.as_str().is_some_and(|n| stores.contains(&n)) {
+                return Err(format!(
+                    "Cluster refers to ObjectStore {r}, which is not built"
+                ));
+            }
+        }
+        if let Some(source) = cluster.object["spec"]["bootstrap"]["recovery"]["source"].as_str()
+            && !cluster.object["spec"]["externalClusters"]
+                .as_array()
+                .is_some_and(|e| e.iter().any(|x| x["name"] == source))
+        {
+            return Err(format!(
+                "recovery source {source} is not an external cluster"
+            ));
+        }
+    }
+    if let Some(b) = desired.get(Kind::ScheduledBackup)
+        && b.object["spec"]["cluster"]["name"] != crate::names::database_cluster(site).as_str()
+    {
+        return Err("ScheduledBackup does not name the database cluster".into());
+    }
+    let Some(np) = desired.get_named(
+        Kind::NetworkPolicy,
+        &crate::names::jobs_network_policy(site),
+    ) else {
+        return Ok(());
+    };
+    let sel = &np.object["spec"]["podSelector"];
+    let selects = |labels: &Value| {
+        sel["matchLabels"]
+            .as_object()
+            .is_some_and(|m| m.iter().all(|(k, v)| &labels[k] == v))
+            && sel["matchExpressions"].as_array().is_some_and(|e| {
+                e.iter().all(|r| {
+                    r["operator"] == "In"
+                        && r["values"]
+                            .as_array()
+                            .is_some_and(|vs| vs.contains(&labels[r["key"].as_str().unwrap_or("")]))
+                })
+            })
+    };
+    let pod_labels = [
+        desired
+            .get(Kind::CronJob)
+            .map(|c| &c.object["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"]),
+        desired
+            .get(Kind::Job)
+            .map(|c| &c.object["spec"]["template"]["metadata"]["labels"]),
+    ];
+    let server_selector = crate::labels::selector(site);
+    for labels in pod_labels.into_iter().flatten() {
+        if !selects(labels) {
+            return Err(format!(
+                "the jobs' NetworkPolicy does not select pods labelled {labels}"
+            ));
+        }
+        if server_selector.iter().all(|(k, v)| labels[k] == v.as_str()) {
+            return Err(format!("a backup or restore pod {labels} is a server pod"));
+        }
+    }
+    Ok(())
+}
+
+fn check_children(site: &PhotoSite, desired: &build::Desired) -> Result<usize, String> {
     let mut validated = 0;
     for child in &desired.children {
         if let Some((schema, original)) = schema_for(child.kind) {
@@ -131,8 +247,16 @@ pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
             ));
         }
     }
-    // selectors match the pod labels
-    let deploy = &desired.get(Kind::Deployment).ok_or("no Deployment")?.object;
+    let site_name = site.metadata.name.as_deref().unwrap_or_default();
+    check_backup_references(site_name, desired)?;
+    // selectors match the pod labels (a restore still running has no Deployment yet)
+    let Some(deploy) = desired.get(Kind::Deployment).map(|d| &d.object) else {
+        return if site.spec.restore.is_some() {
+            Ok(validated)
+        } else {
+            Err("no Deployment".into())
+        };
+    };
     let pod_labels = &deploy["spec"]["template"]["metadata"]["labels"];
     let matches = |sel: &Value| {
         sel.as_object()
@@ -162,7 +286,6 @@ pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
             return Err(format!("{what} selector does not match the pod labels"));
         }
     }
-    let site_name = site.metadata.name.as_deref().unwrap_or_default();
     let metrics_svc = &desired
         .get_named(Kind::Service, &crate::names::metrics_service(site_name))
         .ok_or("no metrics Service")?
@@ -210,6 +333,51 @@ fn contract_samples_validate_against_the_crds() {
     assert_eq!(check_site(&demo()), Ok(1));
     // Cluster, ServiceMonitor, PodMonitor, PrometheusRule
     assert_eq!(check_site(&fakeflickr()), Ok(4));
+}
+
+#[test]
+fn backup_and_restore_objects_validate_against_the_crds() {
+    let with_crds = crds_dir().is_some();
+    let backed_up = with(fakeflickr(), |s| {
+        let mut b = backup_spec();
+        b.object_store.endpoint_url = Some("https://minio.example.com:9000".into());
+        b.object_store.region = Some("eu-west-1".into());
+        b.object_store.ca_secret = Some(crate::crd::CaSecretRef {
+            name: "minio-ca".into(),
+            key: "ca.crt".into(),
+        });
+        s.spec.backup = Some(b);
+    });
+    // Cluster (with the plugin), ObjectStore, ScheduledBackup, ServiceMonitor, PodMonitor,
+    // PrometheusRule (with the backup alerts)
+    assert_eq!(check_site(&backed_up), Ok(if with_crds { 6 } else { 0 }));
+    let restored = with(demo(), |s| {
+        let mut r = restore_spec();
+        r.site_name = Some("photos".into());
+        r.target_time = Some("2026-03-01T12:00:00Z".into());
+        s.spec.restore = Some(r);
+        s.spec.backup = Some(backup_spec());
+    });
+    // while restoring and after: Cluster (recovery), both ObjectStores, ScheduledBackup
+    assert_eq!(check_site(&restored), Ok(if with_crds { 8 } else { 0 }));
+    let Some((schema, original)) = schema_for(Kind::ObjectStore) else {
+        return;
+    };
+    // the check can fail: the plugin refuses a serverName in the ObjectStore (CEL), and
+    // unknown fields
+    let d = build_all(&backed_up, &inputs());
+    let store = &d.get(Kind::ObjectStore).unwrap().object;
+    assert!(validate(&schema, &original, store).is_ok());
+    let mut bad = store.clone();
+    bad["spec"]["configuration"]["serverName"] = json!("fakeflickr-db");
+    assert!(validate(&schema, &original, &bad).is_err());
+    let mut bad = store.clone();
+    bad["spec"]["configuration"]["s3Credentials"]["region"] = json!("eu-west-1");
+    assert!(validate(&schema, &original, &bad).is_err());
+    let (schema, original) = schema_for(Kind::ScheduledBackup).unwrap();
+    let mut bad = d.get(Kind::ScheduledBackup).unwrap().object.clone();
+    bad["spec"]["method"] = json!("barman");
+    assert!(validate(&schema, &original, &bad).is_err());
 }
 
 #[test]
@@ -349,15 +517,57 @@ mod generated {
         }
     }
 
+    prop_compose! {
+        /// [`arb_site`] with backups and a restore, or not.
+        fn arb_site_with_backups()(
+            mut s in arb_site(),
+            backup in proptest::option::of((
+                prop_oneof![Just("0 3 * * *"), Just("@daily"), Just("*/30 * * * *"), Just("15 2 * * MON-FRI")],
+                prop_oneof![Just("30d"), Just("8w"), Just("6m")],
+                proptest::option::of(prop_oneof![Just("https://minio.example.com:9000"), Just("http://minio.minio.svc:9000")]),
+                proptest::option::of("[a-z]{2}-[a-z]{4,7}-[1-3]"),
+                any::<bool>(),
+            )),
+            restore in proptest::option::of((
+                proptest::option::of("[a-z][a-z0-9-]{0,20}[a-z0-9]"),
+                proptest::option::of(Just("2026-03-01T12:00:00Z")),
+            )),
+        ) -> PhotoSite {
+            let spec = &mut s.spec;
+            let one_pod_claim = spec.storage.originals.access_mode == AccessMode::ReadWriteOncePod
+                && spec.storage.originals.existing_claim.is_none();
+            if let (Some((schedule, retention, endpoint, region, ca)), false) = (backup, one_pod_claim) {
+                let mut b = backup_spec();
+                b.schedule = schedule.into();
+                b.retention = retention.into();
+                b.object_store.endpoint_url = endpoint.map(String::from);
+                b.object_store.region = region;
+                if ca {
+                    b.object_store.ca_secret = Some(crate::crd::CaSecretRef { name: "store-ca".into(), key: "ca.crt".into() });
+                }
+                spec.backup = Some(b);
+            }
+            if let Some((site_name, target_time)) = restore {
+                let mut r = restore_spec();
+                r.site_name = site_name;
+                r.target_time = target_time.map(String::from);
+                spec.restore = Some(r);
+            }
+            s
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
 
         #[test]
-        fn generated_specs_yield_valid_objects(site in arb_site()) {
+        fn generated_specs_yield_valid_objects(site in arb_site_with_backups()) {
             prop_assert!(site.validate_cel().is_ok(), "{:?}", site.validate_cel());
             let checked = check_site(&site);
             prop_assert!(checked.is_ok(), "{:?}", checked);
-            let d = build_all(&site, &inputs());
+            let mut restored = inputs();
+            restored.originals_restored = true;
+            let d = build_all(&site, &restored);
             let deploy = &d.get(Kind::Deployment).unwrap().object;
             let a = &site.spec.autoscaling;
             let replicas = if a.enabled {
@@ -369,9 +579,16 @@ mod generated {
             prop_assert_eq!(d.get(Kind::HorizontalPodAutoscaler).is_some(), site.spec.autoscaling.enabled);
             prop_assert_eq!(d.get(Kind::Ingress).is_some(), site.spec.ingress.is_some());
             prop_assert_eq!(d.get(Kind::DatabaseCluster).is_some(), site.spec.database.external.is_none());
+            prop_assert_eq!(d.get(Kind::CronJob).is_some(), site.spec.backup.is_some());
+            let cnpg = site.spec.database.external.is_none();
+            prop_assert_eq!(d.get(Kind::ScheduledBackup).is_some(), cnpg && site.spec.backup.is_some());
+            prop_assert_eq!(
+                d.children.iter().filter(|c| c.kind == Kind::ObjectStore).count(),
+                if cnpg { usize::from(site.spec.backup.is_some()) + usize::from(site.spec.restore.is_some()) } else { 0 }
+            );
             for c in &d.children {
                 let owned = c.object["metadata"]["ownerReferences"].is_array();
-                let data = matches!(c.kind, Kind::PersistentVolumeClaim | Kind::DatabaseCluster);
+                let data = matches!(c.kind, Kind::PersistentVolumeClaim | Kind::DatabaseCluster | Kind::ObjectStore);
                 prop_assert_eq!(owned, !data || site.spec.data_policy == DataPolicy::Delete);
             }
         }

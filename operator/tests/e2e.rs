@@ -26,7 +26,11 @@
 //!    reported `Degraded` by the operator;
 //! 9. `dataPolicy`: under `Retain` the claim and database carry no owner reference and
 //!    survive the PhotoSite (a PhotoSite created again adopts them), under `Delete` they are
-//!    owned; where a garbage collector runs, they go with the PhotoSite.
+//!    owned; where a garbage collector runs, they go with the PhotoSite;
+//! 10. backups and restore: bad backup specs and a `spec.restore` added to a running site
+//!     are refused (CEL); a backed-up site gets its originals CronJob and the jobs'
+//!     NetworkPolicy and reports its missing object store Secret; a restored site gets its
+//!     restore Job and no Deployment while the Job has not succeeded.
 //!
 //! Environment:
 //! - `PHOTO_E2E_OPERATOR=installed`: test the operator already running in the cluster
@@ -810,6 +814,73 @@ async fn data_policy_on_delete(env: &Env) {
     let _ = env.sites().delete("keep", &DeleteParams::default()).await;
 }
 
+/// 10. Backups and restore: what a bare API server can show (no Job ever runs there).
+async fn backups_and_restore(env: &Env) {
+    eprintln!("e2e: 10. backups and restore");
+    let store = |path: &str| {
+        json!({"bucket": "photostack-e2e", "path": path, "credentialsSecret": "e2e-backup-s3",
+               "endpointURL": "http://minio.invalid:9000"})
+    };
+    let mut s = demo("bad-schedule");
+    s["spec"]["backup"] = json!({"schedule": "daily", "objectStore": store("a")});
+    expect_refused(env, "a backup schedule that is not cron", s).await;
+    let mut s = demo("bad-overwrite");
+    s["spec"]["backup"] = json!({"objectStore": store("a")});
+    s["spec"]["restore"] = json!({"objectStore": store("a")});
+    expect_refused(env, "backing up over the backup restored from", s).await;
+    let mut s = demo("demo");
+    s["spec"]["restore"] = json!({"objectStore": store("a")});
+    expect_refused(env, "adding spec.restore to a running site", s).await;
+
+    // backups: the originals CronJob and the jobs' NetworkPolicy appear; the missing Secret
+    // is reported
+    let mut s = demo("backed");
+    s["spec"]["backup"] = json!({"objectStore": store("e2e/backed")});
+    env.apply_site(s).await.expect("PhotoSite backed");
+    let cron = env.wait_child(Kind::CronJob, "backed-backup").await;
+    assert_eq!(
+        cron.data["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"][0],
+        "backup"
+    );
+    env.wait_child(Kind::NetworkPolicy, "backed-jobs").await;
+    env.wait_status("backed", "BackupSecretNotFound reported", |s| {
+        condition(s, "Degraded")
+            .is_some_and(|(st, _, m)| st == "True" && m.contains("e2e-backup-s3"))
+            && condition(s, "BackupHealthy").is_some_and(|(st, _, _)| st == "False")
+    })
+    .await;
+
+    // restore: the Job first, and no Deployment while it has not succeeded
+    let mut s = demo("restored");
+    s["spec"]["restore"] = json!({"objectStore": store("e2e/backed"), "siteName": "backed"});
+    env.apply_site(s).await.expect("PhotoSite restored");
+    let job = env.wait_child(Kind::Job, "restored-restore").await;
+    assert_eq!(
+        job.data["spec"]["template"]["spec"]["containers"][0]["args"][0],
+        "restore"
+    );
+    env.wait_status("restored", "Ready False while restoring", |s| {
+        condition(s, "Ready").is_some_and(|(st, r, _)| {
+            st == "False"
+                && [
+                    "RestoringOriginals",
+                    "RestoreFailed",
+                    "BackupSecretNotFound",
+                    "BarmanCloudNotInstalled",
+                ]
+                .contains(&r.as_str())
+        })
+    })
+    .await;
+    assert!(
+        env.child(Kind::Deployment, "restored").await.is_none(),
+        "the Deployment of a site being restored exists"
+    );
+    for name in ["backed", "restored"] {
+        let _ = env.sites().delete(name, &DeleteParams::default()).await;
+    }
+}
+
 async fn scenarios(env: &Env) -> Option<String> {
     let installed = cloudnative_pg_missing_then_installed(env).await;
     if installed.is_none() && !has_cnpg(&env.client).await {
@@ -823,6 +894,7 @@ async fn scenarios(env: &Env) -> Option<String> {
     refused_child_is_reported(env).await;
     bad_sites_are_refused_or_degraded(env).await;
     data_policy_on_delete(env).await;
+    backups_and_restore(env).await;
     installed
 }
 

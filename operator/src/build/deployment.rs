@@ -62,10 +62,10 @@ pub const METRICS_PORT_NAME: &str = "metrics";
 /// Where the database CA certificate is mounted (one file, `ca.crt`).
 pub const DATABASE_CA_DIR: &str = "/etc/photo/database-ca";
 /// Size limits of the scratch emptyDirs (the cache's comes from the spec).
-const DATA_LIMIT: &str = "256Mi";
-const TMP_LIMIT: &str = "64Mi";
+pub(super) const DATA_LIMIT: &str = "256Mi";
+pub(super) const TMP_LIMIT: &str = "64Mi";
 
-fn secret_env(name: &str, secret: String, key: &str) -> EnvVar {
+pub(super) fn secret_env(name: &str, secret: String, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
@@ -80,7 +80,7 @@ fn secret_env(name: &str, secret: String, key: &str) -> EnvVar {
     }
 }
 
-fn plain_env(name: &str, value: &str) -> EnvVar {
+pub(super) fn plain_env(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value: Some(value.into()),
@@ -102,7 +102,7 @@ fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
     }
 }
 
-fn empty_dir(name: &str, limit: &str) -> Volume {
+pub(super) fn empty_dir(name: &str, limit: &str) -> Volume {
     Volume {
         name: name.into(),
         empty_dir: Some(EmptyDirVolumeSource {
@@ -113,7 +113,7 @@ fn empty_dir(name: &str, limit: &str) -> Volume {
     }
 }
 
-fn mount(name: &str, path: &str) -> VolumeMount {
+pub(super) fn mount(name: &str, path: &str) -> VolumeMount {
     VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -221,7 +221,7 @@ fn secrets_hash(inputs: &Inputs) -> Option<String> {
 }
 
 /// `DATABASE_URL` and the TLS settings of the connection, and the CA volume they need.
-fn database(site: &ValidatedSite) -> (Vec<EnvVar>, Option<Volume>) {
+pub(super) fn database(site: &ValidatedSite) -> (Vec<EnvVar>, Option<Volume>) {
     let ca_volume = |secret: String, key: &str| Volume {
         name: "database-ca".into(),
         secret: Some(SecretVolumeSource {
@@ -263,6 +263,73 @@ fn database(site: &ValidatedSite) -> (Vec<EnvVar>, Option<Volume>) {
     }
 }
 
+/// A read-only mount of a secret volume.
+pub(super) fn read_only_mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        read_only: Some(true),
+        ..mount(name, path)
+    }
+}
+
+/// The originals claim as the pods' `originals` volume, mounted read-write.
+pub(super) fn originals_volume(site: &ValidatedSite) -> Volume {
+    Volume {
+        name: "originals".into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: pvc::claim_name(site),
+            read_only: Some(false),
+        }),
+        ..Volume::default()
+    }
+}
+
+/// photo-server's settings from the site's ConfigMap, as environment variables.
+pub(super) fn config_env(site: &ValidatedSite) -> Vec<EnvFromSource> {
+    vec![EnvFromSource {
+        config_map_ref: Some(ConfigMapEnvSource {
+            name: names::config_map(site.name),
+            optional: Some(false),
+        }),
+        ..EnvFromSource::default()
+    }]
+}
+
+/// The restricted container security context of every photo-server container.
+pub(super) fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        privileged: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+/// The restricted pod security context of every photo-server pod: the distroless `nonroot`
+/// user, and the volumes' group so it can write the originals claim.
+pub(super) fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(USER_ID),
+        run_as_group: Some(USER_ID),
+        fs_group: Some(USER_ID),
+        fs_group_change_policy: Some("OnRootMismatch".into()),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
 pub fn build(site: &ValidatedSite, config_hash: &str, inputs: &Inputs) -> Deployment {
     let spec = site.spec;
     let creds = names::credentials_secret(site.name);
@@ -285,22 +352,12 @@ pub fn build(site: &ValidatedSite, config_hash: &str, inputs: &Inputs) -> Deploy
     ];
     let mut volumes = vec![
         empty_dir("data", DATA_LIMIT),
-        Volume {
-            name: "originals".into(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: pvc::claim_name(site),
-                read_only: Some(false),
-            }),
-            ..Volume::default()
-        },
+        originals_volume(site),
         empty_dir("cache", &spec.storage.cache.size_limit.0),
         empty_dir("tmp", TMP_LIMIT),
     ];
     if let Some(ca) = ca_volume {
-        mounts.push(VolumeMount {
-            read_only: Some(true),
-            ..mount(&ca.name, DATABASE_CA_DIR)
-        });
+        mounts.push(read_only_mount(&ca.name, DATABASE_CA_DIR));
         volumes.push(ca);
     }
     let container = Container {
@@ -311,32 +368,12 @@ pub fn build(site: &ValidatedSite, config_hash: &str, inputs: &Inputs) -> Deploy
             port(HTTP_PORT_NAME, PORT),
             port(METRICS_PORT_NAME, METRICS_PORT),
         ]),
-        env_from: Some(vec![EnvFromSource {
-            config_map_ref: Some(ConfigMapEnvSource {
-                name: names::config_map(site.name),
-                optional: Some(false),
-            }),
-            ..EnvFromSource::default()
-        }]),
+        env_from: Some(config_env(site)),
         env: Some(env),
         readiness_probe: Some(http_probe("/readyz", 5, 3)),
         liveness_probe: Some(http_probe("/healthz", 10, 6)),
         resources: Some(resources(site)),
-        security_context: Some(SecurityContext {
-            allow_privilege_escalation: Some(false),
-            read_only_root_filesystem: Some(true),
-            run_as_non_root: Some(true),
-            privileged: Some(false),
-            capabilities: Some(Capabilities {
-                drop: Some(vec!["ALL".into()]),
-                ..Capabilities::default()
-            }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                ..SeccompProfile::default()
-            }),
-            ..SecurityContext::default()
-        }),
+        security_context: Some(container_security()),
         volume_mounts: Some(mounts),
         ..Container::default()
     };
@@ -359,18 +396,7 @@ pub fn build(site: &ValidatedSite, config_hash: &str, inputs: &Inputs) -> Deploy
         spec: Some(PodSpec {
             service_account_name: Some(names::app(site.name)),
             automount_service_account_token: Some(false),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(USER_ID),
-                run_as_group: Some(USER_ID),
-                fs_group: Some(USER_ID),
-                fs_group_change_policy: Some("OnRootMismatch".into()),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".into(),
-                    ..SeccompProfile::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(pod_security()),
             containers: vec![container],
             volumes: Some(volumes),
             node_selector: spec.node_selector.clone(),

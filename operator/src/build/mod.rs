@@ -9,11 +9,18 @@
 //! order.
 //!
 //! Apply order (see [`Kind::ALL`]): identity and configuration first (ServiceAccount,
-//! ConfigMap, Secret), then data (originals claim, database), then networking and safety
-//! (Services, PDB, NetworkPolicy), then the Deployment, so its pods start with everything they
-//! mount already present; the HPA, Ingress and monitoring objects last, because they point at
-//! things that must exist.
+//! ConfigMap, Secret), then data (originals claim, the Barman Cloud ObjectStores the database
+//! refers to, the database, its ScheduledBackup), then networking and safety (Services, PDB,
+//! NetworkPolicies), then the restore Job and the Deployment, so its pods start with
+//! everything they mount already present; the backup CronJob, HPA, Ingress and monitoring
+//! objects last, because they point at things that must exist.
+//!
+//! Restore ordering: a site with `spec.restore` gets its restore Job and no Deployment (nor
+//! backup CronJob, nor autoscaler with no pods to measure) until
+//! [`Inputs::originals_restored`] says the Job has succeeded; the controller reads that from
+//! the live Job and keeps it in `status.restore`.
 
+pub mod backup;
 pub mod config_map;
 pub mod database;
 pub mod deployment;
@@ -21,6 +28,7 @@ pub mod hpa;
 pub mod ingress;
 pub mod monitoring;
 pub mod network_policy;
+pub mod object_store;
 pub mod pdb;
 pub mod pvc;
 pub mod quantity;
@@ -37,8 +45,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::crd::{AccessMode, DataPolicy, PhotoSite, PhotoSiteSpec};
+use crate::crd::{AccessMode, BackupSpec, DataPolicy, PhotoSite, PhotoSiteSpec, RestoreSpec};
 use crate::{Error, labels, names};
+use object_store::Store;
 
 /// Every kind of child, in apply order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -47,11 +56,15 @@ pub enum Kind {
     ConfigMap,
     Secret,
     PersistentVolumeClaim,
+    ObjectStore,
     DatabaseCluster,
+    ScheduledBackup,
     Service,
     PodDisruptionBudget,
     NetworkPolicy,
+    Job,
     Deployment,
+    CronJob,
     HorizontalPodAutoscaler,
     Ingress,
     ServiceMonitor,
@@ -61,16 +74,20 @@ pub enum Kind {
 
 impl Kind {
     /// All kinds in apply order.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 18] = [
         Kind::ServiceAccount,
         Kind::ConfigMap,
         Kind::Secret,
         Kind::PersistentVolumeClaim,
+        Kind::ObjectStore,
         Kind::DatabaseCluster,
+        Kind::ScheduledBackup,
         Kind::Service,
         Kind::PodDisruptionBudget,
         Kind::NetworkPolicy,
+        Kind::Job,
         Kind::Deployment,
+        Kind::CronJob,
         Kind::HorizontalPodAutoscaler,
         Kind::Ingress,
         Kind::ServiceMonitor,
@@ -87,7 +104,14 @@ impl Kind {
             Kind::PersistentVolumeClaim => {
                 ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
             }
+            Kind::ObjectStore => ("barmancloud.cnpg.io", "v1", "ObjectStore", "objectstores"),
             Kind::DatabaseCluster => ("postgresql.cnpg.io", "v1", "Cluster", "clusters"),
+            Kind::ScheduledBackup => (
+                "postgresql.cnpg.io",
+                "v1",
+                "ScheduledBackup",
+                "scheduledbackups",
+            ),
             Kind::Service => ("", "v1", "Service", "services"),
             Kind::PodDisruptionBudget => (
                 "policy",
@@ -101,7 +125,9 @@ impl Kind {
                 "NetworkPolicy",
                 "networkpolicies",
             ),
+            Kind::Job => ("batch", "v1", "Job", "jobs"),
             Kind::Deployment => ("apps", "v1", "Deployment", "deployments"),
+            Kind::CronJob => ("batch", "v1", "CronJob", "cronjobs"),
             Kind::HorizontalPodAutoscaler => (
                 "autoscaling",
                 "v2",
@@ -147,7 +173,8 @@ impl Kind {
     /// The optional API that serves this kind, if it is not built in.
     pub fn needs(self) -> Option<OptionalApi> {
         match self {
-            Kind::DatabaseCluster => Some(OptionalApi::CloudNativePg),
+            Kind::DatabaseCluster | Kind::ScheduledBackup => Some(OptionalApi::CloudNativePg),
+            Kind::ObjectStore => Some(OptionalApi::BarmanCloud),
             k if k.is_monitoring() => Some(OptionalApi::PrometheusOperator),
             _ => None,
         }
@@ -161,6 +188,8 @@ pub enum OptionalApi {
     CloudNativePg,
     /// `monitoring.coreos.com/v1` `ServiceMonitor`, `PodMonitor`, `PrometheusRule`.
     PrometheusOperator,
+    /// `barmancloud.cnpg.io/v1` `ObjectStore` (the Barman Cloud plugin for CloudNativePG).
+    BarmanCloud,
 }
 
 /// Which optional APIs the cluster serves (discovery).
@@ -168,6 +197,7 @@ pub enum OptionalApi {
 pub struct Apis {
     pub cloudnative_pg: bool,
     pub prometheus: bool,
+    pub barman_cloud: bool,
 }
 
 impl Apis {
@@ -175,12 +205,21 @@ impl Apis {
     pub const ALL: Apis = Apis {
         cloudnative_pg: true,
         prometheus: true,
+        barman_cloud: true,
+    };
+
+    /// No optional API (before the first discovery).
+    pub const NONE: Apis = Apis {
+        cloudnative_pg: false,
+        prometheus: false,
+        barman_cloud: false,
     };
 
     pub fn has(self, api: OptionalApi) -> bool {
         match api {
             OptionalApi::CloudNativePg => self.cloudnative_pg,
             OptionalApi::PrometheusOperator => self.prometheus,
+            OptionalApi::BarmanCloud => self.barman_cloud,
         }
     }
 }
@@ -219,6 +258,10 @@ pub struct Inputs {
     pub apis: Apis,
     /// From the external database's Secret; `None` without one, or in `render` (port 5432).
     pub external_database: Option<ExternalDatabase>,
+    /// Whether the restore Job of `spec.restore` has succeeded (recorded in
+    /// `status.restore`): until then the site has the Job and no Deployment. Ignored without
+    /// `spec.restore`; `false` in `render`, which shows a restored site as it starts.
+    pub originals_restored: bool,
 }
 
 impl Default for Inputs {
@@ -227,6 +270,7 @@ impl Default for Inputs {
             credentials: None,
             apis: Apis::ALL,
             external_database: None,
+            originals_restored: false,
         }
     }
 }
@@ -272,8 +316,34 @@ pub struct ValidatedSite<'a> {
     pub max_file_bytes: u64,
     /// `networkPolicy.ingressCIDRs`, checked to be canonical CIDRs.
     pub ingress_cidrs: Vec<String>,
+    /// `spec.backup`, checked.
+    pub backup: Option<ValidatedBackup<'a>>,
+    /// `spec.restore`, checked.
+    pub restore: Option<ValidatedRestore<'a>>,
     /// Only [`validate`] can build one: nothing outside this module can name [`Checked`].
     _checked: Checked,
+}
+
+/// `spec.backup`, checked, with its schedule in both cron dialects.
+#[derive(Debug)]
+pub struct ValidatedBackup<'a> {
+    pub spec: &'a BackupSpec,
+    pub store: Store<'a>,
+    /// The schedule for the CronJob (five fields or a macro).
+    pub schedule: String,
+    /// The same schedule for CloudNativePG's ScheduledBackup (seconds first).
+    pub database_schedule: String,
+    /// `maxAge` in seconds.
+    pub max_age_seconds: i64,
+}
+
+/// `spec.restore`, checked.
+#[derive(Debug)]
+pub struct ValidatedRestore<'a> {
+    pub spec: &'a RestoreSpec,
+    pub store: Store<'a>,
+    /// Barman server name of the source database: `<siteName>-db`.
+    pub server_name: String,
 }
 
 /// Proof that [`validate`] made a [`ValidatedSite`] (private to this module).
@@ -312,6 +382,16 @@ impl ValidatedSite<'_> {
     pub fn owns_originals_claim(&self) -> bool {
         self.spec.storage.originals.existing_claim.is_none()
     }
+
+    /// Whether the site has a CloudNativePG database (not `database.external`).
+    pub fn cloudnative_pg_database(&self) -> bool {
+        self.spec.database.external.is_none()
+    }
+
+    /// Whether the restore of `spec.restore` still has to run before the servers start.
+    pub fn restore_pending(&self, inputs: &Inputs) -> bool {
+        self.restore.is_some() && !inputs.originals_restored
+    }
 }
 
 /// Every child the builders may create for a site, by kind and name, whatever its spec:
@@ -325,12 +405,15 @@ pub fn possible_children(site: &str) -> Vec<(Kind, String)> {
                 Kind::ConfigMap => vec![names::config_map(site)],
                 Kind::Secret => vec![names::credentials_secret(site)],
                 Kind::PersistentVolumeClaim => vec![names::originals_claim(site)],
+                Kind::ObjectStore => vec![names::backup(site), names::restore(site)],
                 Kind::DatabaseCluster => vec![names::database_cluster(site)],
+                Kind::ScheduledBackup | Kind::CronJob => vec![names::backup(site)],
+                Kind::Job => vec![names::restore(site)],
                 Kind::Service => vec![names::app(site), names::metrics_service(site)],
+                Kind::NetworkPolicy => vec![names::app(site), names::jobs_network_policy(site)],
                 Kind::PodMonitor => vec![names::database_pod_monitor(site)],
                 Kind::ServiceAccount
                 | Kind::PodDisruptionBudget
-                | Kind::NetworkPolicy
                 | Kind::Deployment
                 | Kind::HorizontalPodAutoscaler
                 | Kind::Ingress
@@ -465,6 +548,24 @@ pub fn validate(site: &PhotoSite) -> Result<ValidatedSite<'_>, Error> {
         .iter()
         .map(|c| canonical_cidr(c).map_err(|e| invalid(format!("networkPolicy.ingressCIDRs: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let backup = spec
+        .backup
+        .as_ref()
+        .map(|b| validate_backup(spec, b))
+        .transpose()?;
+    let restore = spec
+        .restore
+        .as_ref()
+        .map(|r| validate_restore(name, r))
+        .transpose()?;
+    if let (Some(b), Some(r)) = (&backup, &restore)
+        && b.store.url == r.store.url
+        && b.store.endpoint == r.store.endpoint
+    {
+        return Err(invalid(
+            "spec.backup.objectStore must not be where spec.restore.objectStore reads from: give the restored site a path of its own",
+        ));
+    }
     Ok(ValidatedSite {
         name,
         namespace,
@@ -475,7 +576,78 @@ pub fn validate(site: &PhotoSite) -> Result<ValidatedSite<'_>, Error> {
         max_request_bytes,
         max_file_bytes,
         ingress_cidrs,
+        backup,
+        restore,
         _checked: Checked,
+    })
+}
+
+/// A duration of minutes, hours or days (`26h`) in seconds.
+fn duration_seconds(s: &str) -> Option<i64> {
+    let unit = match s.chars().last()? {
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86400,
+        _ => return None,
+    };
+    let n: i64 = s[..s.len() - 1].parse().ok().filter(|n| *n > 0)?;
+    n.checked_mul(unit)
+}
+
+fn validate_backup<'a>(
+    spec: &PhotoSiteSpec,
+    b: &'a BackupSpec,
+) -> Result<ValidatedBackup<'a>, Error> {
+    let (schedule, database_schedule) = backup::schedules(&b.schedule).map_err(invalid)?;
+    let r = &b.retention;
+    let retention_ok = r.len() >= 2
+        && r.ends_with(['d', 'w', 'm'])
+        && r[..r.len() - 1].parse::<u32>().is_ok_and(|n| n > 0);
+    if !retention_ok {
+        return Err(invalid(format!(
+            "backup.retention {r:?} must be a number of days, weeks or months (30d, 8w, 6m)"
+        )));
+    }
+    let max_age_seconds = duration_seconds(&b.max_age).ok_or_else(|| {
+        invalid(format!(
+            "backup.maxAge {:?} must be a number of minutes, hours or days (26h, 8d)",
+            b.max_age
+        ))
+    })?;
+    let originals = &spec.storage.originals;
+    if originals.access_mode == AccessMode::ReadWriteOncePod && originals.existing_claim.is_none() {
+        return Err(invalid(
+            "spec.backup needs an originals claim the backup Job can mount next to the server: ReadWriteOncePod lets only one pod mount it",
+        ));
+    }
+    Ok(ValidatedBackup {
+        spec: b,
+        store: object_store::store("backup.objectStore", &b.object_store)?,
+        schedule,
+        database_schedule,
+        max_age_seconds,
+    })
+}
+
+fn validate_restore<'a>(site: &str, r: &'a RestoreSpec) -> Result<ValidatedRestore<'a>, Error> {
+    let source = r.site_name.as_deref().unwrap_or(site);
+    if !names::is_dns_label(source) || source.len() > names::MAX_SITE_NAME {
+        return Err(invalid(format!(
+            "restore.siteName {source:?} must be a PhotoSite name (a DNS label of at most {} characters)",
+            names::MAX_SITE_NAME
+        )));
+    }
+    if let Some(t) = &r.target_time
+        && t.parse::<k8s_openapi::jiff::Timestamp>().is_err()
+    {
+        return Err(invalid(format!(
+            "restore.targetTime {t:?} is not an RFC 3339 time such as 2026-03-01T12:00:00Z"
+        )));
+    }
+    Ok(ValidatedRestore {
+        spec: r,
+        store: object_store::store("restore.objectStore", &r.object_store)?,
+        server_name: names::database_cluster(source),
     })
 }
 
@@ -507,15 +679,53 @@ pub fn desired(site: &ValidatedSite, inputs: &Inputs) -> Result<Desired, Error> 
             &pvc::build(site),
         )?);
     }
-    if spec.database.external.is_none() {
-        if inputs.apis.cloudnative_pg {
-            children.push(Child {
-                kind: Kind::DatabaseCluster,
-                name: names::database_cluster(site.name),
-                object: database::build(site),
-            });
-        } else {
+    // The database's backups and restore need the Barman Cloud plugin: without it a backed-up
+    // cluster runs unarchived, and a restored one is held back (it would start empty).
+    let wants_plugin =
+        site.cloudnative_pg_database() && (site.backup.is_some() || site.restore.is_some());
+    let plugin = wants_plugin && inputs.apis.barman_cloud;
+    if site.cloudnative_pg_database() {
+        if !inputs.apis.cloudnative_pg {
             missing.push(OptionalApi::CloudNativePg);
+        }
+        if wants_plugin && !inputs.apis.barman_cloud {
+            missing.push(OptionalApi::BarmanCloud);
+        }
+    }
+    let cloudnative_pg = site.cloudnative_pg_database() && inputs.apis.cloudnative_pg;
+    if plugin {
+        if let Some(b) = &site.backup {
+            children.push(Child {
+                kind: Kind::ObjectStore,
+                name: names::backup(site.name),
+                object: object_store::object_store(
+                    site,
+                    names::backup(site.name),
+                    &b.store,
+                    Some(&b.spec.retention),
+                ),
+            });
+        }
+        if let Some(r) = &site.restore {
+            children.push(Child {
+                kind: Kind::ObjectStore,
+                name: names::restore(site.name),
+                object: object_store::object_store(site, names::restore(site.name), &r.store, None),
+            });
+        }
+    }
+    if cloudnative_pg && (site.restore.is_none() || plugin) {
+        children.push(Child {
+            kind: Kind::DatabaseCluster,
+            name: names::database_cluster(site.name),
+            object: database::build(site, plugin),
+        });
+        if let (true, Some(b)) = (plugin, &site.backup) {
+            children.push(Child {
+                kind: Kind::ScheduledBackup,
+                name: names::backup(site.name),
+                object: object_store::scheduled_backup(site, &b.database_schedule),
+            });
         }
     }
     children.push(child(
@@ -538,12 +748,36 @@ pub fn desired(site: &ValidatedSite, inputs: &Inputs) -> Result<Desired, Error> 
         names::app(site.name),
         &network_policy::build(site, inputs.external_database.as_ref()),
     )?);
-    children.push(child(
-        Kind::Deployment,
-        names::app(site.name),
-        &deployment::build(site, &config_hash, inputs),
-    )?);
-    if spec.autoscaling.enabled {
+    if let Some(np) = network_policy::jobs(site, inputs.external_database.as_ref()) {
+        children.push(child(
+            Kind::NetworkPolicy,
+            names::jobs_network_policy(site.name),
+            &np,
+        )?);
+    }
+    let restoring = site.restore_pending(inputs);
+    if let (true, Some(r)) = (restoring, &site.restore) {
+        children.push(child(
+            Kind::Job,
+            names::restore(site.name),
+            &backup::restore_job(site, &r.store),
+        )?);
+    }
+    if !restoring {
+        children.push(child(
+            Kind::Deployment,
+            names::app(site.name),
+            &deployment::build(site, &config_hash, inputs),
+        )?);
+        if let Some(b) = &site.backup {
+            children.push(child(
+                Kind::CronJob,
+                names::backup(site.name),
+                &backup::cron_job(site, &b.schedule, &b.store),
+            )?);
+        }
+    }
+    if spec.autoscaling.enabled && !restoring {
         children.push(child(
             Kind::HorizontalPodAutoscaler,
             names::app(site.name),
@@ -598,7 +832,24 @@ pub(crate) mod test_support {
             }),
             apis: Apis::ALL,
             external_database: None,
+            originals_restored: false,
         }
+    }
+
+    /// Backups to `s3://backups/prod/<site>` with the Secret `backup-s3`.
+    pub fn backup_spec() -> crate::crd::BackupSpec {
+        serde_yaml::from_str(
+            "objectStore: {bucket: backups, path: prod/site, credentialsSecret: backup-s3}",
+        )
+        .expect("backup spec")
+    }
+
+    /// A restore from `s3://backups/prod/old` with the Secret `restore-s3`.
+    pub fn restore_spec() -> crate::crd::RestoreSpec {
+        serde_yaml::from_str(
+            "objectStore: {bucket: backups, path: prod/old, credentialsSecret: restore-s3}",
+        )
+        .expect("restore spec")
     }
 
     /// The validated view of a test PhotoSite (panics if it is invalid).
@@ -703,12 +954,127 @@ mod tests {
     #[test]
     fn fakeflickr_has_every_child() {
         let d = build_all(&fakeflickr(), &inputs());
-        // two Services (web, metrics) and one of every other kind
-        assert_eq!(d.children.len(), Kind::ALL.len() + 1);
+        // two Services (web, metrics) and one of every kind but the backup and restore ones
+        let backup_kinds = [
+            Kind::ObjectStore,
+            Kind::ScheduledBackup,
+            Kind::Job,
+            Kind::CronJob,
+        ];
+        assert_eq!(d.children.len(), Kind::ALL.len() + 1 - backup_kinds.len());
         let mut kinds = d.children.iter().map(|c| c.kind).collect::<Vec<_>>();
         kinds.dedup();
-        assert_eq!(kinds, Kind::ALL.to_vec());
+        let expected: Vec<Kind> = Kind::ALL
+            .into_iter()
+            .filter(|k| !backup_kinds.contains(k))
+            .collect();
+        assert_eq!(kinds, expected);
         assert!(d.contains(Kind::PodMonitor, "fakeflickr-db"));
+    }
+
+    #[test]
+    fn backups_add_their_children_in_apply_order() {
+        let s = with(fakeflickr(), |s| s.spec.backup = Some(backup_spec()));
+        let d = build_all(&s, &inputs());
+        let names: Vec<(Kind, &str)> = d
+            .children
+            .iter()
+            .map(|c| (c.kind, c.name.as_str()))
+            .collect();
+        let at = |k: Kind, n: &str| {
+            names
+                .iter()
+                .position(|x| *x == (k, n))
+                .unwrap_or_else(|| panic!("no {k:?} {n}"))
+        };
+        // the Cluster names its ObjectStore, the ScheduledBackup its Cluster
+        assert!(
+            at(Kind::ObjectStore, "fakeflickr-backup") < at(Kind::DatabaseCluster, "fakeflickr-db")
+        );
+        assert!(
+            at(Kind::DatabaseCluster, "fakeflickr-db")
+                < at(Kind::ScheduledBackup, "fakeflickr-backup")
+        );
+        assert!(
+            at(Kind::NetworkPolicy, "fakeflickr-jobs") < at(Kind::CronJob, "fakeflickr-backup")
+        );
+        assert!(at(Kind::Deployment, "fakeflickr") < at(Kind::CronJob, "fakeflickr-backup"));
+        assert!(d.get(Kind::Job).is_none());
+        // every kind now, but the restore Job
+        let mut kinds = d.children.iter().map(|c| c.kind).collect::<Vec<_>>();
+        kinds.dedup();
+        let expected: Vec<Kind> = Kind::ALL.into_iter().filter(|k| *k != Kind::Job).collect();
+        assert_eq!(kinds, expected);
+        assert!(d.missing.is_empty());
+    }
+
+    #[test]
+    fn without_the_plugin_backups_keep_the_originals_and_the_database_runs() {
+        let s = with(demo(), |s| s.spec.backup = Some(backup_spec()));
+        let mut i = inputs();
+        i.apis.barman_cloud = false;
+        let d = build_all(&s, &i);
+        assert_eq!(d.missing, vec![OptionalApi::BarmanCloud]);
+        assert!(d.get(Kind::ObjectStore).is_none());
+        assert!(d.get(Kind::ScheduledBackup).is_none());
+        assert!(d.get(Kind::CronJob).is_some());
+        let cluster = &d.get(Kind::DatabaseCluster).unwrap().object;
+        assert!(cluster["spec"].get("plugins").is_none());
+        // an external database needs no plugin: only the originals are backed up here
+        let s = with(s, |s| s.spec.database.external = Some(external("rds")));
+        let d = build_all(&s, &i);
+        assert!(d.missing.is_empty());
+        assert!(d.get(Kind::CronJob).is_some());
+    }
+
+    #[test]
+    fn restore_runs_before_the_servers_start() {
+        let s = with(demo(), |s| {
+            s.spec.restore = Some(restore_spec());
+            s.spec.backup = Some(backup_spec());
+        });
+        let mut i = inputs();
+        let before = build_all(&s, &i);
+        assert!(before.contains(Kind::Job, "demo-restore"));
+        assert!(before.contains(Kind::ObjectStore, "demo-restore"));
+        assert!(before.contains(Kind::DatabaseCluster, "demo-db"));
+        // no server, and no backup of a half-restored volume, until the Job has succeeded
+        assert!(before.get(Kind::Deployment).is_none());
+        assert!(before.get(Kind::CronJob).is_none());
+        let autoscaled = with(s.clone(), |s| s.spec.autoscaling.enabled = true);
+        assert!(
+            build_all(&autoscaled, &i)
+                .get(Kind::HorizontalPodAutoscaler)
+                .is_none()
+        );
+        i.originals_restored = true;
+        let after = build_all(&s, &i);
+        assert!(after.get(Kind::Job).is_none());
+        assert!(after.contains(Kind::Deployment, "demo"));
+        assert!(after.contains(Kind::CronJob, "demo-backup"));
+        assert!(
+            build_all(&autoscaled, &i)
+                .get(Kind::HorizontalPodAutoscaler)
+                .is_some()
+        );
+        // the database restore stays in the Cluster's bootstrap: it only acts at creation
+        assert_eq!(
+            before.get(Kind::DatabaseCluster).unwrap().object,
+            after.get(Kind::DatabaseCluster).unwrap().object
+        );
+    }
+
+    #[test]
+    fn a_restored_database_is_never_created_empty() {
+        // without the plugin the Cluster would bootstrap with initdb: hold it back
+        let s = with(demo(), |s| s.spec.restore = Some(restore_spec()));
+        let mut i = inputs();
+        i.apis.barman_cloud = false;
+        let d = build_all(&s, &i);
+        assert!(d.get(Kind::DatabaseCluster).is_none());
+        assert_eq!(d.missing, vec![OptionalApi::BarmanCloud]);
+        // the originals are restored all the same
+        assert!(d.contains(Kind::Job, "demo-restore"));
     }
 
     #[test]
@@ -744,9 +1110,21 @@ mod tests {
         assert!(build_all(&s, &i).missing.is_empty());
     }
 
+    /// fakeflickr with backups, and a site restored from them.
+    fn backup_sites() -> [PhotoSite; 2] {
+        [
+            with(fakeflickr(), |s| s.spec.backup = Some(backup_spec())),
+            with(demo(), |s| {
+                s.spec.restore = Some(restore_spec());
+                s.spec.backup = Some(backup_spec());
+            }),
+        ]
+    }
+
     #[test]
     fn every_child_has_labels_owner_and_valid_name() {
-        for s in [demo(), fakeflickr()] {
+        let [backed_up, restored] = backup_sites();
+        for s in [demo(), fakeflickr(), backed_up, restored] {
             let d = build_all(&s, &inputs());
             for c in &d.children {
                 let m = &c.object["metadata"];
@@ -759,7 +1137,10 @@ mod tests {
                 );
                 assert_eq!(m["labels"][labels::MANAGED_BY], labels::MANAGER);
                 assert_eq!(c.object["kind"], c.kind.kind_name());
-                let data = matches!(c.kind, Kind::PersistentVolumeClaim | Kind::DatabaseCluster);
+                let data = matches!(
+                    c.kind,
+                    Kind::PersistentVolumeClaim | Kind::DatabaseCluster | Kind::ObjectStore
+                );
                 let owners = m["ownerReferences"].as_array();
                 if data {
                     assert!(
@@ -866,10 +1247,86 @@ mod tests {
     }
 
     #[test]
+    fn backup_and_restore_are_checked_beyond_the_schema() {
+        let backed_up = || with(demo(), |s| s.spec.backup = Some(backup_spec()));
+        let restored = || with(demo(), |s| s.spec.restore = Some(restore_spec()));
+        let bad = [
+            with(backed_up(), |s| {
+                s.spec.backup.as_mut().unwrap().schedule = "every day".into()
+            }),
+            with(backed_up(), |s| {
+                s.spec.backup.as_mut().unwrap().schedule = "0 0 3 * * *".into()
+            }),
+            with(backed_up(), |s| {
+                s.spec.backup.as_mut().unwrap().retention = "30".into()
+            }),
+            with(backed_up(), |s| {
+                s.spec.backup.as_mut().unwrap().retention = "0d".into()
+            }),
+            with(backed_up(), |s| {
+                s.spec.backup.as_mut().unwrap().max_age = "1y".into()
+            }),
+            with(backed_up(), |s| {
+                s.spec.backup.as_mut().unwrap().object_store.bucket = "My_Bucket".into()
+            }),
+            with(backed_up(), |s| {
+                s.spec.backup.as_mut().unwrap().object_store.endpoint_url =
+                    Some("minio:9000".into())
+            }),
+            // one pod at most mounts a ReadWriteOncePod claim: the backup could never run
+            with(backed_up(), |s| {
+                s.spec.replicas = 1;
+                s.spec.storage.originals.access_mode = AccessMode::ReadWriteOncePod;
+            }),
+            with(restored(), |s| {
+                s.spec.restore.as_mut().unwrap().target_time = Some("yesterday".into())
+            }),
+            with(restored(), |s| {
+                s.spec.restore.as_mut().unwrap().target_time = Some("2026-02-30T00:00:00Z".into())
+            }),
+            with(restored(), |s| {
+                s.spec.restore.as_mut().unwrap().site_name = Some("Photos".into())
+            }),
+            // a restored site backing up over the backup it came from
+            with(restored(), |s| {
+                let mut b = backup_spec();
+                b.object_store = s.spec.restore.as_ref().unwrap().object_store.clone();
+                s.spec.backup = Some(b);
+            }),
+        ];
+        for s in bad {
+            let err = validate(&s).map(|_| ()).unwrap_err();
+            assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
+        }
+        let ok = with(restored(), |s| {
+            s.spec.backup = Some(backup_spec());
+            s.spec.restore.as_mut().unwrap().target_time = Some("2026-03-01T12:00:00+01:00".into());
+        });
+        let v = validate(&ok).unwrap();
+        let b = v.backup.as_ref().unwrap();
+        assert_eq!(b.schedule, "0 3 * * *");
+        assert_eq!(b.database_schedule, "0 0 3 * * *");
+        assert_eq!(b.max_age_seconds, 26 * 3600);
+        assert_eq!(b.store.url, "s3://backups/prod/site");
+        assert_eq!(v.restore.as_ref().unwrap().server_name, "demo-db");
+    }
+
+    #[test]
     fn every_built_child_is_a_possible_child() {
-        for s in [demo(), fakeflickr()] {
+        let [backed_up, restored] = backup_sites();
+        let mut restoring = inputs();
+        restoring.originals_restored = false;
+        let mut done = inputs();
+        done.originals_restored = true;
+        for (s, i) in [
+            (demo(), inputs()),
+            (fakeflickr(), inputs()),
+            (backed_up, inputs()),
+            (restored.clone(), restoring),
+            (restored, done),
+        ] {
             let possible = possible_children(s.metadata.name.as_deref().unwrap());
-            for c in build_all(&s, &inputs()).children {
+            for c in build_all(&s, &i).children {
                 assert!(
                     possible.contains(&(c.kind, c.name.clone())),
                     "{:?} {} is not in possible_children: cleanup would never find it",

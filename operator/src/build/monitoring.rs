@@ -14,13 +14,15 @@
 //!   (CloudNativePG no longer creates one itself).
 //! - Every object carries `monitoring.labels`: a default kube-prometheus-stack only selects
 //!   ServiceMonitors, PodMonitors and PrometheusRules labelled `release: <its release>`.
+//! - With `spec.backup`, two more alerts: a backup of the originals or of the database older
+//!   than `spec.backup.maxAge` (see [`backup_rules`] for the metrics they need).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde_json::{Value, json};
 
-use super::ValidatedSite;
 use super::deployment::METRICS_PORT_NAME;
 use super::service::METRICS_COMPONENT;
+use super::{ValidatedBackup, ValidatedSite};
 use crate::{labels, names};
 
 /// Metadata of a monitoring object: `monitoring.labels` plus the operator's (which win).
@@ -73,6 +75,63 @@ pub fn database_pod_monitor(site: &ValidatedSite) -> Value {
     })
 }
 
+/// Alerts on backups older than `spec.backup.maxAge`, from metrics that exist outside
+/// photo-server: kube-state-metrics' `kube_cronjob_status_last_successful_time` and
+/// `kube_cronjob_created` for the originals CronJob, and the Barman Cloud plugin's
+/// `barman_cloud_cloudnative_pg_io_last_available_backup_timestamp`, exported by the
+/// CloudNativePG instances (the PodMonitor `<site>-db` scrapes them) for the database. A
+/// CronJob that never succeeded counts from its creation; a database never backed up reports
+/// 0, hence too old.
+fn backup_rules(site: &ValidatedSite, backup: &ValidatedBackup) -> Vec<Value> {
+    let labels = json!({ "severity": "critical", "photosite": site.name });
+    let age = &backup.spec.max_age;
+    let max_age_seconds = backup.max_age_seconds;
+    let cronjob = format!(
+        "namespace=\"{}\",cronjob=\"{}\"",
+        site.namespace,
+        names::backup(site.name)
+    );
+    let last = format!("max(kube_cronjob_status_last_successful_time{{{cronjob}}})");
+    let mut rules = vec![json!({
+        "alert": "PhotoSiteOriginalsBackupTooOld",
+        "expr": format!(
+            "time() - {last} > {max_age_seconds} or (time() - max(kube_cronjob_created{{{cronjob}}}) > {max_age_seconds} unless {last})"
+        ),
+        "for": "15m",
+        "labels": labels,
+        "annotations": {
+            "summary": format!("PhotoSite {}/{}: no successful originals backup for more than {age}", site.namespace, site.name),
+            "description": format!(
+                "The CronJob {} has not completed a backup of the originals within spec.backup.maxAge. See the BackupHealthy condition (kubectl -n {} get photosite {} -o yaml) and the logs of its last Jobs (kubectl -n {} get jobs -l photostack.io/site={},app.kubernetes.io/component=backup). Needs kube-state-metrics.",
+                names::backup(site.name), site.namespace, site.name, site.namespace, site.name
+            ),
+        },
+    })];
+    if site.cloudnative_pg_database() {
+        let pods = format!(
+            "namespace=\"{}\",pod=~\"{}-[0-9]+\"",
+            site.namespace,
+            names::database_cluster(site.name)
+        );
+        rules.push(json!({
+            "alert": "PhotoSiteDatabaseBackupTooOld",
+            "expr": format!(
+                "time() - max(barman_cloud_cloudnative_pg_io_last_available_backup_timestamp{{{pods}}}) > {max_age_seconds}"
+            ),
+            "for": "30m",
+            "labels": labels,
+            "annotations": {
+                "summary": format!("PhotoSite {}/{}: no database base backup for more than {age}", site.namespace, site.name),
+                "description": format!(
+                    "The Barman Cloud plugin reports no successful base backup of {} within spec.backup.maxAge. See the BackupHealthy condition, the Cluster's ContinuousArchiving and LastBackupSucceeded conditions and kubectl -n {} get backups.postgresql.cnpg.io.",
+                    names::database_cluster(site.name), site.namespace
+                ),
+            },
+        }));
+    }
+    rules
+}
+
 pub fn prometheus_rule(site: &ValidatedSite) -> Value {
     let sel = format!(
         "namespace=\"{}\",service=\"{}\"",
@@ -81,7 +140,7 @@ pub fn prometheus_rule(site: &ValidatedSite) -> Value {
     );
     let labels = json!({ "severity": "critical", "photosite": site.name });
     let warning = json!({ "severity": "warning", "photosite": site.name });
-    json!({
+    let mut rule = json!({
         "apiVersion": "monitoring.coreos.com/v1",
         "kind": "PrometheusRule",
         "metadata": meta(site, names::app(site.name), "server"),
@@ -132,7 +191,15 @@ pub fn prometheus_rule(site: &ValidatedSite) -> Value {
                 ],
             }],
         },
-    })
+    });
+    if let (Some(b), Some(rules)) = (
+        &site.backup,
+        rule.pointer_mut("/spec/groups/0/rules")
+            .and_then(Value::as_array_mut),
+    ) {
+        rules.extend(backup_rules(site, b));
+    }
+    rule
 }
 
 #[cfg(test)]
@@ -210,5 +277,52 @@ mod tests {
                 "PhotoSiteHighErrorRate"
             ]
         );
+    }
+
+    #[test]
+    fn backup_alerts_fire_past_max_age() {
+        let s = with(fakeflickr(), |s| {
+            let mut b = backup_spec();
+            b.max_age = "2d".into();
+            s.spec.backup = Some(b);
+        });
+        let r = prometheus_rule(&valid(&s));
+        let rules = r["spec"]["groups"][0]["rules"].as_array().unwrap();
+        let by_name = |n: &str| {
+            rules
+                .iter()
+                .find(|r| r["alert"] == n)
+                .unwrap_or_else(|| panic!("no {n}"))["expr"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        let originals = by_name("PhotoSiteOriginalsBackupTooOld");
+        assert!(
+            originals.contains("kube_cronjob_status_last_successful_time{namespace=\"photos\",cronjob=\"fakeflickr-backup\"}"),
+            "{originals}"
+        );
+        assert!(originals.contains("> 172800"), "{originals}");
+        // a CronJob that never succeeded counts from its creation
+        assert!(originals.contains("kube_cronjob_created"), "{originals}");
+        let database = by_name("PhotoSiteDatabaseBackupTooOld");
+        assert!(
+            database.contains("barman_cloud_cloudnative_pg_io_last_available_backup_timestamp{namespace=\"photos\",pod=~\"fakeflickr-db-[0-9]+\"}"),
+            "{database}"
+        );
+        assert!(database.contains("> 172800"), "{database}");
+        // an external database has no database alert; no backup, no backup alerts
+        let s = with(s, |s| s.spec.database.external = Some(external("rds")));
+        let r = prometheus_rule(&valid(&s));
+        let names: Vec<&str> = r["spec"]["groups"][0]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|r| r["alert"].as_str())
+            .collect();
+        assert!(names.contains(&"PhotoSiteOriginalsBackupTooOld"));
+        assert!(!names.contains(&"PhotoSiteDatabaseBackupTooOld"));
+        let r = prometheus_rule(&valid(&fakeflickr()));
+        assert_eq!(r["spec"]["groups"][0]["rules"].as_array().unwrap().len(), 4);
     }
 }

@@ -6,7 +6,8 @@
 //!   addresses that no namespace selector matches);
 //! - the metrics port from the monitoring namespace only.
 //!
-//! Egress: the database and DNS. The namespaces come from `spec.networkPolicy` (defaults
+//! Egress: the database and DNS. The backup and restore pods have a policy of their own
+//! ([`jobs`]). The namespaces come from `spec.networkPolicy` (defaults
 //! `ingress-nginx` and `monitoring`) and are matched on the `kubernetes.io/metadata.name`
 //! label every namespace carries. An external database's address is unknown, so egress to it
 //! is allowed on the ports of its connection URI (read from its Secret; 5432 when unknown) to
@@ -18,9 +19,10 @@ use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
     NetworkPolicyPort, NetworkPolicySpec,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
+use super::backup::{BACKUP_COMPONENT, RESTORE_COMPONENT};
 use super::config_map::{METRICS_PORT, PORT};
 use super::{ExternalDatabase, ValidatedSite};
 use crate::{labels, names};
@@ -57,21 +59,13 @@ fn port(protocol: &str, port: i32) -> NetworkPolicyPort {
     }
 }
 
-pub fn build(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> NetworkPolicy {
-    let np = &site.spec.network_policy;
-    let mut web_from = vec![namespace(&np.ingress_namespace)];
-    web_from.extend(site.ingress_cidrs.iter().map(|c| cidr(c)));
-    let ingress = vec![
-        NetworkPolicyIngressRule {
-            from: Some(web_from),
-            ports: Some(vec![port("TCP", PORT)]),
-        },
-        NetworkPolicyIngressRule {
-            from: Some(vec![namespace(&np.monitoring_namespace)]),
-            ports: Some(vec![port("TCP", METRICS_PORT)]),
-        },
-    ];
-    let database = if site.spec.database.external.is_some() {
+/// Egress to the database: the CloudNativePG instances on 5432, or an external database's
+/// URI ports to any address.
+fn database_egress(
+    site: &ValidatedSite,
+    external: Option<&ExternalDatabase>,
+) -> NetworkPolicyEgressRule {
+    if site.spec.database.external.is_some() {
         let ports = external
             .map(|e| e.ports.clone())
             .filter(|p| !p.is_empty())
@@ -94,14 +88,31 @@ pub fn build(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> Netwo
             }]),
             ports: Some(vec![port("TCP", POSTGRES_PORT.into())]),
         }
-    };
-    let egress = vec![
-        database,
-        NetworkPolicyEgressRule {
-            to: Some(vec![namespace("kube-system")]),
-            ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+    }
+}
+
+fn dns_egress() -> NetworkPolicyEgressRule {
+    NetworkPolicyEgressRule {
+        to: Some(vec![namespace("kube-system")]),
+        ports: Some(vec![port("UDP", 53), port("TCP", 53)]),
+    }
+}
+
+pub fn build(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> NetworkPolicy {
+    let np = &site.spec.network_policy;
+    let mut web_from = vec![namespace(&np.ingress_namespace)];
+    web_from.extend(site.ingress_cidrs.iter().map(|c| cidr(c)));
+    let ingress = vec![
+        NetworkPolicyIngressRule {
+            from: Some(web_from),
+            ports: Some(vec![port("TCP", PORT)]),
+        },
+        NetworkPolicyIngressRule {
+            from: Some(vec![namespace(&np.monitoring_namespace)]),
+            ports: Some(vec![port("TCP", METRICS_PORT)]),
         },
     ];
+    let egress = vec![database_egress(site, external), dns_egress()];
     NetworkPolicy {
         metadata: site.meta(names::app(site.name), "server"),
         spec: Some(NetworkPolicySpec {
@@ -114,6 +125,65 @@ pub fn build(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> Netwo
             egress: Some(egress),
         }),
     }
+}
+
+/// NetworkPolicy of the backup and restore pods (which the server's does not select: they
+/// lack the server pods' labels). Nothing connects to them; they reach DNS, the object
+/// store's port at any address (a bucket's addresses are unknown and change), and, for the
+/// backup, the database like the server. `None` without backup or restore.
+pub fn jobs(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> Option<NetworkPolicy> {
+    let mut store_ports: Vec<u16> = Vec::new();
+    for store in [
+        site.backup.as_ref().map(|b| &b.store),
+        site.restore.as_ref().map(|r| &r.store),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !store_ports.contains(&store.port) {
+            store_ports.push(store.port);
+        }
+    }
+    if store_ports.is_empty() {
+        return None;
+    }
+    let mut egress = vec![
+        NetworkPolicyEgressRule {
+            to: None,
+            ports: Some(
+                store_ports
+                    .into_iter()
+                    .map(|p| port("TCP", p.into()))
+                    .collect(),
+            ),
+        },
+        dns_egress(),
+    ];
+    if site.backup.is_some() {
+        egress.push(database_egress(site, external));
+    }
+    Some(NetworkPolicy {
+        metadata: site.meta(names::jobs_network_policy(site.name), "backup"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    labels::SITE.to_string(),
+                    site.name.to_string(),
+                )])),
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: labels::COMPONENT.into(),
+                    operator: "In".into(),
+                    values: Some(vec![
+                        BACKUP_COMPONENT.to_string(),
+                        RESTORE_COMPONENT.to_string(),
+                    ]),
+                }]),
+            }),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(vec![]),
+            egress: Some(egress),
+        }),
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,10 @@
 //!   (`ExistingClaimNotFound`); its phase goes to `status.originals`;
 //! - `database.external`: the Secret and its key must exist (`DatabaseSecretNotFound`), and
 //!   so must `caSecret` when given. The URI's ports open the NetworkPolicy, and a hash of the
-//!   values rolls the pods when the Secret is rotated.
+//!   values rolls the pods when the Secret is rotated;
+//! - the object store Secrets of `spec.backup` and `spec.restore` (access key, CA): a missing
+//!   one is reported (Degraded `BackupSecretNotFound`) without stopping the reconcile, as the
+//!   site runs without them and their pods start once the Secret appears.
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::Api;
@@ -15,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::Context;
 use crate::build::network_policy::POSTGRES_PORT;
+use crate::build::object_store::{ACCESS_KEY_ID, ACCESS_SECRET_KEY};
 use crate::build::{Credentials, ExternalDatabase, Kind, ValidatedSite, secret};
 use crate::error::Stage;
 use crate::{Error, names};
@@ -27,6 +31,8 @@ pub struct References {
     pub external_database: Option<ExternalDatabase>,
     /// Phase of `storage.originals.existingClaim`.
     pub existing_claim_phase: Option<String>,
+    /// What is missing from the object store Secrets of `spec.backup` and `spec.restore`.
+    pub missing_store_secrets: Vec<String>,
 }
 
 /// The TCP ports of the hosts in a Postgres connection URI
@@ -117,10 +123,56 @@ pub async fn dereference(site: &ValidatedSite<'_>, ctx: &Context) -> Result<Refe
         });
     }
 
+    let mut missing_store_secrets = Vec::new();
+    let mut wanted: Vec<(String, String, String)> = Vec::new();
+    for (field, store) in [
+        ("backup", site.backup.as_ref().map(|b| &b.store)),
+        ("restore", site.restore.as_ref().map(|r| &r.store)),
+    ] {
+        let Some(store) = store else { continue };
+        let s = store.spec;
+        for key in [ACCESS_KEY_ID, ACCESS_SECRET_KEY] {
+            wanted.push((
+                format!("{field}.objectStore.credentialsSecret"),
+                s.credentials_secret.clone(),
+                key.to_string(),
+            ));
+        }
+        if let Some(ca) = &s.ca_secret {
+            wanted.push((
+                format!("{field}.objectStore.caSecret"),
+                ca.name.clone(),
+                ca.key.clone(),
+            ));
+        }
+    }
+    let mut read: Vec<(String, Option<Secret>)> = Vec::new();
+    for (field, name, key) in wanted {
+        let found = match read.iter().find(|(n, _)| *n == name) {
+            Some((_, found)) => found.clone(),
+            None => {
+                let found = get_secret(name.clone()).await?;
+                read.push((name.clone(), found.clone()));
+                found
+            }
+        };
+        let message = match found {
+            None => format!("{field}: Secret {name:?} not found"),
+            Some(secret) if secret_value(&secret, &key).is_none() => {
+                format!("{field}: Secret {name:?} has no key {key:?}")
+            }
+            Some(_) => continue,
+        };
+        if !missing_store_secrets.contains(&message) {
+            missing_store_secrets.push(message);
+        }
+    }
+
     Ok(References {
         credentials,
         external_database,
         existing_claim_phase,
+        missing_store_secrets,
     })
 }
 

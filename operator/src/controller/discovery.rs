@@ -1,9 +1,10 @@
-//! Which optional APIs the cluster serves: CloudNativePG (`postgresql.cnpg.io/v1` `Cluster`)
-//! and the Prometheus Operator (`monitoring.coreos.com/v1` `ServiceMonitor`, `PodMonitor`,
-//! `PrometheusRule`).
+//! Which optional APIs the cluster serves: CloudNativePG (`postgresql.cnpg.io/v1` `Cluster`),
+//! the Prometheus Operator (`monitoring.coreos.com/v1` `ServiceMonitor`, `PodMonitor`,
+//! `PrometheusRule`) and CloudNativePG's Barman Cloud plugin (`barmancloud.cnpg.io/v1`
+//! `ObjectStore`, for database backups and restore).
 //!
 //! Checked by discovery at start and again every [`super::RunArgs::discovery_interval`], so
-//! installing either after the operator needs no restart: when the answer changes, every
+//! installing any of them after the operator needs no restart: when the answer changes, every
 //! PhotoSite is reconciled again. A discovery request that fails for another reason than
 //! "not served" keeps the previous answer. Discovery (`GET /apis/<group>/<version>`) is
 //! allowed to every authenticated user by the built-in `system:discovery` role.
@@ -22,6 +23,7 @@ use crate::build::Apis;
 pub struct Capabilities {
     cloudnative_pg: AtomicBool,
     prometheus: AtomicBool,
+    barman_cloud: AtomicBool,
 }
 
 impl Capabilities {
@@ -29,6 +31,7 @@ impl Capabilities {
         Capabilities {
             cloudnative_pg: AtomicBool::new(apis.cloudnative_pg),
             prometheus: AtomicBool::new(apis.prometheus),
+            barman_cloud: AtomicBool::new(apis.barman_cloud),
         }
     }
 
@@ -36,6 +39,7 @@ impl Capabilities {
         Apis {
             cloudnative_pg: self.cloudnative_pg.load(Ordering::Relaxed),
             prometheus: self.prometheus.load(Ordering::Relaxed),
+            barman_cloud: self.barman_cloud.load(Ordering::Relaxed),
         }
     }
 
@@ -45,6 +49,8 @@ impl Capabilities {
         self.cloudnative_pg
             .store(apis.cloudnative_pg, Ordering::Relaxed);
         self.prometheus.store(apis.prometheus, Ordering::Relaxed);
+        self.barman_cloud
+            .store(apis.barman_cloud, Ordering::Relaxed);
         before != apis
     }
 }
@@ -77,9 +83,11 @@ pub async fn discover(client: &Client, previous: Apis) -> Apis {
         &["ServiceMonitor", "PodMonitor", "PrometheusRule"],
     )
     .await;
+    let barman_cloud = serves(client, "barmancloud.cnpg.io", "v1", &["ObjectStore"]).await;
     Apis {
         cloudnative_pg: cloudnative_pg.unwrap_or(previous.cloudnative_pg),
         prometheus: prometheus.unwrap_or(previous.prometheus),
+        barman_cloud: barman_cloud.unwrap_or(previous.barman_cloud),
     }
 }
 
@@ -100,6 +108,7 @@ pub fn refresh(
                     info!(
                         cloudnative_pg = apis.cloudnative_pg,
                         prometheus = apis.prometheus,
+                        barman_cloud = apis.barman_cloud,
                         "optional APIs changed; reconciling every PhotoSite"
                     );
                     return Some(((), (client, capabilities)));
@@ -118,6 +127,7 @@ mod tests {
         let c = Capabilities::new(Apis {
             cloudnative_pg: false,
             prometheus: true,
+            barman_cloud: false,
         });
         assert!(!c.set(c.get()));
         assert!(c.set(Apis::ALL));

@@ -3,7 +3,8 @@
 //! 1. validate: [`crate::build::validate`] turns the PhotoSite into the
 //!    [`crate::build::ValidatedSite`] that the builders alone accept.
 //! 2. [`dereference`]: read what the PhotoSite points at (its credentials Secret, an existing
-//!    originals claim, an external database Secret). The only reads besides the stores.
+//!    originals claim, an external database Secret, the object store Secrets of its backups
+//!    and restore). The only reads besides the stores.
 //! 3. build: [`crate::build::desired`], pure, no client; children of an optional API the
 //!    cluster lacks ([`discovery`]) are left out and reported.
 //! 4. [`plan`]: the pure diff of desired against the watch stores, so a converged PhotoSite
@@ -18,6 +19,7 @@
 //! again with the same name adopts them).
 
 pub mod apply;
+pub mod backups;
 pub mod dereference;
 pub mod discovery;
 pub mod events;
@@ -45,7 +47,7 @@ use tracing::{info, warn};
 use crate::build::{self, Apis, Inputs, Kind, OptionalApi};
 use crate::crd::PhotoSite;
 use crate::metrics::Metrics;
-use crate::{Error, labels};
+use crate::{Error, labels, names};
 use discovery::Capabilities;
 use plan::Observed;
 
@@ -193,6 +195,8 @@ pub struct Outcome {
     pub status_changed: bool,
     /// Monitoring objects asked for but the Prometheus Operator is not installed.
     pub monitoring_ignored: bool,
+    /// A backup failure that the `BackupHealthy` condition newly reports (a Warning Event).
+    pub backup_failure: Option<status::Problem>,
 }
 
 /// Reconcile one PhotoSite (the controller's entry point).
@@ -240,6 +244,10 @@ pub async fn reconcile(
             {
                 events::monitoring_ignored(&ctx, &reference).await;
             }
+            if let Some(failure) = &outcome.backup_failure {
+                warn!(site = %k, reason = failure.reason, problem = %failure.message, "backup failing");
+                events::degraded(&ctx, &reference, std::slice::from_ref(failure)).await;
+            }
             if !outcome.problems.is_empty() {
                 // Reported in the status; the author (or an admin) must act: retry slowly.
                 ctx.metrics.count_result("degraded");
@@ -280,28 +288,47 @@ pub async fn reconcile(
 pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, Error> {
     let site = build::validate(photosite)?;
     let refs = dereference::dereference(&site, ctx).await?;
+    let observed = Observed::from_stores(&ctx.stores, &site)?;
+    // the restore (spec.restore) gates the Deployment: done once recorded or seen done
+    let restore_job = names::restore(site.name);
+    let originals_restored = backups::restored_time(
+        photosite.status.as_ref(),
+        observed.get(Kind::Job, &restore_job),
+    )
+    .is_some();
     let inputs = Inputs {
         credentials: Some(refs.credentials),
         apis: ctx.capabilities.get(),
         external_database: refs.external_database,
+        originals_restored,
     };
     let desired = build::desired(&site, &inputs)?;
-    let observed = Observed::from_stores(&ctx.stores, &site)?;
     let plan = plan::plan(&desired, &observed)?;
     let applied = apply::apply(&site, &plan, observed, ctx).await?;
     let deleted = apply::cleanup(&site, &plan, ctx).await?;
-    let problems = status::problems(&applied.refused, &desired.missing);
+    let mut problems = status::problems(&applied.refused, &desired.missing);
+    problems.extend(refs.missing_store_secrets.iter().map(|m| status::Problem {
+        reason: status::reason::BACKUP_SECRET_NOT_FOUND,
+        message: m.clone(),
+    }));
+    problems.extend(backups::restore_failure(
+        &site,
+        originals_restored,
+        applied.live.get(&(Kind::Job, restore_job)),
+    ));
     let observations = status::Observations {
         live: applied.live,
         problems: problems.clone(),
         missing: &desired.missing,
         existing_claim_phase: refs.existing_claim_phase,
+        now: k8s_openapi::jiff::Timestamp::now(),
     };
     let status = status::compute(photosite, &site, &observations);
     let ready = status
         .conditions
         .iter()
         .any(|c| c.type_ == status::ConditionType::Ready.as_str() && c.status == "True");
+    let backup_failure = backups::failure_event(photosite.status.as_ref(), &status);
     let status_changed = status::patch_if_changed(photosite, ctx, status).await?;
     Ok(Outcome {
         applied: applied.changed,
@@ -310,6 +337,7 @@ pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, E
         problems,
         status_changed,
         monitoring_ignored: desired.missing.contains(&OptionalApi::PrometheusOperator),
+        backup_failure,
     })
 }
 
@@ -389,17 +417,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
-    let apis = discovery::discover(
-        &client,
-        Apis {
-            cloudnative_pg: false,
-            prometheus: false,
-        },
-    )
-    .await;
+    let apis = discovery::discover(&client, Apis::NONE).await;
     info!(
         cloudnative_pg = apis.cloudnative_pg,
         prometheus = apis.prometheus,
+        barman_cloud = apis.barman_cloud,
         "discovered optional APIs"
     );
     if !apis.cloudnative_pg {

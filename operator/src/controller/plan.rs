@@ -17,12 +17,17 @@
 //! live copy differs in those (reported as refused: the API would answer 422), and never asks
 //! to shrink one (the live size is kept).
 //!
+//! A Job (the restore of `spec.restore`) is created once and never applied again: its pod
+//! template is immutable, and a Job that ran is a record, not something to update.
+//!
 //! Deletions: children the operator may create for a site
 //! ([`crate::build::possible_children`], looked up by name: no scan of the stores) that exist,
 //! carry the site's labels and are no longer desired (HPA after autoscaling is turned off,
-//! Ingress, monitoring). The originals claim, the database and the credentials Secret are
-//! never deleted this way: data is only removed by the garbage collector under
-//! `dataPolicy: Delete`.
+//! Ingress, monitoring, the backup CronJob and ScheduledBackup). The originals claim, the
+//! database, the credentials Secret, the Barman Cloud ObjectStores (a retained or
+//! re-configured database may still archive to one) and the restore Job (its log is the
+//! restore's report; its TTL removes it) are never deleted this way: data is only removed by
+//! the garbage collector under `dataPolicy: Delete`.
 
 use std::collections::HashMap;
 
@@ -236,11 +241,16 @@ impl Plan {
     }
 }
 
-/// Kinds that are never deleted by the operator (data and credentials).
+/// Kinds that are never deleted by the operator (data, credentials, where the database
+/// archives, the restore's record).
 pub fn protected(kind: Kind) -> bool {
     matches!(
         kind,
-        Kind::PersistentVolumeClaim | Kind::DatabaseCluster | Kind::Secret
+        Kind::PersistentVolumeClaim
+            | Kind::DatabaseCluster
+            | Kind::Secret
+            | Kind::ObjectStore
+            | Kind::Job
     )
 }
 
@@ -288,6 +298,10 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
     let mut plan = Plan::default();
     for c in &desired.children {
         let live = observed.get(c.kind, &c.name);
+        if c.kind == Kind::Job && live.is_some() {
+            plan.unchanged.push((c.kind, c.name.clone()));
+            continue;
+        }
         let object = if c.kind == Kind::PersistentVolumeClaim {
             match claim(&c.object, live) {
                 Ok(o) => o,

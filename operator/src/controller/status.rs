@@ -1,7 +1,8 @@
 //! Step 4: status, computed only from what was applied (or is live), patched only when it
 //! changed.
 //!
-//! Conditions ([`ConditionType`]): `Ready`, `Progressing`, `Degraded`, `DatabaseReady`. Each
+//! Conditions ([`ConditionType`]): `Ready`, `Progressing`, `Degraded`, `DatabaseReady`, and
+//! with `spec.backup` `BackupHealthy` (see [`super::backups`]; it never affects `Ready`). Each
 //! carries `observedGeneration`, as does the status, so `kubectl wait --for=condition=Ready`
 //! never returns on a stale status. `lastTransitionTime` is kept when a condition's status did
 //! not change, so identical reconciles produce identical statuses and no writes.
@@ -19,16 +20,17 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Value, json};
 
-use super::Context;
 use super::plan::Refusal;
+use super::{Context, backups};
 use crate::build::{Kind, OptionalApi, ValidatedSite, ingress};
-use crate::crd::{PhotoSite, PhotoSiteStatus};
+use crate::crd::{PhotoSite, PhotoSiteStatus, RestoreStatus};
 use crate::error::Stage;
 use crate::{Error, labels, names};
 
 /// The conditions a PhotoSite reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ConditionType {
+    BackupHealthy,
     DatabaseReady,
     Degraded,
     Progressing,
@@ -36,7 +38,8 @@ pub enum ConditionType {
 }
 
 impl ConditionType {
-    pub const ALL: [ConditionType; 4] = [
+    pub const ALL: [ConditionType; 5] = [
+        ConditionType::BackupHealthy,
         ConditionType::DatabaseReady,
         ConditionType::Degraded,
         ConditionType::Progressing,
@@ -45,6 +48,7 @@ impl ConditionType {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            ConditionType::BackupHealthy => "BackupHealthy",
             ConditionType::DatabaseReady => "DatabaseReady",
             ConditionType::Degraded => "Degraded",
             ConditionType::Progressing => "Progressing",
@@ -71,6 +75,10 @@ pub mod reason {
     pub const CHILD_REFUSED: &str = "ChildRefused";
     /// The site needs a CloudNativePG cluster and CloudNativePG is not installed.
     pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
+    /// The site's database backups or restore need the Barman Cloud plugin, not installed.
+    pub const BARMAN_CLOUD_NOT_INSTALLED: &str = "BarmanCloudNotInstalled";
+    /// A Secret that `spec.backup` or `spec.restore` names is missing or lacks a key.
+    pub const BACKUP_SECRET_NOT_FOUND: &str = "BackupSecretNotFound";
 }
 
 /// One condition before timestamps and generation.
@@ -105,13 +113,20 @@ pub struct Problem {
     pub message: String,
 }
 
-/// The problems of a reconcile: missing CloudNativePG, then each refused child.
+/// The problems of a reconcile: missing CloudNativePG or Barman Cloud plugin, then each
+/// refused child.
 pub fn problems(refused: &[Refusal], missing: &[OptionalApi]) -> Vec<Problem> {
     let mut out = Vec::new();
     if missing.contains(&OptionalApi::CloudNativePg) {
         out.push(Problem {
             reason: reason::CLOUDNATIVE_PG_NOT_INSTALLED,
             message: "CloudNativePG is not installed (the API serves no postgresql.cnpg.io/v1 Cluster): install it, or set database.external".into(),
+        });
+    }
+    if missing.contains(&OptionalApi::BarmanCloud) {
+        out.push(Problem {
+            reason: reason::BARMAN_CLOUD_NOT_INSTALLED,
+            message: "the Barman Cloud plugin for CloudNativePG is not installed (the API serves no barmancloud.cnpg.io/v1 ObjectStore): the database is not backed up, and a database to restore is not created until it is".into(),
         });
     }
     out.extend(refused.iter().map(|r| Problem {
@@ -192,6 +207,8 @@ pub struct Observations<'a> {
     pub missing: &'a [OptionalApi],
     /// Phase of `storage.originals.existingClaim`, as read by dereference.
     pub existing_claim_phase: Option<String>,
+    /// The time backups' ages are measured at.
+    pub now: k8s_openapi::jiff::Timestamp,
 }
 
 /// The status for a site whose children were applied.
@@ -230,6 +247,16 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
         obs.existing_claim_phase.clone()
     };
     let claim = crate::build::pvc::claim_name(site);
+    let restored = backups::restored_time(
+        photosite.status.as_ref(),
+        obs.live.get(&(Kind::Job, names::restore(site.name))),
+    );
+    let restoring = if restored.is_none() {
+        backups::restoring(site)
+    } else {
+        None
+    };
+    let backup = backups::health(site, &obs.live, obs.missing, obs.now);
 
     use ConditionType::*;
     let pods = format!("{ready}/{want} photo-server pods ready, {updated} updated");
@@ -261,6 +288,8 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
     });
     conds.push(if let Some(p) = obs.problems.first() {
         Cond::new(Ready, false, p.reason, problem_message)
+    } else if let Some(r) = restoring {
+        r
     } else if !db_ready {
         Cond::new(Ready, false, reason::DATABASE_NOT_READY, db_message)
     } else if !rolled_out && originals.as_deref() == Some("Pending") {
@@ -275,6 +304,10 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
     } else {
         Cond::new(Ready, true, reason::READY, pods)
     });
+    let backup = backup.map(|(cond, status)| {
+        conds.push(cond);
+        status
+    });
     PhotoSiteStatus {
         observed_generation: generation,
         conditions: merge(photosite.status.as_ref(), &conds, generation),
@@ -284,6 +317,10 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
         url: Some(ingress::url(site)),
         database: Some(db_state),
         originals,
+        backup,
+        restore: site.restore.as_ref().map(|_| RestoreStatus {
+            originals_restored_time: restored,
+        }),
     }
 }
 
@@ -298,7 +335,7 @@ pub fn degraded(site: &PhotoSite, err: &Error) -> PhotoSiteStatus {
         .iter()
         .filter_map(|c| {
             let t = ConditionType::parse(&c.type_)?;
-            matches!(t, DatabaseReady | Progressing)
+            matches!(t, BackupHealthy | DatabaseReady | Progressing)
                 .then(|| Cond::new(t, c.status == "True", c.reason.clone(), c.message.clone()))
         })
         .collect();

@@ -44,6 +44,7 @@ fn controller_inputs() -> Inputs {
         credentials: Some(creds()),
         apis: Apis::ALL,
         external_database: None,
+        originals_restored: false,
     }
 }
 
@@ -701,7 +702,7 @@ async fn without_cloudnative_pg_the_rest_appears_and_the_site_is_degraded() {
     let (ctx, server) = Context::test(fixtures_stores(&[]));
     ctx.capabilities.set(Apis {
         cloudnative_pg: false,
-        prometheus: true,
+        ..Apis::ALL
     });
     let mut inputs = controller_inputs();
     inputs.apis.cloudnative_pg = false;
@@ -753,8 +754,8 @@ async fn ignored_monitoring_sends_one_event_per_generation() {
     let site = with_converged_status(site, &live);
     let (ctx, server) = Context::test(fixtures_stores(&live));
     ctx.capabilities.set(Apis {
-        cloudnative_pg: true,
         prometheus: false,
+        ..Apis::ALL
     });
     let verifier = server.run(vec![event(NS, "Warning", "MonitoringIgnored")]);
     // converged otherwise: the first reconcile warns, the second writes nothing at all
@@ -764,8 +765,8 @@ async fn ignored_monitoring_sends_one_event_per_generation() {
     // a new generation warns again
     let (ctx2, server2) = Context::test(fixtures_stores(&live));
     ctx2.capabilities.set(Apis {
-        cloudnative_pg: true,
         prometheus: false,
+        ..Apis::ALL
     });
     let verifier = server2.run(vec![
         event(NS, "Warning", "MonitoringIgnored"),
@@ -795,7 +796,8 @@ async fn discovery_finds_cloudnative_pg_and_the_prometheus_operator() {
                    "namespaced": true, "kind": k, "verbs": ["get"]})).collect::<Vec<_>>()})
     };
     let verifier = server.run(vec![
-        // first look: CloudNativePG missing, the Prometheus Operator present
+        // first look: CloudNativePG and its Barman Cloud plugin missing, the Prometheus
+        // Operator present
         get_missing("/apis/postgresql.cnpg.io/v1"),
         Step::new(
             Method::GET,
@@ -805,7 +807,8 @@ async fn discovery_finds_cloudnative_pg_and_the_prometheus_operator() {
                 resources(&["ServiceMonitor", "PodMonitor", "PrometheusRule"]),
             ),
         ),
-        // later: CloudNativePG installed; discovery of the other group fails: keep its answer
+        get_missing("/apis/barmancloud.cnpg.io/v1"),
+        // later: both installed; discovery of the other group fails: keep its answer
         Step::new(
             Method::GET,
             "/apis/postgresql.cnpg.io/v1",
@@ -816,17 +819,18 @@ async fn discovery_finds_cloudnative_pg_and_the_prometheus_operator() {
             "/apis/monitoring.coreos.com/v1",
             Reply::Json(503, status_error(503, "ServiceUnavailable")),
         ),
+        Step::new(
+            Method::GET,
+            "/apis/barmancloud.cnpg.io/v1",
+            Reply::Json(200, resources(&["ObjectStore"])),
+        ),
     ]);
-    let none = Apis {
-        cloudnative_pg: false,
-        prometheus: false,
-    };
-    let first = discovery::discover(&ctx.client, none).await;
+    let first = discovery::discover(&ctx.client, Apis::NONE).await;
     assert_eq!(
         first,
         Apis {
-            cloudnative_pg: false,
-            prometheus: true
+            prometheus: true,
+            ..Apis::NONE
         }
     );
     assert!(ctx.capabilities.set(first));
@@ -878,4 +882,477 @@ async fn external_database_port_and_secret_hash_reach_the_children() {
     let verifier = server.run(steps);
     reconcile(guard(site), ctx).await.unwrap();
     verifier.await.unwrap();
+}
+
+// ---- backups and restore ----
+
+/// A Secret with the object store keys, as the API server returns it.
+fn store_secret(name: &str) -> Step {
+    Step::new(
+        Method::GET,
+        format!("/api/v1/namespaces/{NS}/secrets/{name}"),
+        Reply::Json(
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                   "data": {"ACCESS_KEY_ID": "QUtJQQ==", "ACCESS_SECRET_KEY": "c2VjcmV0"}}),
+        ),
+    )
+}
+
+/// RFC 3339 time `hours` before now.
+fn hours_ago(hours: i64) -> String {
+    let t =
+        k8s_openapi::jiff::Timestamp::now() - k8s_openapi::jiff::SignedDuration::from_hours(hours);
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn backed_up() -> PhotoSite {
+    with(demo(), |s| s.spec.backup = Some(backup_spec()))
+}
+
+/// Live children of a converged backed-up site, with backups `hours` old (the originals'
+/// last run succeeded).
+fn converged_backups(site: &PhotoSite, hours: i64) -> Vec<(Kind, Value)> {
+    let mut live = converged(site);
+    for (k, o) in live.iter_mut() {
+        o["metadata"]["creationTimestamp"] = json!(hours_ago(24 * 30));
+        match k {
+            Kind::CronJob => {
+                o["status"] = json!({"lastScheduleTime": hours_ago(hours + 1),
+                                     "lastSuccessfulTime": hours_ago(hours)})
+            }
+            Kind::ObjectStore => {
+                o["status"] = json!({"serverRecoveryWindow": {"demo-db": {
+                    "firstRecoverabilityPoint": hours_ago(24 * 30),
+                    "lastSuccessfulBackupTime": hours_ago(hours)}}})
+            }
+            Kind::DatabaseCluster => {
+                if let Some(cs) = o["status"]["conditions"].as_array_mut() {
+                    cs.push(json!({"type": "ContinuousArchiving", "status": "True"}));
+                    cs.push(json!({"type": "LastBackupSucceeded", "status": "True"}));
+                }
+            }
+            _ => {}
+        }
+    }
+    live
+}
+
+/// The site with the status a reconcile computes now.
+fn with_status_now(mut site: PhotoSite, live: &[(Kind, Value)]) -> PhotoSite {
+    let obs = status::Observations {
+        live: live
+            .iter()
+            .map(|(k, o)| {
+                (
+                    (*k, o["metadata"]["name"].as_str().unwrap().to_string()),
+                    o.clone(),
+                )
+            })
+            .collect(),
+        now: k8s_openapi::jiff::Timestamp::now(),
+        ..status::Observations::default()
+    };
+    site.status = Some(status::compute(&site, &valid(&site), &obs));
+    site
+}
+
+#[tokio::test]
+async fn backups_create_the_object_store_schedule_and_cronjob() {
+    let site = backed_up();
+    let (ctx, server) = Context::test(fixtures_stores(&[]));
+    let mut steps = vec![
+        get_missing(format!("/api/v1/namespaces/{NS}/secrets/demo-credentials")),
+        store_secret("backup-s3"),
+    ];
+    for step in apply_steps(&site, &controller_inputs()) {
+        let step = if step.uri.contains("/objectstores/demo-backup") {
+            step.check(|b| {
+                assert_eq!(b["apiVersion"], "barmancloud.cnpg.io/v1");
+                assert_eq!(
+                    b["spec"]["configuration"]["destinationPath"],
+                    "s3://backups/prod/site/postgres"
+                );
+                assert_eq!(b["spec"]["retentionPolicy"], "30d");
+            })
+        } else if step.uri.contains("/clusters/demo-db") {
+            step.check(|b| {
+                assert_eq!(b["spec"]["plugins"][0]["isWALArchiver"], true);
+                assert_eq!(
+                    b["spec"]["plugins"][0]["parameters"]["barmanObjectName"],
+                    "demo-backup"
+                );
+            })
+        } else if step.uri.contains("/scheduledbackups/demo-backup") {
+            step.check(|b| {
+                assert_eq!(b["spec"]["method"], "plugin");
+                assert_eq!(b["spec"]["schedule"], "0 0 3 * * *");
+            })
+        } else if step.uri.contains("/cronjobs/demo-backup") {
+            step.check(|b| {
+                assert_eq!(b["spec"]["schedule"], "0 3 * * *");
+                assert_eq!(b["spec"]["concurrencyPolicy"], "Forbid");
+                let c = &b["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+                assert_eq!(c["args"][0], "backup");
+            })
+        } else {
+            step
+        };
+        steps.push(step);
+    }
+    let kinds: Vec<String> = steps.iter().map(|s| s.uri.clone()).collect();
+    for kind in [
+        "objectstores",
+        "scheduledbackups",
+        "cronjobs",
+        "networkpolicies/demo-jobs",
+    ] {
+        assert!(kinds.iter().any(|u| u.contains(kind)), "{kind} not applied");
+    }
+    steps.push(status_patch(NS, "demo").check(|b| {
+        let c = condition(b, "BackupHealthy");
+        assert_eq!(c["status"], "False");
+        assert_eq!(c["reason"], "BackupPending");
+        assert_eq!(c["observedGeneration"], 1);
+        // the server does not wait for backups
+        assert_eq!(ready_of(b).1, "DatabaseNotReady");
+    }));
+    steps.push(event(NS, "Normal", "Applied"));
+    let verifier = server.run(steps);
+    reconcile(guard(site), ctx).await.unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn recent_backups_are_healthy_and_make_no_writes() {
+    let site = backed_up();
+    let live = converged_backups(&site, 2);
+    let site = with_status_now(site, &live);
+    let st = site.status.as_ref().unwrap();
+    let c = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "BackupHealthy")
+        .unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "BackupsSucceeding")
+    );
+    let b = st.backup.as_ref().unwrap();
+    assert!(b.last_originals_backup_time.is_some());
+    assert!(b.last_database_backup_time.is_some());
+    assert!(b.first_recoverability_point.is_some());
+    let (ctx, server) = Context::test(fixtures_stores(&live));
+    // only the object store Secret is read: nothing written
+    let verifier = server.run(vec![store_secret("backup-s3")]);
+    let action = reconcile(guard(site), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(RESYNC));
+    let seen = verifier.await.unwrap();
+    assert!(seen.iter().all(|(m, _, _)| m == Method::GET));
+}
+
+#[tokio::test]
+async fn a_failed_originals_backup_is_reported_once() {
+    let site = backed_up();
+    let healthy = converged_backups(&site, 2);
+    let site = with_status_now(site, &healthy);
+    // the CronJob's last run (scheduled after the last success) failed
+    let mut live = healthy.clone();
+    for (k, o) in live.iter_mut() {
+        if *k == Kind::CronJob {
+            o["status"] = json!({"lastScheduleTime": hours_ago(1),
+                                 "lastSuccessfulTime": hours_ago(25)});
+        }
+    }
+    let (ctx, server) = Context::test(fixtures_stores(&live));
+    let verifier = server.run(vec![
+        store_secret("backup-s3"),
+        status_patch(NS, "demo").check(|b| {
+            let c = condition(b, "BackupHealthy");
+            assert_eq!(c["status"], "False");
+            assert_eq!(c["reason"], "OriginalsBackupFailed");
+            assert!(
+                c["message"].as_str().unwrap().contains("did not succeed"),
+                "{c}"
+            );
+            // Ready is about serving, not about backups
+            assert_eq!(ready_of(b), ("True".into(), "Ready".into()));
+        }),
+        event(NS, "Warning", "OriginalsBackupFailed"),
+    ]);
+    let action = reconcile(guard(site.clone()), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(RESYNC));
+    verifier.await.unwrap();
+    // reconciled again with that status: the same failure sends nothing more
+    let failed = with_status_now(site, &live);
+    let (ctx, server) = Context::test(fixtures_stores(&live));
+    let verifier = server.run(vec![store_secret("backup-s3")]);
+    reconcile(guard(failed), ctx).await.unwrap();
+    assert_eq!(verifier.await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn failing_wal_archiving_and_old_backups_warn() {
+    let site = backed_up();
+    let healthy = converged_backups(&site, 2);
+    let site = with_status_now(site, &healthy);
+    let mut live = converged_backups(&site, 30); // older than maxAge 26h
+    for (k, o) in live.iter_mut() {
+        if *k == Kind::DatabaseCluster {
+            o["status"]["conditions"] = json!([
+                {"type": "Ready", "status": "True"},
+                {"type": "ContinuousArchiving", "status": "False",
+                 "message": "unexpected failure invoking barman-cloud-wal-archive: exit status 4"}
+            ]);
+        }
+    }
+    let (ctx, server) = Context::test(fixtures_stores(&live));
+    let verifier = server.run(vec![
+        store_secret("backup-s3"),
+        status_patch(NS, "demo").check(|b| {
+            let c = condition(b, "BackupHealthy");
+            assert_eq!(c["reason"], "WALArchivingFailed");
+            let m = c["message"].as_str().unwrap();
+            assert!(m.contains("exit status 4"), "{m}");
+            assert!(m.contains("older than maxAge 26h"), "{m}");
+        }),
+        event(NS, "Warning", "WALArchivingFailed"),
+    ]);
+    reconcile(guard(site), ctx).await.unwrap();
+    verifier.await.unwrap();
+}
+
+#[tokio::test]
+async fn missing_backup_secret_degrades_without_stopping_the_site() {
+    let site = backed_up();
+    let (ctx, server) = Context::test(fixtures_stores(&[]));
+    let mut steps = vec![
+        get_missing(format!("/api/v1/namespaces/{NS}/secrets/demo-credentials")),
+        get_missing(format!("/api/v1/namespaces/{NS}/secrets/backup-s3")),
+    ];
+    steps.extend(apply_steps(&site, &controller_inputs()));
+    steps.push(status_patch(NS, "demo").check(|b| {
+        let d = condition(b, "Degraded");
+        assert_eq!(d["reason"], "BackupSecretNotFound");
+        assert_eq!(
+            d["message"],
+            "backup.objectStore.credentialsSecret: Secret \"backup-s3\" not found"
+        );
+    }));
+    steps.push(event(NS, "Normal", "Applied"));
+    steps.push(event(NS, "Warning", "BackupSecretNotFound"));
+    let verifier = server.run(steps);
+    let action = reconcile(guard(site), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(USER_ERROR_REQUEUE));
+    let seen = verifier.await.unwrap();
+    assert!(
+        seen.iter()
+            .any(|(_, uri, _)| uri.contains("/deployments/demo"))
+    );
+}
+
+#[tokio::test]
+async fn backups_off_delete_the_schedule_but_keep_the_object_store() {
+    let site = backed_up();
+    let live = converged_backups(&site, 2);
+    let mut site = with_status_now(site, &live);
+    site.spec.backup = None;
+    site.metadata.generation = Some(2);
+    let (ctx, server) = Context::test(fixtures_stores(&live));
+    let verifier = server.run(vec![
+        // the Cluster stops archiving first
+        apply(Kind::DatabaseCluster, NS, "demo-db")
+            .check(|b| assert!(b["spec"].get("plugins").is_none())),
+        // in apply order
+        Step::new(
+            Method::DELETE,
+            "/apis/postgresql.cnpg.io/v1/namespaces/photos/scheduledbackups/demo-backup?",
+            Reply::Json(200, status_error(200, "Success")),
+        ),
+        Step::new(
+            Method::DELETE,
+            "/apis/networking.k8s.io/v1/namespaces/photos/networkpolicies/demo-jobs?",
+            Reply::Json(200, status_error(200, "Success")),
+        ),
+        Step::new(
+            Method::DELETE,
+            "/apis/batch/v1/namespaces/photos/cronjobs/demo-backup?",
+            Reply::Json(200, status_error(200, "Success")),
+        ),
+        status_patch(NS, "demo").check(|b| {
+            assert!(
+                b["status"]["conditions"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|c| c["type"] != "BackupHealthy")
+            );
+            assert!(b["status"].get("backup").is_none());
+        }),
+        event(NS, "Normal", "Applied"),
+    ]);
+    reconcile(guard(site), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    // where the database archived is never deleted by the operator
+    assert!(seen.iter().all(|(_, uri, _)| !uri.contains("objectstores")));
+}
+
+fn restored_site() -> PhotoSite {
+    with(demo(), |s| {
+        s.spec.restore = Some(restore_spec());
+        s.spec.backup = Some(backup_spec());
+    })
+}
+
+#[tokio::test]
+async fn restore_runs_before_the_deployment_exists() {
+    let site = restored_site();
+    let (ctx, server) = Context::test(fixtures_stores(&[]));
+    let mut steps = vec![
+        get_missing(format!("/api/v1/namespaces/{NS}/secrets/demo-credentials")),
+        store_secret("backup-s3"),
+        store_secret("restore-s3"),
+    ];
+    steps.extend(apply_steps(&site, &controller_inputs()));
+    steps.push(status_patch(NS, "demo").check(|b| {
+        assert_eq!(ready_of(b), ("False".into(), "RestoringOriginals".into()));
+        assert!(
+            b["status"]["restore"]
+                .get("originalsRestoredTime")
+                .is_none()
+        );
+    }));
+    steps.push(event(NS, "Normal", "Applied"));
+    let verifier = server.run(steps);
+    reconcile(guard(site), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    let uris: Vec<&str> = seen.iter().map(|(_, u, _)| u.as_str()).collect();
+    let job = uris
+        .iter()
+        .position(|u| u.contains("/jobs/demo-restore"))
+        .unwrap();
+    let cluster = seen
+        .iter()
+        .find(|(_, u, _)| u.contains("/clusters/demo-db"))
+        .unwrap();
+    assert_eq!(
+        cluster.2["spec"]["bootstrap"]["recovery"]["source"],
+        "origin"
+    );
+    assert!(job > 0);
+    assert!(uris.iter().all(|u| !u.contains("/deployments/")));
+    assert!(uris.iter().all(|u| !u.contains("/cronjobs/")));
+}
+
+#[tokio::test]
+async fn a_finished_restore_starts_the_servers_and_is_recorded() {
+    let site = restored_site();
+    let mut restoring = controller_inputs();
+    restoring.originals_restored = false;
+    let mut live: Vec<(Kind, Value)> = build_all(&site, &restoring)
+        .children
+        .iter()
+        .map(|c| {
+            let mut o = with_hash(&c.object).unwrap();
+            o["metadata"]["creationTimestamp"] = json!(hours_ago(1));
+            (c.kind, o)
+        })
+        .collect();
+    for (k, o) in live.iter_mut() {
+        if *k == Kind::Job {
+            o["status"] = json!({"succeeded": 1, "completionTime": "2026-01-10T04:00:00Z",
+                "conditions": [{"type": "Complete", "status": "True"}]});
+        }
+    }
+    let (ctx, server) = Context::test(fixtures_stores(&live));
+    let verifier = server.run(vec![
+        store_secret("backup-s3"),
+        store_secret("restore-s3"),
+        apply(Kind::Deployment, NS, "demo"),
+        apply(Kind::CronJob, NS, "demo-backup"),
+        status_patch(NS, "demo").check(|b| {
+            assert_eq!(
+                b["status"]["restore"]["originalsRestoredTime"],
+                "2026-01-10T04:00:00Z"
+            );
+            assert_eq!(ready_of(b).1, "DatabaseNotReady");
+        }),
+        event(NS, "Normal", "Applied"),
+    ]);
+    reconcile(guard(site.clone()), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    // the finished Job is left to its TTL: its log is the restore's report
+    assert!(seen.iter().all(|(m, _, _)| m != Method::DELETE));
+
+    // a week later the Job is gone: the record keeps the servers, and nothing runs again
+    let mut done = site.clone();
+    done.status = Some(crate::crd::PhotoSiteStatus {
+        restore: Some(crate::crd::RestoreStatus {
+            originals_restored_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                "2026-01-10T04:00:00Z".parse().unwrap(),
+            )),
+        }),
+        ..crate::crd::PhotoSiteStatus::default()
+    });
+    let mut restored = controller_inputs();
+    restored.originals_restored = true;
+    let now: Vec<(Kind, Value)> = build_all(&site, &restored)
+        .children
+        .iter()
+        .map(|c| (c.kind, with_hash(&c.object).unwrap()))
+        .collect();
+    let (ctx, server) = Context::test(fixtures_stores(&now));
+    let verifier = server.run(vec![
+        store_secret("backup-s3"),
+        store_secret("restore-s3"),
+        status_patch(NS, "demo"),
+    ]);
+    reconcile(guard(done), ctx).await.unwrap();
+    let seen = verifier.await.unwrap();
+    assert!(seen.iter().all(|(_, uri, _)| !uri.contains("/jobs/")));
+}
+
+#[tokio::test]
+async fn a_failed_restore_is_degraded_and_never_starts_the_servers() {
+    let site = restored_site();
+    let mut restoring = controller_inputs();
+    restoring.originals_restored = false;
+    let mut live: Vec<(Kind, Value)> = build_all(&site, &restoring)
+        .children
+        .iter()
+        .map(|c| (c.kind, with_hash(&c.object).unwrap()))
+        .collect();
+    for (k, o) in live.iter_mut() {
+        if *k == Kind::Job {
+            o["status"] = json!({"failed": 7, "conditions": [{"type": "Failed", "status": "True",
+                "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]});
+        }
+    }
+    let (ctx, server) = Context::test(fixtures_stores(&live));
+    let verifier = server.run(vec![
+        store_secret("backup-s3"),
+        store_secret("restore-s3"),
+        status_patch(NS, "demo").check(|b| {
+            let d = condition(b, "Degraded");
+            assert_eq!(d["reason"], "RestoreFailed");
+            assert!(
+                d["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("delete job demo-restore"),
+                "{d}"
+            );
+            assert_eq!(ready_of(b).1, "RestoreFailed");
+        }),
+        event(NS, "Warning", "RestoreFailed"),
+    ]);
+    let action = reconcile(guard(site), ctx).await.unwrap();
+    assert_eq!(action, Action::requeue(USER_ERROR_REQUEUE));
+    let seen = verifier.await.unwrap();
+    // the failed Job is neither re-applied (its template is immutable) nor deleted
+    assert!(seen.iter().all(|(_, uri, _)| !uri.contains("/jobs/")));
+    assert!(
+        seen.iter()
+            .all(|(_, uri, _)| !uri.contains("/deployments/"))
+    );
 }

@@ -1,0 +1,698 @@
+//! What the live children say about backups and the restore: pure functions of the watch
+//! stores' copies (which keep each child's `status`), used by the pipeline and by
+//! [`super::status::compute`].
+//!
+//! Restore ([`restored_time`]): the originals are restored once the Job `<site>-restore` has
+//! the condition `Complete`; that time is kept in `status.restore.originalsRestoredTime`,
+//! which from then on is the record (the Job is deleted by its TTL a week later, and the
+//! restore never runs again). A Job with the condition `Failed` makes the site Degraded
+//! (`RestoreFailed`): deleting it lets the operator create it again.
+//!
+//! Backups ([`health`]), one `BackupHealthy` condition for both halves:
+//! - originals, from the CronJob `<site>-backup`: `lastSuccessfulTime` is the last good
+//!   backup; a `lastScheduleTime` later than it with no Job running means the last run
+//!   failed (the CronJob controller updates both when a Job finishes);
+//! - database (CloudNativePG), from the Cluster's `ContinuousArchiving` condition (WAL
+//!   archiving, which point-in-time recovery needs) and `LastBackupSucceeded` condition,
+//!   and the Barman Cloud plugin's record in the ObjectStore `<site>-backup`:
+//!   `status.serverRecoveryWindow["<site>-db"]` (`lastSuccessfulBackupTime`,
+//!   `lastFailedBackupTime`, `firstRecoverabilityPoint`).
+//!
+//! A half whose last success is older than `spec.backup.maxAge` (or that never succeeded
+//! within `maxAge` of its CronJob's or ObjectStore's creation) is `BackupTooOld`; one that
+//! has not run yet is `BackupPending`. The reason is the most serious one found, the message
+//! lists them all. Messages name times, never ages, so an unchanged state writes nothing.
+
+use std::collections::HashMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use serde_json::Value;
+
+use super::status::{Cond, ConditionType, Problem};
+use crate::build::{Kind, OptionalApi, ValidatedSite};
+use crate::crd::{BackupStatus, PhotoSiteStatus};
+use crate::names;
+
+/// Reasons of the `BackupHealthy` condition, most serious first.
+pub mod reason {
+    pub const WAL_ARCHIVING_FAILED: &str = "WALArchivingFailed";
+    pub const DATABASE_BACKUP_FAILED: &str = "DatabaseBackupFailed";
+    pub const ORIGINALS_BACKUP_FAILED: &str = "OriginalsBackupFailed";
+    pub const BARMAN_CLOUD_NOT_INSTALLED: &str = "BarmanCloudNotInstalled";
+    pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
+    pub const BACKUP_TOO_OLD: &str = "BackupTooOld";
+    pub const BACKUP_PENDING: &str = "BackupPending";
+    pub const BACKUPS_SUCCEEDING: &str = "BackupsSucceeding";
+    /// The restore Job failed (a Degraded reason).
+    pub const RESTORE_FAILED: &str = "RestoreFailed";
+    /// The originals are being restored (a Ready reason).
+    pub const RESTORING_ORIGINALS: &str = "RestoringOriginals";
+}
+
+/// Backup reasons that deserve a Warning Event when they appear.
+const WARN: [&str; 4] = [
+    reason::WAL_ARCHIVING_FAILED,
+    reason::DATABASE_BACKUP_FAILED,
+    reason::ORIGINALS_BACKUP_FAILED,
+    reason::BACKUP_TOO_OLD,
+];
+
+fn time(v: Option<&Value>) -> Option<Timestamp> {
+    v?.as_str()?.parse().ok()
+}
+
+fn show(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// The condition `type_` of a live object's `status.conditions`.
+fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
+    object
+        .pointer("/status/conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+fn is_true(object: &Value, type_: &str) -> bool {
+    condition(object, type_).is_some_and(|c| c["status"] == "True")
+}
+
+/// When the originals of `spec.restore` were restored: the recorded time, else the
+/// completion of a live Job that succeeded.
+pub fn restored_time(old: Option<&PhotoSiteStatus>, job: Option<&Value>) -> Option<Time> {
+    if let Some(t) = old
+        .and_then(|s| s.restore.as_ref())
+        .and_then(|r| r.originals_restored_time.clone())
+    {
+        return Some(t);
+    }
+    let job = job?;
+    if !is_true(job, "Complete") {
+        return None;
+    }
+    // a Job marked Complete has a completionTime; should it be missing, the condition's
+    let at = time(job.pointer("/status/completionTime"))
+        .or_else(|| time(condition(job, "Complete").and_then(|c| c.get("lastTransitionTime"))))
+        .unwrap_or(Timestamp::UNIX_EPOCH);
+    Some(Time(at))
+}
+
+/// The problem of a restore Job that failed (and has not been deleted to retry).
+pub fn restore_failure(
+    site: &ValidatedSite,
+    restored: bool,
+    job: Option<&Value>,
+) -> Option<Problem> {
+    let restore = site.restore.as_ref()?;
+    let job = job.filter(|_| !restored)?;
+    let failed = condition(job, "Failed").filter(|c| c["status"] == "True")?;
+    let why = failed["message"]
+        .as_str()
+        .or(failed["reason"].as_str())
+        .unwrap_or("failed");
+    let name = names::restore(site.name);
+    Some(Problem {
+        reason: reason::RESTORE_FAILED,
+        message: format!(
+            "restoring the originals from {} failed ({why}): see kubectl -n {ns} logs job/{name}; the servers start once it succeeds, and kubectl -n {ns} delete job {name} runs it again",
+            restore.store.url,
+            ns = site.namespace,
+        ),
+    })
+}
+
+/// Ready's reason and message while the originals are being restored.
+pub fn restoring(site: &ValidatedSite) -> Option<Cond> {
+    let restore = site.restore.as_ref()?;
+    Some(Cond::new(
+        ConditionType::Ready,
+        false,
+        reason::RESTORING_ORIGINALS,
+        format!(
+            "restoring the originals from {} (Job {}): the photo-server pods start when it has succeeded",
+            restore.store.url,
+            names::restore(site.name)
+        ),
+    ))
+}
+
+/// One thing wrong (or not yet right) with the backups.
+struct Issue {
+    reason: &'static str,
+    message: String,
+}
+
+/// How serious a reason is (lower is worse).
+fn rank(r: &str) -> usize {
+    [
+        reason::WAL_ARCHIVING_FAILED,
+        reason::DATABASE_BACKUP_FAILED,
+        reason::ORIGINALS_BACKUP_FAILED,
+        reason::BARMAN_CLOUD_NOT_INSTALLED,
+        reason::CLOUDNATIVE_PG_NOT_INSTALLED,
+        reason::BACKUP_TOO_OLD,
+        reason::BACKUP_PENDING,
+    ]
+    .iter()
+    .position(|x| *x == r)
+    .unwrap_or(usize::MAX)
+}
+
+/// Too old, pending, or fine: `last` success (else `since`, the child's creation) against
+/// `maxAge`.
+fn age_issue(
+    what: &str,
+    last: Option<Timestamp>,
+    since: Option<Timestamp>,
+    now: Timestamp,
+    max_age: &str,
+    max_age_seconds: i64,
+) -> Option<Issue> {
+    let too_old = |t: Timestamp| now.duration_since(t) > SignedDuration::from_secs(max_age_seconds);
+    match (last, since) {
+        (Some(t), _) if too_old(t) => Some(Issue {
+            reason: reason::BACKUP_TOO_OLD,
+            message: format!(
+                "the last successful {what} backup, at {}, is older than maxAge {max_age}",
+                show(t)
+            ),
+        }),
+        (Some(_), _) => None,
+        (None, Some(t)) if too_old(t) => Some(Issue {
+            reason: reason::BACKUP_TOO_OLD,
+            message: format!(
+                "no successful {what} backup since {} (more than maxAge {max_age})",
+                show(t)
+            ),
+        }),
+        (None, _) => Some(Issue {
+            reason: reason::BACKUP_PENDING,
+            message: format!("waiting for the first {what} backup"),
+        }),
+    }
+}
+
+/// The `BackupHealthy` condition and `status.backup` of a site with `spec.backup`, from the
+/// live children.
+pub fn health(
+    site: &ValidatedSite,
+    live: &HashMap<(Kind, String), Value>,
+    missing: &[OptionalApi],
+    now: Timestamp,
+) -> Option<(Cond, BackupStatus)> {
+    let backup = site.backup.as_ref()?;
+    let max_age = backup.spec.max_age.as_str();
+    let ns = site.namespace;
+    let get = |kind: Kind, name: String| live.get(&(kind, name));
+    let mut issues = Vec::new();
+    let mut status = BackupStatus::default();
+    let mut fine = Vec::new();
+
+    // originals: the CronJob
+    match get(Kind::CronJob, names::backup(site.name)) {
+        None if site.restore.is_some() => issues.push(Issue {
+            reason: reason::BACKUP_PENDING,
+            message: "the originals backup starts once the restore has succeeded".into(),
+        }),
+        None => issues.push(Issue {
+            reason: reason::BACKUP_PENDING,
+            message: format!(
+                "the CronJob {} is not created yet",
+                names::backup(site.name)
+            ),
+        }),
+        Some(cj) => {
+            let last_ok = time(cj.pointer("/status/lastSuccessfulTime"));
+            let scheduled = time(cj.pointer("/status/lastScheduleTime"));
+            let running = cj
+                .pointer("/status/active")
+                .and_then(Value::as_array)
+                .is_some_and(|a| !a.is_empty());
+            status.last_originals_backup_time = last_ok.map(Time);
+            match scheduled {
+                Some(s) if !running && last_ok.is_none_or(|ok| ok < s) => issues.push(Issue {
+                    reason: reason::ORIGINALS_BACKUP_FAILED,
+                    message: format!(
+                        "the originals backup scheduled at {} did not succeed: see kubectl -n {ns} get jobs -l photostack.io/site={},app.kubernetes.io/component=backup and their logs",
+                        show(s),
+                        site.name
+                    ),
+                }),
+                _ => {
+                    let created = time(cj.pointer("/metadata/creationTimestamp"));
+                    match age_issue(
+                        "originals",
+                        last_ok,
+                        created,
+                        now,
+                        max_age,
+                        backup.max_age_seconds,
+                    ) {
+                        Some(i) => issues.push(i),
+                        None => fine.extend(last_ok.map(|t| format!("originals at {}", show(t)))),
+                    }
+                }
+            }
+        }
+    }
+
+    // database: CloudNativePG and the plugin
+    if site.cloudnative_pg_database() {
+        let cluster_name = names::database_cluster(site.name);
+        if missing.contains(&OptionalApi::CloudNativePg) {
+            issues.push(Issue {
+                reason: reason::CLOUDNATIVE_PG_NOT_INSTALLED,
+                message: "the database is not backed up: CloudNativePG is not installed".into(),
+            });
+        } else if missing.contains(&OptionalApi::BarmanCloud) {
+            issues.push(Issue {
+                reason: reason::BARMAN_CLOUD_NOT_INSTALLED,
+                message: "the database is not backed up: the Barman Cloud plugin (barmancloud.cnpg.io ObjectStore) is not installed".into(),
+            });
+        } else {
+            let store = get(Kind::ObjectStore, names::backup(site.name));
+            let window = store.and_then(|s| {
+                s.pointer("/status/serverRecoveryWindow")
+                    .and_then(|w| w.get(&cluster_name))
+            });
+            let last_ok = time(window.and_then(|w| w.get("lastSuccessfulBackupTime")));
+            let last_failed = time(window.and_then(|w| w.get("lastFailedBackupTime")));
+            status.last_database_backup_time = last_ok.map(Time);
+            status.first_recoverability_point =
+                time(window.and_then(|w| w.get("firstRecoverabilityPoint"))).map(Time);
+            let cluster = get(Kind::DatabaseCluster, cluster_name.clone());
+            let mut failed = false;
+            if let Some(c) = cluster.and_then(|c| condition(c, "ContinuousArchiving"))
+                && c["status"] == "False"
+            {
+                failed = true;
+                issues.push(Issue {
+                    reason: reason::WAL_ARCHIVING_FAILED,
+                    message: format!(
+                        "WAL archiving of {cluster_name} fails, so the database cannot be restored to a recent point: {}",
+                        c["message"].as_str().unwrap_or("see the Cluster's ContinuousArchiving condition")
+                    ),
+                });
+            }
+            let at = last_failed
+                .map(|t| format!(" at {}", show(t)))
+                .unwrap_or_default();
+            let backup_condition = cluster
+                .and_then(|c| condition(c, "LastBackupSucceeded"))
+                .filter(|c| c["status"] == "False" && c["reason"] != "BackupStarted");
+            if let Some(c) = backup_condition {
+                failed = true;
+                issues.push(Issue {
+                    reason: reason::DATABASE_BACKUP_FAILED,
+                    message: format!(
+                        "the last database backup failed{at}: {}",
+                        c["message"]
+                            .as_str()
+                            .unwrap_or("see kubectl get backups.postgresql.cnpg.io")
+                    ),
+                });
+            } else if let Some(f) = last_failed
+                && last_ok.is_none_or(|ok| ok < f)
+            {
+                failed = true;
+                issues.push(Issue {
+                    reason: reason::DATABASE_BACKUP_FAILED,
+                    message: format!(
+                        "the last database backup failed{at}: see kubectl -n {ns} get backups.postgresql.cnpg.io"
+                    ),
+                });
+            }
+            if !failed {
+                let created = store.and_then(|s| time(s.pointer("/metadata/creationTimestamp")));
+                match age_issue(
+                    "database",
+                    last_ok,
+                    created,
+                    now,
+                    max_age,
+                    backup.max_age_seconds,
+                ) {
+                    Some(i) => issues.push(i),
+                    None => fine.extend(last_ok.map(|t| format!("database at {}", show(t)))),
+                }
+            }
+        }
+    }
+
+    issues.sort_by_key(|i| rank(i.reason));
+    let cond = match issues.first() {
+        Some(first) => Cond::new(
+            ConditionType::BackupHealthy,
+            false,
+            first.reason,
+            issues
+                .iter()
+                .map(|i| i.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        None => Cond::new(
+            ConditionType::BackupHealthy,
+            true,
+            reason::BACKUPS_SUCCEEDING,
+            format!("last successful backups: {}", fine.join(", ")),
+        ),
+    };
+    Some((cond, status))
+}
+
+/// The Warning Event due for a backup condition that turned bad (or bad differently):
+/// failures and backups too old, not a first backup still pending.
+pub fn failure_event(old: Option<&PhotoSiteStatus>, new: &PhotoSiteStatus) -> Option<Problem> {
+    let t = ConditionType::BackupHealthy.as_str();
+    let now = new.conditions.iter().find(|c| c.type_ == t)?;
+    let reason = WARN.into_iter().find(|r| *r == now.reason)?;
+    if now.status != "False" {
+        return None;
+    }
+    let before = old.and_then(|s| s.conditions.iter().find(|c| c.type_ == t));
+    if before.is_some_and(|b| {
+        b.status == now.status && b.reason == now.reason && b.message == now.message
+    }) {
+        return None;
+    }
+    Some(Problem {
+        reason,
+        message: now.message.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::test_support::*;
+    use serde_json::json;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn backed_up() -> crate::crd::PhotoSite {
+        with(demo(), |s| s.spec.backup = Some(backup_spec()))
+    }
+
+    fn live(objects: &[(Kind, &str, Value)]) -> HashMap<(Kind, String), Value> {
+        objects
+            .iter()
+            .map(|(k, n, v)| ((*k, n.to_string()), v.clone()))
+            .collect()
+    }
+
+    fn cron_job(status: Value) -> Value {
+        json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "status": status})
+    }
+
+    fn store(window: Value) -> Value {
+        json!({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"},
+               "status": {"serverRecoveryWindow": {"demo-db": window, "other-db": {
+                   "lastSuccessfulBackupTime": "2026-01-09T00:00:00Z"}}}})
+    }
+
+    fn cluster(conditions: Value) -> Value {
+        json!({"status": {"conditions": conditions}})
+    }
+
+    const NOW: &str = "2026-01-10T12:00:00Z";
+
+    fn healthy() -> Vec<(Kind, &'static str, Value)> {
+        vec![
+            (
+                Kind::CronJob,
+                "demo-backup",
+                cron_job(json!({"lastScheduleTime": "2026-01-10T03:00:00Z",
+                                "lastSuccessfulTime": "2026-01-10T03:12:00Z"})),
+            ),
+            (
+                Kind::ObjectStore,
+                "demo-backup",
+                store(json!({"firstRecoverabilityPoint": "2025-12-11T03:00:00Z",
+                             "lastSuccessfulBackupTime": "2026-01-10T03:05:00Z"})),
+            ),
+            (
+                Kind::DatabaseCluster,
+                "demo-db",
+                cluster(json!([
+                    {"type": "ContinuousArchiving", "status": "True"},
+                    {"type": "LastBackupSucceeded", "status": "True", "reason": "LastBackupSucceeded"}
+                ])),
+            ),
+        ]
+    }
+
+    fn health_of(objects: &[(Kind, &str, Value)]) -> (Cond, BackupStatus) {
+        let s = backed_up();
+        health(&valid(&s), &live(objects), &[], at(NOW)).unwrap()
+    }
+
+    fn replace(kind: Kind, v: Value) -> Vec<(Kind, &'static str, Value)> {
+        healthy()
+            .into_iter()
+            .map(|(k, n, o)| {
+                if k == kind {
+                    (k, n, v.clone())
+                } else {
+                    (k, n, o)
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn both_halves_recent_is_healthy_with_their_times() {
+        let (c, st) = health_of(&healthy());
+        assert!(c.status, "{c:?}");
+        assert_eq!(c.reason, "BackupsSucceeding");
+        assert_eq!(
+            c.message,
+            "last successful backups: originals at 2026-01-10T03:12:00Z, database at 2026-01-10T03:05:00Z"
+        );
+        assert_eq!(
+            st.last_originals_backup_time,
+            Some(Time(at("2026-01-10T03:12:00Z")))
+        );
+        // this cluster's window, not another server's in the same store
+        assert_eq!(
+            st.last_database_backup_time,
+            Some(Time(at("2026-01-10T03:05:00Z")))
+        );
+        assert_eq!(
+            st.first_recoverability_point,
+            Some(Time(at("2025-12-11T03:00:00Z")))
+        );
+        // no spec.backup, no condition
+        assert!(health(&valid(&demo()), &live(&healthy()), &[], at(NOW)).is_none());
+    }
+
+    #[test]
+    fn a_failed_originals_run_is_reported_with_its_schedule() {
+        let (c, _) = health_of(&replace(
+            Kind::CronJob,
+            cron_job(json!({"lastScheduleTime": "2026-01-10T03:00:00Z",
+                            "lastSuccessfulTime": "2026-01-09T03:10:00Z"})),
+        ));
+        assert!(!c.status);
+        assert_eq!(c.reason, "OriginalsBackupFailed");
+        assert!(
+            c.message.contains("scheduled at 2026-01-10T03:00:00Z"),
+            "{}",
+            c.message
+        );
+        // still running: not a failure
+        let (c, _) = health_of(&replace(
+            Kind::CronJob,
+            cron_job(json!({"lastScheduleTime": "2026-01-10T03:00:00Z",
+                            "lastSuccessfulTime": "2026-01-09T23:10:00Z",
+                            "active": [{"name": "demo-backup-29463300"}]})),
+        ));
+        assert!(c.status, "{c:?}");
+        // a first run that failed
+        let (c, _) = health_of(&replace(
+            Kind::CronJob,
+            cron_job(json!({"lastScheduleTime": "2026-01-10T03:00:00Z"})),
+        ));
+        assert_eq!(c.reason, "OriginalsBackupFailed");
+    }
+
+    #[test]
+    fn database_failures_wal_archiving_first() {
+        let (c, _) = health_of(&replace(
+            Kind::DatabaseCluster,
+            cluster(json!([
+                {"type": "ContinuousArchiving", "status": "False", "message": "unexpected failure invoking barman-cloud-wal-archive"},
+                {"type": "LastBackupSucceeded", "status": "False", "reason": "LastBackupFailed", "message": "no credentials"}
+            ])),
+        ));
+        assert!(!c.status);
+        assert_eq!(c.reason, "WALArchivingFailed");
+        assert!(
+            c.message.contains("barman-cloud-wal-archive"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("no credentials"), "{}", c.message);
+        // a backup in progress is not a failure
+        let (c, _) = health_of(&replace(
+            Kind::DatabaseCluster,
+            cluster(
+                json!([{"type": "LastBackupSucceeded", "status": "False", "reason": "BackupStarted"}]),
+            ),
+        ));
+        assert!(c.status, "{c:?}");
+        // the plugin's record of a failure newer than the last success
+        let (c, _) = health_of(&replace(
+            Kind::ObjectStore,
+            store(json!({"lastSuccessfulBackupTime": "2026-01-09T03:05:00Z",
+                         "lastFailedBackupTime": "2026-01-10T03:05:00Z"})),
+        ));
+        assert_eq!(c.reason, "DatabaseBackupFailed");
+        assert!(
+            c.message.contains("at 2026-01-10T03:05:00Z"),
+            "{}",
+            c.message
+        );
+    }
+
+    #[test]
+    fn too_old_and_pending() {
+        // the last success is 3 days old, maxAge 26h
+        let (c, st) = health_of(&replace(
+            Kind::CronJob,
+            cron_job(json!({"lastScheduleTime": "2026-01-07T03:00:00Z",
+                            "lastSuccessfulTime": "2026-01-07T03:10:00Z"})),
+        ));
+        assert_eq!(c.reason, "BackupTooOld");
+        assert!(
+            c.message
+                .contains("originals backup, at 2026-01-07T03:10:00Z"),
+            "{}",
+            c.message
+        );
+        assert!(st.last_originals_backup_time.is_some());
+        // never ran, created long ago (the CronJob suspended out of band, say)
+        let (c, _) = health_of(&replace(Kind::CronJob, cron_job(json!({}))));
+        assert_eq!(c.reason, "BackupTooOld");
+        // never ran, created an hour ago: pending
+        let (c, _) = health_of(&replace(
+            Kind::CronJob,
+            json!({"metadata": {"creationTimestamp": "2026-01-10T11:00:00Z"}, "status": {}}),
+        ));
+        assert_eq!(c.reason, "BackupPending");
+        assert!(!c.status);
+        // a failure outranks an old backup
+        let mut objects = replace(
+            Kind::CronJob,
+            cron_job(json!({"lastScheduleTime": "2026-01-10T03:00:00Z",
+                            "lastSuccessfulTime": "2026-01-01T03:10:00Z"})),
+        );
+        objects.retain(|(k, _, _)| *k != Kind::ObjectStore);
+        let (c, _) = health_of(&objects);
+        assert_eq!(c.reason, "OriginalsBackupFailed");
+    }
+
+    #[test]
+    fn missing_plugin_and_external_database() {
+        let s = backed_up();
+        let (c, _) = health(
+            &valid(&s),
+            &live(&healthy()),
+            &[OptionalApi::BarmanCloud],
+            at(NOW),
+        )
+        .unwrap();
+        assert_eq!(c.reason, "BarmanCloudNotInstalled");
+        // an external database is its provider's to back up: only the originals count
+        let s = with(backed_up(), |s| {
+            s.spec.database.external = Some(external("rds"))
+        });
+        let objects: Vec<_> = healthy()
+            .into_iter()
+            .filter(|(k, _, _)| *k == Kind::CronJob)
+            .collect();
+        let (c, st) = health(&valid(&s), &live(&objects), &[], at(NOW)).unwrap();
+        assert!(c.status, "{c:?}");
+        assert!(st.last_database_backup_time.is_none());
+    }
+
+    #[test]
+    fn restore_completion_is_recorded_once() {
+        let job = json!({"status": {"completionTime": "2026-01-10T04:00:00Z",
+            "conditions": [{"type": "Complete", "status": "True"}]}});
+        assert_eq!(
+            restored_time(None, Some(&job)),
+            Some(Time(at("2026-01-10T04:00:00Z")))
+        );
+        let running = json!({"status": {"active": 1}});
+        assert_eq!(restored_time(None, Some(&running)), None);
+        assert_eq!(restored_time(None, None), None);
+        // once recorded, the Job no longer matters (its TTL deletes it)
+        let recorded = PhotoSiteStatus {
+            restore: Some(crate::crd::RestoreStatus {
+                originals_restored_time: Some(Time(at("2026-01-10T04:00:00Z"))),
+            }),
+            ..PhotoSiteStatus::default()
+        };
+        assert!(restored_time(Some(&recorded), None).is_some());
+    }
+
+    #[test]
+    fn a_failed_restore_job_is_a_problem_until_deleted() {
+        let s = with(demo(), |s| s.spec.restore = Some(restore_spec()));
+        let site = valid(&s);
+        let failed = json!({"status": {"failed": 7, "conditions": [
+            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}});
+        let p = restore_failure(&site, false, Some(&failed)).unwrap();
+        assert_eq!(p.reason, "RestoreFailed");
+        assert!(p.message.contains("s3://backups/prod/old"), "{}", p.message);
+        assert!(p.message.contains("backoff limit"), "{}", p.message);
+        assert!(
+            p.message.contains("delete job demo-restore"),
+            "{}",
+            p.message
+        );
+        assert!(restore_failure(&site, false, None).is_none());
+        assert!(restore_failure(&site, true, Some(&failed)).is_none());
+        assert!(restore_failure(&valid(&demo()), false, Some(&failed)).is_none());
+    }
+
+    #[test]
+    fn one_event_per_new_failure() {
+        let cond = |status: &str, reason: &str, message: &str| {
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "BackupHealthy".into(),
+                status: status.into(),
+                reason: reason.into(),
+                message: message.into(),
+                observed_generation: Some(1),
+                last_transition_time: Time(Timestamp::UNIX_EPOCH),
+            }
+        };
+        let with_cond = |c| PhotoSiteStatus {
+            conditions: vec![c],
+            ..PhotoSiteStatus::default()
+        };
+        let failed = with_cond(cond("False", "OriginalsBackupFailed", "scheduled at 1"));
+        let e = failure_event(None, &failed).unwrap();
+        assert_eq!(e.reason, "OriginalsBackupFailed");
+        // the same failure again: no new Event
+        assert!(failure_event(Some(&failed), &failed).is_none());
+        // the next failed run: a new Event
+        let next = with_cond(cond("False", "OriginalsBackupFailed", "scheduled at 2"));
+        assert!(failure_event(Some(&failed), &next).is_some());
+        // pending and healthy: none
+        assert!(failure_event(None, &with_cond(cond("False", "BackupPending", "w"))).is_none());
+        assert!(
+            failure_event(
+                Some(&failed),
+                &with_cond(cond("True", "BackupsSucceeding", "ok"))
+            )
+            .is_none()
+        );
+    }
+}
