@@ -8,9 +8,10 @@
 //! - `database.external`: the Secret and its key must exist (`DatabaseSecretNotFound`), and
 //!   so must `caSecret` when given. The URI's ports open the NetworkPolicy, and a hash of the
 //!   values rolls the pods when the Secret is rotated;
-//! - the object store Secrets of `spec.backup` and `spec.restore` (access key, CA): a missing
-//!   one is reported (Degraded `BackupSecretNotFound`) without stopping the reconcile, as the
-//!   site runs without them and their pods start once the Secret appears.
+//! - the object store Secrets of `spec.backup` and of `spec.restore` while the restore has not
+//!   succeeded (access key, CA): a missing one is reported (Degraded `BackupSecretNotFound`)
+//!   without stopping the reconcile, as the site runs without them and their pods start once
+//!   the Secret appears. A restored site no longer needs its source's Secret.
 
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::Api;
@@ -60,7 +61,11 @@ fn secret_value(s: &Secret, key: &str) -> Option<Vec<u8>> {
     s.data.as_ref()?.get(key).map(|b| b.0.clone())
 }
 
-pub async fn dereference(site: &ValidatedSite<'_>, ctx: &Context) -> Result<References, Error> {
+pub async fn dereference(
+    site: &ValidatedSite<'_>,
+    ctx: &Context,
+    restore_pending: bool,
+) -> Result<References, Error> {
     let ns = site.namespace;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let get_secret = |name: String| {
@@ -127,7 +132,13 @@ pub async fn dereference(site: &ValidatedSite<'_>, ctx: &Context) -> Result<Refe
     let mut wanted: Vec<(String, String, String)> = Vec::new();
     for (field, store) in [
         ("backup", site.backup.as_ref().map(|b| &b.store)),
-        ("restore", site.restore.as_ref().map(|r| &r.store)),
+        (
+            "restore",
+            site.restore
+                .as_ref()
+                .filter(|_| restore_pending)
+                .map(|r| &r.store),
+        ),
     ] {
         let Some(store) = store else { continue };
         let s = store.spec;

@@ -287,7 +287,6 @@ pub async fn reconcile(
 /// validate -> dereference -> build -> plan -> apply -> cleanup -> status.
 pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, Error> {
     let site = build::validate(photosite)?;
-    let refs = dereference::dereference(&site, ctx).await?;
     let observed = Observed::from_stores(&ctx.stores, &site)?;
     // the restore (spec.restore) gates the Deployment: done once recorded or seen done
     let restore_job = names::restore(site.name);
@@ -296,6 +295,8 @@ pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, E
         observed.get(Kind::Job, &restore_job),
     )
     .is_some();
+    let restore_pending = site.restore.is_some() && !originals_restored;
+    let refs = dereference::dereference(&site, ctx, restore_pending).await?;
     let inputs = Inputs {
         credentials: Some(refs.credentials),
         apis: ctx.capabilities.get(),

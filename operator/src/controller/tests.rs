@@ -1266,8 +1266,8 @@ async fn a_finished_restore_starts_the_servers_and_is_recorded() {
     }
     let (ctx, server) = Context::test(fixtures_stores(&live));
     let verifier = server.run(vec![
+        // the Job has succeeded: the source's Secret is no longer needed
         store_secret("backup-s3"),
-        store_secret("restore-s3"),
         apply(Kind::Deployment, NS, "demo"),
         apply(Kind::CronJob, NS, "demo-backup"),
         status_patch(NS, "demo").check(|b| {
@@ -1303,8 +1303,8 @@ async fn a_finished_restore_starts_the_servers_and_is_recorded() {
         .collect();
     let (ctx, server) = Context::test(fixtures_stores(&now));
     let verifier = server.run(vec![
+        // a restored site no longer reads its source's Secret
         store_secret("backup-s3"),
-        store_secret("restore-s3"),
         status_patch(NS, "demo"),
     ]);
     reconcile(guard(done), ctx).await.unwrap();
