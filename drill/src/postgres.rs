@@ -1,0 +1,269 @@
+//! PostgreSQL nodes from the installed binaries: a primary made by
+//! `initdb`, a streaming standby made by `pg_basebackup -R`, promotion with
+//! `pg_ctl promote`. As root they run as the `postgres` user (PostgreSQL
+//! refuses to run as root), like the tests' throwaway server.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::procs::Proc;
+use crate::{Error, Result};
+
+/// The database and its owner, as CloudNativePG bootstraps them.
+pub const DATABASE: &str = "photos";
+pub const OWNER: &str = "app";
+
+/// The uid/gid PostgreSQL runs as: `postgres` when we are root, else ourselves.
+pub fn run_as() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.first() == Some(&"postgres"))
+            .then(|| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))?
+    })
+}
+
+/// A PostgreSQL program: from PATH, or else from the newest
+/// `/usr/lib/postgresql/<major>/bin` (Debian keeps the server programs off PATH).
+pub fn bin(name: &str) -> Result<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file());
+    if let Some(p) = on_path {
+        return Ok(p);
+    }
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse().ok()?;
+            let p = e.path().join("bin").join(name);
+            p.is_file().then_some((major, p))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, p)| p).ok_or_else(|| {
+        Error::Setup(format!(
+            "PostgreSQL's `{name}` is neither on PATH nor in /usr/lib/postgresql/*/bin: install PostgreSQL (scripts/drill.sh does)"
+        ))
+    })
+}
+
+fn command(program: &str, user: Option<(u32, u32)>) -> Result<Command> {
+    let mut cmd = Command::new(bin(program)?);
+    if let Some((uid, gid)) = user {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(gid);
+    }
+    cmd.env_remove("PGDATA").env("LC_ALL", "C");
+    Ok(cmd)
+}
+
+/// Runs a short PostgreSQL program to its end, off the async threads.
+async fn run(program: &str, mut cmd: Command) -> Result<String> {
+    let program = program.to_string();
+    let out = tokio::task::spawn_blocking(move || cmd.stdin(Stdio::null()).output())
+        .await
+        .map_err(|e| Error::Setup(format!("{program}: {e}")))?
+        .map_err(Error::io(format!("cannot run {program}")))?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            program,
+            detail: format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            ),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs `sql` with psql on `port` as the superuser; returns unaligned,
+/// tuples-only output (`|` between fields).
+pub async fn psql(port: u16, database: &str, sql: &str) -> Result<String> {
+    let mut cmd = command("psql", None)?;
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
+        .args(["-d", database, "-X", "-q", "-A", "-t", "-F", "|"])
+        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGCONNECT_TIMEOUT", "2");
+    run("psql", cmd).await
+}
+
+/// Whether a server on `port` accepts logins and answers a query.
+pub async fn accepts(port: u16) -> bool {
+    psql(port, "postgres", "select 1").await.is_ok()
+}
+
+/// Waits until `port` accepts logins.
+pub async fn wait_accepting(port: u16, timeout: Duration) -> Result<()> {
+    let started = Instant::now();
+    while !accepts(port).await {
+        if started.elapsed() > timeout {
+            return Err(Error::Timeout {
+                what: format!("PostgreSQL on port {port} to accept connections"),
+                seconds: timeout.as_secs_f64(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn chown(path: &Path, user: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = user {
+        let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
+    }
+}
+
+/// One PostgreSQL server: its data directory, port and process.
+#[derive(Debug)]
+pub struct PgNode {
+    pub name: String,
+    pub port: u16,
+    /// The node's own directory (data, socket, nothing else).
+    home: PathBuf,
+    log: PathBuf,
+    user: Option<(u32, u32)>,
+    process: Option<Proc>,
+}
+
+impl PgNode {
+    /// A node that will live in `home` (created) and log to `log`.
+    pub fn new(name: &str, port: u16, home: PathBuf, log: PathBuf) -> Result<PgNode> {
+        std::fs::create_dir_all(&home).map_err(Error::io(format!("mkdir {}", home.display())))?;
+        let user = run_as();
+        chown(&home, user);
+        Ok(PgNode {
+            name: name.to_string(),
+            port,
+            home,
+            log,
+            user,
+            process: None,
+        })
+    }
+
+    fn data(&self) -> PathBuf {
+        self.home.join("data")
+    }
+
+    /// A fresh primary: `initdb`, started, with the site's database and owner.
+    pub async fn init_primary(&mut self) -> Result<()> {
+        let mut cmd = command("initdb", self.user)?;
+        cmd.arg("-D")
+            .arg(self.data())
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+        run("initdb", cmd).await?;
+        self.start().await?;
+        psql(self.port, "postgres", &format!("CREATE ROLE {OWNER} LOGIN")).await?;
+        psql(
+            self.port,
+            "postgres",
+            &format!("CREATE DATABASE {DATABASE} OWNER {OWNER}"),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// A fresh standby of the primary on `primary_port`: `pg_basebackup -R`
+    /// into an empty data directory, then started (it streams from the primary).
+    pub async fn init_standby(&mut self, primary_port: u16) -> Result<()> {
+        self.stop_now();
+        let data = self.data();
+        if data.exists() {
+            std::fs::remove_dir_all(&data).map_err(Error::io(format!("rm {}", data.display())))?;
+        }
+        let mut cmd = command("pg_basebackup", self.user)?;
+        cmd.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &primary_port.to_string(),
+            "-U",
+            "postgres",
+        ])
+        .arg("-D")
+        .arg(&data)
+        .args(["-R", "-X", "stream", "-c", "fast"]);
+        run("pg_basebackup", cmd).await?;
+        self.start().await
+    }
+
+    /// Starts the server and waits until it accepts logins.
+    pub async fn start(&mut self) -> Result<()> {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .map_err(Error::io(format!("open {}", self.log.display())))?;
+        let _ = writeln!(
+            log,
+            "=== drill: starting {} on port {}",
+            self.name, self.port
+        );
+        let mut cmd = command("postgres", self.user)?;
+        cmd.arg("-D")
+            .arg(self.data())
+            .args(["-p", &self.port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .arg("-k")
+            .arg(&self.home)
+            .args(["-c", "max_connections=200"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        // SIGQUIT: immediate shutdown, the postmaster takes its backends along.
+        self.process = Some(Proc::spawn(&self.name, cmd, libc::SIGQUIT)?);
+        wait_accepting(self.port, Duration::from_secs(60)).await
+    }
+
+    /// A restart's first half: fast shutdown (SIGINT), waiting for the exit.
+    pub async fn stop_fast(&mut self) -> Result<()> {
+        if let Some(mut process) = self.process.take() {
+            process.signal(libc::SIGINT);
+            if process.wait_exit(Duration::from_secs(30)).await.is_none() {
+                return Err(Error::Timeout {
+                    what: format!("{} to shut down", self.name),
+                    seconds: 30.0,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The node dies whole, as with a lost pod or node: SIGKILL to the
+    /// postmaster and every backend at once.
+    pub fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill_now();
+        }
+    }
+
+    fn stop_now(&mut self) {
+        // Dropping the process stops it (SIGQUIT, then SIGKILL).
+        self.process = None;
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(|p| p.is_running())
+    }
+
+    /// Promotes this standby to primary and waits for the promotion.
+    pub async fn promote(&self) -> Result<()> {
+        let mut cmd = command("pg_ctl", self.user)?;
+        cmd.args(["promote", "-w", "-t", "60", "-D"])
+            .arg(self.data());
+        run("pg_ctl promote", cmd).await?;
+        Ok(())
+    }
+}
