@@ -8,6 +8,7 @@
 //! pages (`web`) are thin layers over it; `server` runs the listeners.
 
 pub mod auth;
+pub mod backup;
 pub mod bootstrap;
 pub mod config;
 pub mod db;

@@ -188,6 +188,16 @@ impl Db {
         }
     }
 
+    /// A consistent copy of the (SQLite) database at `target`, taken while
+    /// it is in use (`VACUUM INTO`).
+    pub async fn copy_sqlite_to(&self, target: &Path) -> DbResult<()> {
+        sqlx::query("VACUUM INTO $1")
+            .bind(target.display().to_string())
+            .execute(self.pool()?)
+            .await?;
+        Ok(())
+    }
+
     /// A cheap round trip for readiness.
     pub async fn ping(&self) -> DbResult<()> {
         sqlx::query("SELECT 1").execute(self.pool()?).await?;

@@ -117,6 +117,26 @@ impl OriginalStore {
         Ok(target)
     }
 
+    /// Like [`OriginalStore::commit`], but replaces a file already there (a
+    /// restore putting back a damaged or truncated original).
+    pub fn replace(&self, mut spool: Spool, id: &str, format: Format) -> io::Result<PathBuf> {
+        let file = spool
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("spool already committed"))?;
+        file.sync_all()?;
+        drop(file);
+        let target = self.path(id, format);
+        let parent = target
+            .parent()
+            .ok_or_else(|| io::Error::other("original path has no parent"))?;
+        fs::create_dir_all(parent)?;
+        fs::rename(&spool.path, &target)?;
+        spool.path = PathBuf::new();
+        File::open(parent)?.sync_all()?;
+        Ok(target)
+    }
+
     pub fn read(&self, id: &str, format: Format) -> io::Result<Vec<u8>> {
         fs::read(self.path(id, format))
     }

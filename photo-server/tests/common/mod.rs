@@ -62,6 +62,12 @@ impl TestServer {
         TestServer::launch(config, dir, backend).await
     }
 
+    /// A server on a configuration of the caller's (its directories live in
+    /// `dir`, which the server keeps alive).
+    pub async fn start_on(config: Config, dir: tempfile::TempDir, backend: Backend) -> TestServer {
+        TestServer::launch(config, Arc::new(dir), backend).await
+    }
+
     async fn launch(config: Config, dir: Arc<tempfile::TempDir>, backend: Backend) -> TestServer {
         let state = photo_server::start(config).await.expect("server starts");
         tokio::time::timeout(std::time::Duration::from_secs(30), state.db.ready())

@@ -33,7 +33,7 @@ fn run_as() -> Option<(u32, u32)> {
 /// A PostgreSQL program: from PATH, or else from the newest
 /// `/usr/lib/postgresql/<major>/bin` (Debian keeps `initdb` and `postgres`
 /// off PATH).
-fn bin(name: &str) -> PathBuf {
+pub fn bin(name: &str) -> PathBuf {
     let on_path = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
