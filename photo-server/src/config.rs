@@ -102,6 +102,13 @@ pub struct Config {
     #[arg(long, env = "PHOTO_METADATA_TTL", default_value = "5s", value_parser = parse_duration)]
     pub metadata_ttl: Duration,
 
+    /// How long the database may be unreachable before `/readyz` fails. A restart or a
+    /// failover takes seconds and hits every replica at once: taking them all out of the
+    /// Service would stop cached photos too, while requests that need the database already
+    /// get 503 with Retry-After.
+    #[arg(long, env = "PHOTO_DB_OUTAGE_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub db_outage_grace: Duration,
+
     /// Largest accepted original, in bytes.
     #[arg(long, env = "PHOTO_MAX_UPLOAD_BYTES", default_value_t = 50 << 20)]
     pub max_upload_bytes: u64,

@@ -1004,10 +1004,14 @@ async fn login_throttling_cannot_be_bypassed_or_turned_against_the_owner(backend
 }
 
 /// With the database gone, requests that need it get 503 with Retry-After,
-/// never 500; cached image hits keep being served.
+/// never 500; cached image hits keep being served; the pod stays ready for
+/// the outage grace (a restart or failover hits every replica at once), then
+/// reports not ready.
 async fn a_down_database_means_503_with_retry_after(backend: Backend) {
+    let grace = std::time::Duration::from_millis(700);
     let server = TestServer::start_with(backend, |c| {
-        c.metadata_ttl = std::time::Duration::from_millis(100)
+        c.metadata_ttl = std::time::Duration::from_millis(100);
+        c.db_outage_grace = grace;
     })
     .await;
     let admin = server.admin().await;
@@ -1018,6 +1022,11 @@ async fn a_down_database_means_503_with_retry_after(backend: Backend) {
     assert_eq!(server.client().get(&path).await.status(), 200);
     server.state.db.close().await;
     let anonymous = server.client();
+    let outage = std::time::Instant::now();
+    let ready = anonymous.get("/readyz").await;
+    assert_eq!(ready.status(), 200, "ready within the outage grace");
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(ready["database"], "error");
     for path in ["/rest/photos", "/"] {
         let r = anonymous.get(path).await;
         assert_eq!(r.status(), 503, "{path}");
@@ -1027,7 +1036,12 @@ async fn a_down_database_means_503_with_retry_after(backend: Backend) {
         .upload(&[("a.jpg", fixture("landscape.jpg"))], &[])
         .await;
     assert_eq!(r.status(), 503);
-    assert_eq!(anonymous.get("/readyz").await.status(), 503);
+    tokio::time::sleep(grace.saturating_sub(outage.elapsed())).await;
+    assert_eq!(
+        anonymous.get("/readyz").await.status(),
+        503,
+        "not ready once the outage outlasts the grace"
+    );
     // A cached hit needs no database, even past the metadata TTL: the
     // last known metadata stands in while the database is unreachable.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -11,7 +11,7 @@ mod users;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
@@ -56,8 +56,11 @@ impl DbError {
 
 fn sql_unavailable(e: &sqlx::Error) -> bool {
     match e {
+        // Protocol: a server going down mid-handshake ("unexpected response
+        // from SSLRequest").
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
@@ -104,6 +107,8 @@ pub struct Db {
     pool: AnyPool,
     migrated: Arc<AtomicBool>,
     status: Arc<watch::Sender<DbStatus>>,
+    /// Since when readiness checks have found the database unreachable.
+    outage_since: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -153,6 +158,7 @@ impl Db {
             pool,
             migrated: Arc::new(AtomicBool::new(false)),
             status: Arc::new(watch::Sender::new(DbStatus::Connecting(None))),
+            outage_since: Arc::default(),
         })
     }
 
@@ -198,6 +204,20 @@ impl Db {
         Ok(())
     }
 
+    /// Records a readiness check's result; returns how long the database
+    /// has been unreachable (zero when it just answered).
+    pub fn record_check(&self, reachable: bool) -> Duration {
+        let mut since = self
+            .outage_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if reachable {
+            *since = None;
+            return Duration::ZERO;
+        }
+        since.get_or_insert_with(Instant::now).elapsed()
+    }
+
     /// A cheap round trip for readiness.
     pub async fn ping(&self) -> DbResult<()> {
         sqlx::query("SELECT 1").execute(self.pool()?).await?;
@@ -215,4 +235,17 @@ pub fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DbError;
+
+    #[test]
+    fn a_server_going_down_mid_handshake_is_an_outage_not_a_bug() {
+        let handshake = sqlx::Error::Protocol("unexpected response from SSLRequest: 0x00".into());
+        assert!(DbError::Sql(handshake).is_unavailable());
+        assert!(DbError::Sql(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(!DbError::Sql(sqlx::Error::RowNotFound).is_unavailable());
+    }
 }

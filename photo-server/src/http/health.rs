@@ -18,17 +18,29 @@ pub async fn healthz() -> &'static str {
 }
 
 /// Readiness: not shutting down, the database reached, migrated and
-/// answering, the originals store mounted. The cache is reported but never
-/// fails readiness: without it the pod still serves, rendering on the fly.
+/// answering (or unreachable for less than `db_outage_grace`: a restart or a
+/// failover must not take every replica out at once), the originals store
+/// mounted. The cache is reported but never fails readiness: without it the
+/// pod still serves, rendering on the fly.
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
     let database = if state.db.status() != DbStatus::Ready {
         "connecting"
     } else {
-        match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+        // Well inside the probe's own timeout (1 s in the operator's Deployment and in
+        // HAProxy's checks): an answer that comes late reads as a probe failure there.
+        match tokio::time::timeout(Duration::from_millis(500), state.db.ping()).await {
             Ok(Ok(())) => "ok",
             Ok(Err(_)) => "error",
             Err(_) => "timeout",
         }
+    };
+    let database_usable = match database {
+        "ok" => {
+            state.db.record_check(true);
+            true
+        }
+        "connecting" => false,
+        _ => state.db.record_check(false) < state.config.db_outage_grace,
     };
     let originals = if state.originals.usable() {
         "ok"
@@ -41,7 +53,7 @@ pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
         "degraded"
     };
     let shutting_down = state.shutting_down();
-    let ready = database == "ok" && originals == "ok" && !shutting_down;
+    let ready = database_usable && originals == "ok" && !shutting_down;
     let status = if ready {
         StatusCode::OK
     } else {
