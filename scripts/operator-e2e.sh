@@ -12,7 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ -z "${PHOTOSTACK_CRDS:-}" ] && [ -d ../shared/crds ]; then
-  export PHOTOSTACK_CRDS=$(cd ../shared/crds && pwd)
+  PHOTOSTACK_CRDS=$(cd ../shared/crds && pwd)
+  export PHOTOSTACK_CRDS
 fi
 
 kubectl=${KUBECTL:-}

@@ -12,8 +12,8 @@
 #                      "1.33.0 1.37.0": the operator's k8s-openapi target and the newest
 #                      kubernetes-validate ships)
 #   PHOTOSTACK_CRDS    directory of third-party CRDs (default ../shared/crds next to the
-#                      checkout, else /work/shared/crds: CloudNativePG
-#                      v1.30.0, cert-manager v1.21.1, Prometheus Operator v0.93.0)
+#                      checkout: CloudNativePG v1.30.0, cert-manager v1.21.1, Prometheus
+#                      Operator v0.93.0, as scripts/fetch-crds.sh lays them out)
 #   PHOTO_OPERATOR_BIN a prebuilt photo-operator binary (default: cargo build of the workspace's)
 #   CARGO_TARGET_DIR   as for cargo (default target)
 set -euo pipefail
@@ -27,9 +27,8 @@ HELM=$TOOLS/bin/helm
 KUBECTL=$TOOLS/bin/kubectl
 KUBE_VERSIONS=${KUBE_VERSIONS:-1.33.0 1.37.0}
 CRDS=${PHOTOSTACK_CRDS:-}
-if [ -z "$CRDS" ]; then  # next to the checkout (as operator/src/schema_check.rs looks), else /work/shared
-  CRDS=/work/shared/crds
-  [ -d "$ROOT/../shared/crds" ] && CRDS=$(cd "$ROOT/../shared/crds" && pwd)
+if [ -z "$CRDS" ] && [ -d "$ROOT/../shared/crds" ]; then  # as operator/src/schema_check.rs looks
+  CRDS=$(cd "$ROOT/../shared/crds" && pwd)
 fi
 CHART=charts/photo-operator
 NS=photo-system
@@ -100,13 +99,15 @@ echo "kubernetes-validate $("$PY" -m kubernetes_validate --version 2>/dev/null |
 "$HADOLINT" --version 2>/dev/null || true
 
 CRD_ARGS=(--crds crds)
-if [ -d "$CRDS" ]; then
+if [ -z "$CRDS" ]; then
+  echo "SKIPPED: CloudNativePG, cert-manager and Prometheus Operator objects are not schema-checked" \
+    "(no PHOTOSTACK_CRDS, no ../shared/crds): scripts/fetch-crds.sh fetches the CRDs"
+  CRD_ARGS+=(--allow-unknown)
+elif [ -d "$CRDS" ]; then
   CRD_ARGS+=(--crds "$CRDS")
   echo "third-party CRDs: $CRDS ($(find "$CRDS" -name '*.yaml' | wc -l) files)"
 else
-  echo "WARNING: $CRDS not found: custom kinds other than PhotoSite are NOT schema-checked" \
-    "(set PHOTOSTACK_CRDS to the CloudNativePG, cert-manager and Prometheus Operator CRDs)"
-  CRD_ARGS+=(--allow-unknown)
+  echo "PHOTOSTACK_CRDS=$CRDS is not a directory"; exit 1
 fi
 validate() { # validate FILE...: strict, against every KUBE_VERSIONS and the CRDs
   local v versions=()
