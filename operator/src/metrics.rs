@@ -2,8 +2,10 @@
 //!
 //! Counters: reconciles by result, errors by [`crate::Error::metric_label`], objects applied
 //! and deleted by kind; a reconcile duration histogram measured with a drop guard so early
-//! returns are counted too. `/readyz` is ready once the controller's stores are synced
-//! (set by the controller), whether or not this replica leads.
+//! returns are counted too. `/readyz` is ready as soon as `run` serves (it sets the flag right
+//! after binding, before leader election and before any store syncs), on the leader and on a
+//! standby alike: a standby that never became ready would stall rollouts and, under the
+//! PodDisruptionBudget, block node drains. `photo_operator_leader` says which replica leads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
