@@ -15,16 +15,21 @@ ARG RUST_IMAGE=rust:1.95.0-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${RUST_IMAGE} AS build
+# Users get a release build of this image's package. The test command (scripts/images.sh)
+# passes CARGO_PROFILE=dev, CARGO_PACKAGES=--workspace and its own target directory, mounted
+# at the same path: the very build it has just made, so cargo finds nothing to compile.
+ARG CARGO_PROFILE=release
+ARG CARGO_PACKAGES=--package=photo-server
+ARG CARGO_TARGET_DIR=/src/target
 WORKDIR /src
-# The whole workspace (both members must be present for `cargo build -p`); .dockerignore
-# keeps target directories, data and .git out of the context.
-COPY Cargo.toml Cargo.lock ./
-COPY photo-server ./photo-server
-COPY operator ./operator
+# The whole workspace (cargo loads every member); .dockerignore keeps target directories,
+# data, .git and what is not Rust out of the context.
+COPY . ./
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p photo-server \
-    && install -D -m 0755 target/release/photo-server /out/photo-server \
+    cargo build --locked --profile "$CARGO_PROFILE" "$CARGO_PACKAGES" --bins \
+    && dir=$([ "$CARGO_PROFILE" = dev ] && echo debug || echo "$CARGO_PROFILE") \
+    && install -D -m 0755 "$CARGO_TARGET_DIR/$dir/photo-server" /out/photo-server \
     && install -d -o 65532 -g 65532 /out/var/lib/photo /out/var/cache/photo
 
 FROM ${RUNTIME_IMAGE}

@@ -24,9 +24,33 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
 fi
 [ -x /usr/bin/chromium ] || { echo "installing Chromium for the browser tests"; apt_install chromium; }
 command -v openssl >/dev/null || { echo "installing openssl (certificates for the database TLS test)"; apt_install openssl; }
+# An S3-protocol server for the restore drill (photo-server/tests/backup.rs): moto, in a venv.
+tools=${CARGO_TARGET_DIR:-$PWD/target}/test-tools
+if [ ! -x "$tools/venv/bin/moto_server" ]; then
+  echo "installing moto (an S3 server for the restore drill)"
+  command -v python3 >/dev/null || apt_install python3
+  python3 -c 'import venv' 2>/dev/null || apt_install python3-venv
+  python3 -m venv "$tools/venv"
+  "$tools/venv/bin/pip" install -q 'moto[server]==5.1.18'
+fi
+export PHOTO_TEST_S3_SERVER="$tools/venv/bin/moto_server"
 command -v npm >/dev/null || apt_install nodejs npm
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)"; exit 1; }
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# The third-party CRDs (CloudNativePG, cert-manager, Prometheus Operator) the schema checks
+# validate against: PHOTOSTACK_CRDS, else ../shared/crds beside the checkout.
+if [ -z "${PHOTOSTACK_CRDS:-}" ] && [ -d ../shared/crds ]; then
+  PHOTOSTACK_CRDS=$(cd ../shared/crds && pwd)
+  export PHOTOSTACK_CRDS
+fi
+skipped=
+if [ -n "${PHOTOSTACK_CRDS:-}" ]; then
+  bash scripts/fetch-crds.sh --verify "$PHOTOSTACK_CRDS"
+else
+  skipped="SKIPPED: schema checks against the CloudNativePG, cert-manager and Prometheus Operator CRDs (no PHOTOSTACK_CRDS, no ../shared/crds): scripts/fetch-crds.sh fetches them"
+  echo "$skipped"
+fi
 
 step "format"
 cargo fmt --all -- --check
@@ -38,18 +62,25 @@ step "tests"
 cargo build --workspace --locked --bins
 cargo test --workspace --locked
 
+step "drills (short form: replicas, a zone, the database and the volume failing under load)"
+# scripts/drill.sh installs HAProxy; the report and timelines land in drill/out/short/.
+DRILL_SKIP_BUILD=1 bash scripts/drill.sh short
+
 step "browser tests (headless Chromium)"
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/e2e && PHOTO_SERVER_BIN="$target_dir/debug/photo-server" npm test)
 
 step "deployment checks (chart, install manifests, samples, Dockerfiles)"
-# The third-party CRDs live in shared/ beside the repository.
-if [ -z "${PHOTOSTACK_CRDS:-}" ] && [ -d ../shared/crds ]; then
-  export PHOTOSTACK_CRDS=$(cd ../shared/crds && pwd)
-fi
 PHOTO_OPERATOR_BIN="$target_dir/debug/photo-operator" bash scripts/test-deploy.sh
+
+step "container images (podman: both Dockerfiles built and run, dev profile)"
+# Relinks the binaries built above inside the images; scripts/images.sh --release is the
+# full release build users get.
+bash scripts/images.sh
 
 step "operator end-to-end tests (a Kubernetes cluster from KUBECONFIG; skipped without one)"
 # operator/tests/e2e.rs is compiled by the test step above; this runs it when a cluster answers.
 bash scripts/operator-e2e.sh
+
+[ -z "$skipped" ] || echo "$skipped"
