@@ -14,7 +14,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -27,7 +27,6 @@ both_backends!(a_site_is_restored_byte_for_byte_and_backups_are_incremental);
 /// The S3 server, one per test process.
 struct S3 {
     url: String,
-    _child: Child,
 }
 
 fn s3() -> &'static S3 {
@@ -40,12 +39,11 @@ fn s3() -> &'static S3 {
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = Command::new(&program)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut cmd = Command::new(&program);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
+            .stderr(Stdio::null());
+        common::spawn_tied_to_process(cmd).unwrap_or_else(|e| {
                 panic!(
                     "the restore drill needs an S3 server: {} ({e}); run scripts/test-all.sh, \
                      or `pip install 'moto[server]'` and set PHOTO_TEST_S3_SERVER to its moto_server",
@@ -58,7 +56,7 @@ fn s3() -> &'static S3 {
             assert!(started.elapsed() < Duration::from_secs(30), "moto_server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        S3 { url, _child: child }
+        S3 { url }
     })
 }
 

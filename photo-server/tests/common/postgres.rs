@@ -144,24 +144,7 @@ impl Postgres {
             }
             cmd.args(["-c", "ssl=on"]);
         }
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to
-        // signal this child when the spawning thread exits.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
-        // The spawning thread must outlive every test: it parks forever.
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let child = cmd.spawn();
-            let _ = tx.send(child.map(|c| c.id()));
-            loop {
-                std::thread::park();
-            }
-        });
-        rx.recv().expect("spawner thread").expect("postgres starts");
+        super::spawn_tied_to_process(cmd).expect("postgres starts");
         let started = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
