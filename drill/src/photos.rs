@@ -43,9 +43,23 @@ pub fn load(dir: &Path, names: &[&str]) -> Result<Vec<Photo>> {
     paths.sort();
     let mut photos = Vec::new();
     for path in paths {
-        let bytes = std::fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
+        let mut bytes =
+            std::fs::read(&path).map_err(Error::io(format!("read {}", path.display())))?;
         if !is_jpeg(&bytes) {
             return Err(Error::Setup(format!("{} is not a JPEG", path.display())));
+        }
+        // photo-server keeps only the image, not what follows its end
+        // marker (issue 9): send what it keeps, so that an acknowledged
+        // upload must come back byte for byte.
+        if let Some(end) = jpeg_end(&bytes)
+            && end < bytes.len()
+        {
+            tracing::info!(
+                photo = %path.display(),
+                dropped = bytes.len() - end,
+                "bytes after the JPEG's end marker left out of the uploads"
+            );
+            bytes.truncate(end);
         }
         let name = path
             .file_name()
@@ -61,6 +75,46 @@ pub fn load(dir: &Path, names: &[&str]) -> Result<Vec<Photo>> {
 
 fn is_jpeg(bytes: &[u8]) -> bool {
     bytes.starts_with(&[0xFF, 0xD8, 0xFF])
+}
+
+/// Where a JPEG's image ends (just past its EOI marker), found by walking
+/// its segments and skipping entropy-coded data (where `FF` is stuffed or a
+/// restart marker); `None` when it never ends.
+pub fn jpeg_end(b: &[u8]) -> Option<usize> {
+    if !b.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let mut i = 2;
+    loop {
+        i += b.get(i..)?.iter().position(|&x| x == 0xFF)?;
+        while b.get(i) == Some(&0xFF) {
+            i += 1;
+        }
+        let marker = *b.get(i)?;
+        i += 1;
+        match marker {
+            0xD9 => return Some(i),
+            0x01 | 0xD0..=0xD7 => {}
+            _ => {
+                let len = u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]) as usize;
+                i += len;
+                if marker == 0xDA {
+                    // Scan data runs to the first marker that is neither a
+                    // stuffed FF00 nor a restart marker.
+                    loop {
+                        let ff = i + b.get(i..)?.iter().position(|&x| x == 0xFF)?;
+                        match *b.get(ff + 1)? {
+                            0x00 | 0xD0..=0xD7 => i = ff + 2,
+                            _ => {
+                                i = ff;
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `jpeg` with a comment segment (`FF FE`) carrying `tag`, inserted after
@@ -93,6 +147,23 @@ pub fn sha256(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_end_of_a_jpeg_is_its_eoi_not_one_inside_its_metadata_or_padding() {
+        // SOI, an APP1 holding an FF D9 (as an EXIF thumbnail does), a
+        // scan with a stuffed FF00 and a restart marker, EOI, padding.
+        let mut jpeg = vec![0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x06, 0xFF, 0xD9, 0x00, 0x00];
+        jpeg.extend([
+            0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56,
+        ]);
+        jpeg.extend([0xFF, 0xD9]);
+        let image = jpeg.len();
+        jpeg.extend([0x00; 16]);
+        jpeg.extend([0xFF, 0xD9]);
+        assert_eq!(jpeg_end(&jpeg), Some(image));
+        assert_eq!(jpeg_end(&jpeg[..image - 1]), None);
+        assert_eq!(jpeg_end(b"not a jpeg"), None);
+    }
 
     #[test]
     fn a_tag_goes_after_the_app_segments_and_changes_the_checksum() {
