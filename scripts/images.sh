@@ -34,7 +34,7 @@ esac
 TARGET_DIR=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}
 if [ "$(id -u)" != 0 ]; then  # podman and mmdebstrap as root; keep this user's toolchain and dirs
-  exec sudo env CARGO_TARGET_DIR="$TARGET_DIR" CARGO_HOME="$CARGO_HOME" \
+  exec sudo env CARGO_TARGET_DIR="$TARGET_DIR" CARGO_HOME="$CARGO_HOME" CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-}" \
     RUST_SYSROOT="$(rustc --print sysroot)" "$0" "$@"
 fi
 RUST_SYSROOT=${RUST_SYSROOT:-$(rustc --print sysroot)}
@@ -121,8 +121,10 @@ if [ "$PROFILE" = dev ]; then
   # dependency holds the path of its sources). No network: nothing is to be downloaded.
   builder=localhost/photostack-standin/rust:$RUST_VERSION-slim-bookworm-dev
   mkdir "$WORK/empty"
-  printf 'FROM %s\nENV CARGO_HOME=%s\n' "$RUST_STANDIN" "$CARGO_HOME" \
-    | pm build --pull=never --quiet -t "$builder" -f - "$WORK/empty" >/dev/null
+  # CARGO_INCREMENTAL too (CI turns it off): it is part of what cargo compares.
+  { printf 'FROM %s\nENV CARGO_HOME=%s\n' "$RUST_STANDIN" "$CARGO_HOME"
+    [ -z "${CARGO_INCREMENTAL:-}" ] || printf 'ENV CARGO_INCREMENTAL=%s\n' "$CARGO_INCREMENTAL"
+  } | pm build --pull=never --quiet -t "$builder" -f - "$WORK/empty" >/dev/null
   BUILD_ARGS=(--network none --build-arg CARGO_PROFILE=dev --build-arg CARGO_PACKAGES=--workspace
     --build-arg "CARGO_TARGET_DIR=$TARGET_DIR" -v "$TARGET_DIR:$TARGET_DIR"
     -v "$CARGO_HOME/registry:$CARGO_HOME/registry")
