@@ -72,28 +72,20 @@ async fn bucket(name: &str) {
 
 /// Runs `photo-server <command>` for a site's directories and database.
 fn cli(command: &str, data_dir: &Path, database_url: Option<&str>, backup_url: &str) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_photo-server"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("PHOTO_DATA_DIR", data_dir)
+    let mut cmd = common::photo_server_command();
+    cmd.env("PHOTO_DATA_DIR", data_dir)
         .env("PHOTO_BACKUP_URL", backup_url)
         .env("AWS_ENDPOINT_URL", &s3().url)
         .env("AWS_ALLOW_HTTP", "true")
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("RUST_LOG", "warn")
         .arg(command);
     if let Some(url) = database_url {
         cmd.env("DATABASE_URL", url);
     }
-    let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "photo-server {command}: {text}");
+    let (ok, text) = common::output_of(&mut cmd);
+    assert!(ok, "photo-server {command}: {text}");
     text
 }
 
@@ -336,18 +328,10 @@ async fn backups_resume_and_restores_verify_every_checksum() {
 
 /// `cli` without the S3 settings and without asserting success.
 fn cli_raw(args: &[&str], data_dir: &Path, backup_url: &str) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_photo-server"))
-        .env_clear()
-        .env("PHOTO_DATA_DIR", data_dir)
-        .env("PHOTO_BACKUP_URL", backup_url)
-        .env("RUST_LOG", "warn")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::output_of(
+        common::photo_server_command()
+            .env("PHOTO_DATA_DIR", data_dir)
+            .env("PHOTO_BACKUP_URL", backup_url)
+            .args(args),
+    )
 }

@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use common::{Backend, TestServer, fixture};
@@ -16,22 +15,14 @@ both_backends!(orphans_are_listed_and_quarantined_and_nothing_else_moves);
 /// Runs `photo-server orphans` against the test server's database and store.
 fn orphans(server: &TestServer, database_url: &str, args: &[&str]) -> (bool, String) {
     let config = &server.state.config;
-    let out = Command::new(env!("CARGO_BIN_EXE_photo-server"))
-        .env_clear()
-        .env("DATABASE_URL", database_url)
-        .env("PHOTO_DATA_DIR", &config.data_dir)
-        .env("PHOTO_ORIGINALS_DIR", config.originals_dir())
-        .env("RUST_LOG", "warn")
-        .arg("orphans")
-        .args(args)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    common::output_of(
+        common::photo_server_command()
+            .env("DATABASE_URL", database_url)
+            .env("PHOTO_DATA_DIR", &config.data_dir)
+            .env("PHOTO_ORIGINALS_DIR", config.originals_dir())
+            .arg("orphans")
+            .args(args),
+    )
 }
 
 fn database_url(server: &TestServer) -> String {

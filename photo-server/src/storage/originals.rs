@@ -92,7 +92,23 @@ impl OriginalStore {
 
     /// Makes a spooled upload the original of `id`: fsync, rename, fsync the
     /// directory. When this returns the file survives a crash.
-    pub fn commit(&self, mut spool: Spool, id: &str, format: Format) -> io::Result<PathBuf> {
+    pub fn commit(&self, spool: Spool, id: &str, format: Format) -> io::Result<PathBuf> {
+        self.put(spool, id, format, false)
+    }
+
+    /// Like [`OriginalStore::commit`], but replaces a file already there (a
+    /// restore putting back a damaged or truncated original).
+    pub fn replace(&self, spool: Spool, id: &str, format: Format) -> io::Result<PathBuf> {
+        self.put(spool, id, format, true)
+    }
+
+    fn put(
+        &self,
+        mut spool: Spool,
+        id: &str,
+        format: Format,
+        replace: bool,
+    ) -> io::Result<PathBuf> {
         let file = spool
             .file
             .take()
@@ -104,33 +120,13 @@ impl OriginalStore {
             .parent()
             .ok_or_else(|| io::Error::other("original path has no parent"))?;
         fs::create_dir_all(parent)?;
-        if target.exists() {
+        if !replace && target.exists() {
             // Ids are random and 103 bits long; this is a bug, not bad luck.
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!("original {} already exists", target.display()),
             ));
         }
-        fs::rename(&spool.path, &target)?;
-        spool.path = PathBuf::new();
-        File::open(parent)?.sync_all()?;
-        Ok(target)
-    }
-
-    /// Like [`OriginalStore::commit`], but replaces a file already there (a
-    /// restore putting back a damaged or truncated original).
-    pub fn replace(&self, mut spool: Spool, id: &str, format: Format) -> io::Result<PathBuf> {
-        let file = spool
-            .file
-            .take()
-            .ok_or_else(|| io::Error::other("spool already committed"))?;
-        file.sync_all()?;
-        drop(file);
-        let target = self.path(id, format);
-        let parent = target
-            .parent()
-            .ok_or_else(|| io::Error::other("original path has no parent"))?;
-        fs::create_dir_all(parent)?;
         fs::rename(&spool.path, &target)?;
         spool.path = PathBuf::new();
         File::open(parent)?.sync_all()?;

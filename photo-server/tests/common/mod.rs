@@ -338,3 +338,24 @@ pub fn spawn_tied_to_process(mut cmd: std::process::Command) -> std::io::Result<
     });
     rx.recv().map_err(std::io::Error::other)?
 }
+
+/// The photo-server binary as a one-off command (`backup`, `restore`,
+/// `orphans`): a clean environment but PATH, warnings only in the log.
+pub fn photo_server_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_photo-server"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn");
+    cmd
+}
+
+/// Runs `cmd` to its end: whether it succeeded, and its stdout and stderr.
+pub fn output_of(cmd: &mut std::process::Command) -> (bool, String) {
+    let out = cmd.output().expect("run photo-server");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
