@@ -77,10 +77,11 @@ podman --version
 # ---------------------------------------------------------------------------------------
 step "stand-in base images (made once per machine)"
 # rust:1.95.0-slim-bookworm: debian:bookworm-slim + ca-certificates gcc libc6-dev + a Rust
-# toolchain in /usr/local (rustc, cargo, the standard library; rustup itself is left out).
+# toolchain in /usr/local (rustc, cargo, the standard library; rustup itself is left out),
+# plus the nasm the Dockerfile would install (the build runs without a network).
 if ! pm image exists "$RUST_STANDIN"; then
   echo "making $RUST_STANDIN (mmdebstrap + $RUST_SYSROOT)"
-  mmdebstrap --quiet --variant=minbase --include=ca-certificates,gcc,libc6-dev \
+  mmdebstrap --quiet --variant=minbase --include=ca-certificates,gcc,libc6-dev,nasm \
     --customize-hook="copy-in $RUST_SYSROOT/bin $RUST_SYSROOT/lib /usr/local" \
     bookworm "$WORK/rust.tar"
   pm import --quiet --change 'ENV CARGO_HOME=/usr/local/cargo' "$WORK/rust.tar" "$RUST_STANDIN" >/dev/null

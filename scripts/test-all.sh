@@ -23,6 +23,9 @@ if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev
   apt_install postgresql
 fi
 [ -x /usr/bin/chromium ] || { echo "installing Chromium for the browser tests"; apt_install chromium; }
+# nasm: libjpeg-turbo's SIMD code in photo-server's JPEG decoder (the build works without it,
+# slower; install it before the first build, which is when the decoder is compiled).
+command -v nasm >/dev/null || { echo "installing nasm (libjpeg-turbo's SIMD code)"; apt_install nasm; }
 command -v openssl >/dev/null || { echo "installing openssl (certificates for the database TLS test)"; apt_install openssl; }
 # An S3-protocol server for the restore drill (photo-server/tests/backup.rs): moto, in a venv.
 tools=${CARGO_TARGET_DIR:-$PWD/target}/test-tools

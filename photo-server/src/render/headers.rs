@@ -47,6 +47,8 @@ pub struct JpegHeader {
     /// Horizontal and vertical sampling factors of each component.
     pub sampling: Vec<(u8, u8)>,
     pub progressive: bool,
+    /// An Adobe (APP14) segment came before the frame: its CMYK is stored inverted.
+    pub adobe: bool,
 }
 
 impl JpegHeader {
@@ -79,6 +81,7 @@ pub fn jpeg(bytes: &[u8]) -> Result<JpegHeader, RenderError> {
         return Err(RenderError::Unsupported);
     }
     let mut at = 2;
+    let mut adobe = false;
     loop {
         // Markers may be preceded by fill bytes (0xFF).
         while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
@@ -110,7 +113,12 @@ pub fn jpeg(bytes: &[u8]) -> Result<JpegHeader, RenderError> {
                     height: u32::from(height),
                     sampling,
                     progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+                    adobe,
                 });
+            }
+            0xEE => {
+                adobe |= bytes.get(at + 4..at + 9) == Some(&b"Adobe"[..]);
+                at += 2 + length;
             }
             0xDA | 0xD9 => return Err(corrupt("no JPEG frame header before the image data")),
             _ => at += 2 + length,
@@ -367,6 +375,7 @@ mod tests {
             height: 6000,
             sampling: vec![(2, 2), (1, 1), (1, 1)],
             progressive: false,
+            adobe: false,
         };
         let progressive = JpegHeader {
             progressive: true,

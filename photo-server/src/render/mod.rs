@@ -273,9 +273,10 @@ fn jpeg_scale(header: &headers::JpegHeader, orientation: Orientation, target_wid
         .unwrap_or(1)
 }
 
-/// Decodes a JPEG at 1/`scale`, within the memory budget. Returns the RGB
-/// pixels and how many bytes of `bytes` the image took (up to its end
-/// marker).
+/// Decodes a JPEG at 1/`scale`, within the memory budget, with libjpeg-turbo
+/// (through `mozjpeg`: SIMD, and DCT scaling that skips most of the work
+/// for a large photo). Returns the RGB pixels and how many bytes of `bytes`
+/// the image took (up to its end marker).
 fn decode_jpeg(
     bytes: &[u8],
     header: &headers::JpegHeader,
@@ -283,48 +284,73 @@ fn decode_jpeg(
     limits: DecodeLimits,
 ) -> Result<(RgbImage, u64), RenderError> {
     check_memory(header.decode_bytes(scale), limits)?;
-    let mut cursor = Cursor::new(bytes);
-    let mut decoder = jpeg_decoder::Decoder::new(&mut cursor);
-    decoder.set_max_decoding_buffer_size(usize::try_from(limits.max_bytes).unwrap_or(usize::MAX));
-    decoder.read_info().map_err(corrupt)?;
-    let (sw, sh) = decoder
-        .scale(
-            clamp_u16(header.width.div_ceil(scale)),
-            clamp_u16(header.height.div_ceil(scale)),
-        )
-        .map_err(corrupt)?;
-    let pixels = decoder.decode().map_err(corrupt)?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| RenderError::Corrupt("no JPEG frame header".into()))?;
-    drop(decoder);
-    let consumed = cursor.position();
-    let (sw, sh) = (u32::from(sw), u32::from(sh));
-    let rgb = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => pixels,
-        jpeg_decoder::PixelFormat::L8 => pixels.iter().flat_map(|&l| [l, l, l]).collect(),
-        jpeg_decoder::PixelFormat::L16 => pixels
-            .chunks_exact(2)
-            .flat_map(|c| [c[0], c[0], c[0]])
-            .collect(),
-        jpeg_decoder::PixelFormat::CMYK32 => pixels
-            .chunks_exact(4)
-            .flat_map(|c| {
-                // jpeg-decoder hands out ink amounts (0 = no ink), having
-                // already undone Adobe's inversion: naive CMYK to RGB.
-                let white = 255 - u16::from(c[3]);
-                let channel = |ink: u8| (((255 - u16::from(ink)) * white) / 255) as u8;
-                [channel(c[0]), channel(c[1]), channel(c[2])]
-            })
-            .collect(),
-    };
-    let image = RgbImage::from_raw(sw, sh, rgb)
-        .ok_or_else(|| RenderError::Corrupt("decoded pixel data has the wrong length".into()))?;
-    Ok((image, consumed))
+    // libjpeg reports a fatal error by unwinding out of the decoder (the
+    // `mozjpeg` crate's error manager, which skips the panic hook).
+    std::panic::catch_unwind(|| decode_jpeg_unwinding(bytes, header, scale)).unwrap_or_else(
+        |payload| {
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied())
+                .unwrap_or("libjpeg failed");
+            Err(corrupt(message.trim_start_matches("libjpeg fatal error: ")))
+        },
+    )
 }
 
-fn clamp_u16(v: u32) -> u16 {
-    v.clamp(1, u32::from(u16::MAX)) as u16
+fn decode_jpeg_unwinding(
+    bytes: &[u8],
+    header: &headers::JpegHeader,
+    scale: u32,
+) -> Result<(RgbImage, u64), RenderError> {
+    let mut decoder = mozjpeg::Decompress::new_mem(bytes).map_err(corrupt)?;
+    decoder.scale((8 / scale.clamp(1, 8)) as u8);
+    // Smoothing only helps a progressive image shown before it has fully
+    // arrived; for a complete file it is pure cost.
+    decoder.do_block_smoothing(false);
+    let (pixels, width, height, rest) = match decoder.image().map_err(corrupt)? {
+        mozjpeg::Format::RGB(mut started) => {
+            let (w, h) = (started.width(), started.height());
+            let rgb = started.read_scanlines::<u8>().map_err(corrupt)?;
+            (rgb, w, h, started.finish_into_inner().map_err(corrupt)?)
+        }
+        mozjpeg::Format::Gray(mut started) => {
+            let (w, h) = (started.width(), started.height());
+            let gray = started.read_scanlines::<u8>().map_err(corrupt)?;
+            let rgb = gray.iter().flat_map(|&l| [l, l, l]).collect();
+            (rgb, w, h, started.finish_into_inner().map_err(corrupt)?)
+        }
+        mozjpeg::Format::CMYK(mut started) => {
+            let (w, h) = (started.width(), started.height());
+            let cmyk = started.read_scanlines::<u8>().map_err(corrupt)?;
+            // Adobe's files (nearly every CMYK JPEG) store the inks inverted:
+            // 255 is no ink. Naive CMYK to RGB either way.
+            let inverted = header.adobe;
+            let rgb = cmyk
+                .chunks_exact(4)
+                .flat_map(|c| {
+                    let paper = |v: u8| u16::from(if inverted { v } else { 255 - v });
+                    let white = paper(c[3]);
+                    let channel = |v: u8| ((paper(v) * white) / 255) as u8;
+                    [channel(c[0]), channel(c[1]), channel(c[2])]
+                })
+                .collect();
+            (rgb, w, h, started.finish_into_inner().map_err(corrupt)?)
+        }
+    };
+    let consumed = bytes.len() - rest.len();
+    // libjpeg fills a file that ends early with grey and warns; a whole
+    // image ends with its end marker (which entropy-coded data cannot hold).
+    if !bytes[..consumed].ends_with(&[0xFF, 0xD9]) {
+        return Err(corrupt("the image data ends before the image does"));
+    }
+    let (width, height) = (
+        u32::try_from(width).map_err(corrupt)?,
+        u32::try_from(height).map_err(corrupt)?,
+    );
+    let image = RgbImage::from_raw(width, height, pixels)
+        .ok_or_else(|| RenderError::Corrupt("decoded pixel data has the wrong length".into()))?;
+    Ok((image, consumed as u64))
 }
 
 /// PNG and WebP through the `image` crate, after the container walk and
