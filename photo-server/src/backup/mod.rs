@@ -141,6 +141,9 @@ impl Destination {
             // The local store needs its directory to exist.
             std::fs::create_dir_all(parsed.path())?;
         }
+        // HTTPS to the object store goes through rustls, built with ring only: make it the
+        // process's provider (a no-op when it already is).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let (store, prefix) = object_store::parse_url_opts(&parsed, cloud_options()?)?;
         Ok(Destination {
             store: Arc::from(store),

@@ -111,7 +111,38 @@ pub struct Db {
     outage_since: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+/// The schema migrations, embedded in the binary: `(version, description, SQL)`, as sqlx
+/// would read them from `migrations/<version>_<description>.sql` (same checksums, so a
+/// database migrated by an earlier build is recognised). Embedded by hand rather than with
+/// `sqlx::migrate!`, whose proc-macro compiles both database drivers a second time.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+
+#[derive(Debug)]
+struct EmbeddedMigrations;
+
+impl<'s> sqlx::migrate::MigrationSource<'s> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> futures_util::future::BoxFuture<
+        's,
+        Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+    > {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                sqlx::migrate::Migration::new(
+                    version,
+                    description.into(),
+                    sqlx::migrate::MigrationType::Simple,
+                    sql.into(),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(std::future::ready(Ok(migrations)))
+    }
+}
 
 impl Db {
     /// Sets up the pool for `url` (default: `photos.db` under `data_dir`).
@@ -166,7 +197,8 @@ impl Db {
     /// advisory lock while migrating, so many pods starting at once are safe:
     /// one migrates, the others wait and then find nothing to do.
     pub async fn migrate(&self) -> DbResult<()> {
-        MIGRATOR.run(&self.pool).await?;
+        let migrator = sqlx::migrate::Migrator::new(EmbeddedMigrations).await?;
+        migrator.run(&self.pool).await?;
         self.migrated.store(true, Ordering::Release);
         Ok(())
     }
@@ -247,5 +279,32 @@ mod tests {
         assert!(DbError::Sql(handshake).is_unavailable());
         assert!(DbError::Sql(sqlx::Error::PoolTimedOut).is_unavailable());
         assert!(!DbError::Sql(sqlx::Error::RowNotFound).is_unavailable());
+    }
+}
+
+#[cfg(test)]
+mod migration_tests {
+    use super::MIGRATIONS;
+
+    #[test]
+    fn every_migration_file_is_embedded_with_its_version_and_description() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), MIGRATIONS.len(), "{files:?}");
+        for (file, &(version, description, sql)) in files.iter().zip(MIGRATIONS) {
+            let stem = file.strip_suffix(".sql").unwrap();
+            let (v, d) = stem.split_once('_').unwrap();
+            assert_eq!(v.parse::<i64>().unwrap(), version, "{file}");
+            assert_eq!(d.replace('_', " "), description, "{file}");
+            assert_eq!(
+                std::fs::read_to_string(dir.join(file)).unwrap(),
+                sql,
+                "{file}"
+            );
+        }
     }
 }
