@@ -1,6 +1,6 @@
 //! Server configuration: every setting is a command-line flag and an environment
 //! variable (the names in CONTRACT.md), with defaults that make
-//! `cargo run -p photo-server` serve a working site with no setup.
+//! `cargo run --bin photo-server` serve a working site with no setup.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
