@@ -23,9 +23,9 @@ ARG CARGO_PACKAGES=--package=photo-server
 ARG CARGO_TARGET_DIR=/src/target
 WORKDIR /src
 # nasm: libjpeg-turbo's SIMD code (the mozjpeg crate builds it from source; without nasm it
-# builds, but decodes JPEGs about twice as slowly).
+# builds, but decodes JPEGs about twice as slowly). Pinned to bookworm's version.
 RUN command -v nasm >/dev/null || { apt-get update \
-    && apt-get install -y --no-install-recommends nasm && rm -rf /var/lib/apt/lists/*; }
+    && apt-get install -y --no-install-recommends nasm=2.16.01-1 && rm -rf /var/lib/apt/lists/*; }
 # The whole workspace (cargo loads every member); .dockerignore keeps target directories,
 # data, .git and what is not Rust out of the context.
 COPY . ./
