@@ -41,7 +41,8 @@ RUST_SYSROOT=${RUST_SYSROOT:-$(rustc --print sysroot)}
 RUST_VERSION=$("$RUST_SYSROOT/bin/rustc" --version | cut -d' ' -f2)
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 
-RUST_STANDIN=localhost/photostack-standin/rust:$RUST_VERSION-slim-bookworm
+# The tag names the recipe (with nasm): a stand-in made by an older recipe is not reused.
+RUST_STANDIN=localhost/photostack-standin/rust:$RUST_VERSION-slim-bookworm-nasm
 RUNTIME_STANDIN=localhost/photostack-standin/distroless-cc-debian12:nonroot
 if [ "$PROFILE" = release ]; then TAG=$VERSION; else TAG=dev; fi
 SERVER_IMAGE=ghcr.io/photostack/photo-server:$TAG
