@@ -109,6 +109,7 @@ where
             None => route_label(request.extensions().get::<MatchedPath>()),
         };
         let method = method_label(request.method());
+        let has_body = declares_body(request.headers());
         // Only the id: each span field costs about a microsecond per request
         // with JSON logs, and the id leads to the rest (it is in the
         // response, in ingress logs, and on the failure line below).
@@ -122,8 +123,18 @@ where
             method,
             start: Instant::now(),
             metrics: self.metrics.clone(),
+            has_body,
         }
     }
+}
+
+/// Whether a request says a body follows (a length above zero, or chunked).
+fn declares_body(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(axum::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(axum::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
 }
 
 pin_project_lite::pin_project! {
@@ -136,6 +147,7 @@ pin_project_lite::pin_project! {
         method: &'static str,
         start: Instant,
         metrics: Arc<Metrics>,
+        has_body: bool,
     }
 }
 
@@ -172,6 +184,16 @@ where
                 .headers_mut()
                 .entry(&X_REQUEST_ID)
                 .or_insert_with(|| this.request_id.clone());
+            // A refusal may come before the body was read (the session and
+            // CSRF token are checked first), and then hyper closes the
+            // connection: say so, or a client (or a proxy's keep-alive pool)
+            // would send its next request on a connection that is closing.
+            if *this.has_body && (status.is_client_error() || status.is_server_error()) {
+                response.headers_mut().insert(
+                    axum::http::header::CONNECTION,
+                    HeaderValue::from_static("close"),
+                );
+            }
             // 503 is load shedding or shutdown, counted in the metrics: a line
             // per refused request would add log load to an overload.
             if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
@@ -303,6 +325,48 @@ mod tests {
                 Ok::<_, Infallible>(response)
             },
         ))
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_with_a_body_closes_its_connection() {
+        let metrics = Metrics::new();
+        let refuse = |status: StatusCode| {
+            ObserveLayer::new(metrics.clone()).layer(tower::service_fn(
+                move |_: Request<Body>| async move {
+                    let mut response = Response::new(Body::empty());
+                    *response.status_mut() = status;
+                    Ok::<_, Infallible>(response)
+                },
+            ))
+        };
+        let with_body = || {
+            Request::post("/rest/edit")
+                .header("content-length", "1000")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let closes = |response: &Response<Body>| {
+            response.headers().get("connection").map(|v| v.as_bytes()) == Some(&b"close"[..])
+        };
+        let refused = refuse(StatusCode::FORBIDDEN)
+            .oneshot(with_body())
+            .await
+            .unwrap();
+        assert!(closes(&refused), "a 403 before the body was read");
+        let accepted = refuse(StatusCode::CREATED)
+            .oneshot(with_body())
+            .await
+            .unwrap();
+        assert!(!closes(&accepted), "a success keeps the connection");
+        let no_body = Request::get("/rest/photos/x").body(Body::empty()).unwrap();
+        let missing = refuse(StatusCode::NOT_FOUND)
+            .oneshot(no_body)
+            .await
+            .unwrap();
+        assert!(
+            !closes(&missing),
+            "an error on a request without a body keeps it too"
+        );
     }
 
     #[tokio::test]
