@@ -298,6 +298,13 @@ fn decode_jpeg(
     )
 }
 
+/// What libjpeg hands out, before it is made RGB.
+enum Colour {
+    Rgb,
+    Gray,
+    Cmyk,
+}
+
 fn decode_jpeg_unwinding(
     bytes: &[u8],
     header: &headers::JpegHeader,
@@ -308,34 +315,29 @@ fn decode_jpeg_unwinding(
     // Smoothing only helps a progressive image shown before it has fully
     // arrived; for a complete file it is pure cost.
     decoder.do_block_smoothing(false);
-    let (pixels, width, height, rest) = match decoder.image().map_err(corrupt)? {
-        mozjpeg::Format::RGB(mut started) => {
-            let (w, h) = (started.width(), started.height());
-            let rgb = started.read_scanlines::<u8>().map_err(corrupt)?;
-            (rgb, w, h, started.finish_into_inner().map_err(corrupt)?)
-        }
-        mozjpeg::Format::Gray(mut started) => {
-            let (w, h) = (started.width(), started.height());
-            let gray = started.read_scanlines::<u8>().map_err(corrupt)?;
-            let rgb = gray.iter().flat_map(|&l| [l, l, l]).collect();
-            (rgb, w, h, started.finish_into_inner().map_err(corrupt)?)
-        }
-        mozjpeg::Format::CMYK(mut started) => {
-            let (w, h) = (started.width(), started.height());
-            let cmyk = started.read_scanlines::<u8>().map_err(corrupt)?;
+    let (mut started, colour) = match decoder.image().map_err(corrupt)? {
+        mozjpeg::Format::RGB(started) => (started, Colour::Rgb),
+        mozjpeg::Format::Gray(started) => (started, Colour::Gray),
+        mozjpeg::Format::CMYK(started) => (started, Colour::Cmyk),
+    };
+    let (width, height) = (started.width(), started.height());
+    let samples = started.read_scanlines::<u8>().map_err(corrupt)?;
+    let rest = started.finish_into_inner().map_err(corrupt)?;
+    let pixels = match colour {
+        Colour::Rgb => samples,
+        Colour::Gray => samples.iter().flat_map(|&l| [l, l, l]).collect(),
+        Colour::Cmyk => {
             // Adobe's files (nearly every CMYK JPEG) store the inks inverted:
             // 255 is no ink. Naive CMYK to RGB either way.
-            let inverted = header.adobe;
-            let rgb = cmyk
+            let paper = |v: u8| u16::from(if header.adobe { v } else { 255 - v });
+            samples
                 .chunks_exact(4)
                 .flat_map(|c| {
-                    let paper = |v: u8| u16::from(if inverted { v } else { 255 - v });
                     let white = paper(c[3]);
                     let channel = |v: u8| ((paper(v) * white) / 255) as u8;
                     [channel(c[0]), channel(c[1]), channel(c[2])]
                 })
-                .collect();
-            (rgb, w, h, started.finish_into_inner().map_err(corrupt)?)
+                .collect()
         }
     };
     let consumed = bytes.len() - rest.len();
