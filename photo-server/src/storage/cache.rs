@@ -18,6 +18,34 @@ use lru::LruCache;
 use crate::ids;
 use crate::metrics::Metrics;
 
+/// Cache files read from the disk at once, each on a blocking thread (see
+/// [`DiskCache::read_file`]); more wait for a turn.
+const DISK_READS: usize = 16;
+
+/// The whole file if every byte of it is in the page cache, `None` if
+/// reading it would wait for the disk (or the file system cannot say).
+fn read_without_waiting(file: &fs::File) -> io::Result<Option<Vec<u8>>> {
+    use rustix::io::{Errno, ReadWriteFlags, preadv2};
+    let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+    let mut data = vec![0u8; len];
+    let mut at = 0;
+    while at < len {
+        let slice = &mut [io::IoSliceMut::new(&mut data[at..])];
+        match preadv2(file, slice, at as u64, ReadWriteFlags::NOWAIT) {
+            Ok(0) => {
+                // Shorter than its metadata said (replaced meanwhile): what is there.
+                data.truncate(at);
+                break;
+            }
+            Ok(n) => at += n,
+            Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => return Ok(None),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Some(data))
+}
+
 /// One rendition of one photo.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RenditionKey {
@@ -45,6 +73,8 @@ pub struct DiskCache {
     writable: AtomicBool,
     /// Hot renditions in memory; `None` when configured to 0 bytes.
     memory: Option<moka::sync::Cache<RenditionKey, Bytes>>,
+    /// Turns for reads that need the disk.
+    disk_reads: tokio::sync::Semaphore,
     metrics: Metrics,
 }
 
@@ -67,6 +97,7 @@ impl DiskCache {
             dir,
             max_bytes,
             memory,
+            disk_reads: tokio::sync::Semaphore::new(DISK_READS),
             metrics,
         };
         if let Err(e) = cache.load() {
@@ -141,7 +172,7 @@ impl DiskCache {
             self.metrics.cache_misses.inc();
             return None;
         }
-        match tokio::fs::read(self.path(key)).await {
+        match self.read_file(key).await {
             Ok(data) => {
                 let bytes = Bytes::from(data);
                 self.touch(key);
@@ -156,6 +187,34 @@ impl DiskCache {
                 None
             }
         }
+    }
+
+    /// Reads a cached file. A file in the page cache (nearly every hit) is
+    /// read right here, on the async thread, with a read that the kernel
+    /// refuses instead of waiting for the disk (`RWF_NOWAIT`): a few
+    /// microseconds, like nginx's own `open`/`sendfile`. Only a file that
+    /// needs the disk goes to the blocking pool, a bounded number at a time:
+    /// a blocking task per hit cost half the hit rate, and under 64
+    /// connections grew the pool to a hundred threads, each with its own
+    /// allocator heap (1.6 GB resident).
+    async fn read_file(&self, key: &RenditionKey) -> io::Result<Bytes> {
+        let path = self.path(key);
+        let mut file = fs::File::open(&path)?;
+        if let Some(data) = read_without_waiting(&file)? {
+            return Ok(Bytes::from(data));
+        }
+        let _permit = self
+            .disk_reads
+            .acquire()
+            .await
+            .map_err(|_| io::Error::other("the cache is shutting down"))?;
+        let data = tokio::task::spawn_blocking(move || {
+            let mut data = Vec::new();
+            io::Read::read_to_end(&mut file, &mut data).map(|_| data)
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(Bytes::from(data))
     }
 
     /// Whether a rendition is cached, without reading it.
@@ -356,6 +415,18 @@ mod tests {
         cache.put(&key(1), &Bytes::from_static(b"jpeg"));
         assert_eq!(cache.metrics.cache_write_errors.get(), 1);
         assert!(cache.get(&key(2)).await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_disk_hit_returns_every_byte_of_a_file_of_many_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path().to_path_buf(), 10 << 20, 0, Metrics::new());
+        let jpeg: Bytes = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        cache.put(&key(1), &jpeg);
+        cache.put(&key(2), &Bytes::new());
+        assert_eq!(cache.get(&key(1)).await, Some(jpeg));
+        assert_eq!(cache.get(&key(2)).await, Some(Bytes::new()));
+        assert_eq!(cache.metrics.cache_hits.get(), 2);
     }
 
     #[tokio::test]
