@@ -173,8 +173,7 @@ impl DiskCache {
             return None;
         }
         match self.read_file(key).await {
-            Ok(data) => {
-                let bytes = Bytes::from(data);
+            Ok(bytes) => {
                 self.touch(key);
                 self.remember(key, &bytes);
                 self.metrics.cache_hits.inc();
