@@ -191,8 +191,10 @@ impl DiskCache {
     /// Reads a cached file. A file in the page cache (nearly every hit) is
     /// read right here, on the async thread, with a read that the kernel
     /// refuses instead of waiting for the disk (`RWF_NOWAIT`): a few
-    /// microseconds, like nginx's own `open`/`sendfile`. Only a file that
-    /// needs the disk goes to the blocking pool, a bounded number at a time:
+    /// microseconds, like nginx's own `open`/`sendfile`. The file is opened
+    /// here too, as nginx's workers do: only a directory lookup that is not
+    /// cached can wait, briefly. Only a file whose bytes need the disk goes
+    /// to the blocking pool, a bounded number at a time:
     /// a blocking task per hit cost half the hit rate, and under 64
     /// connections grew the pool to a hundred threads, each with its own
     /// allocator heap (1.6 GB resident).
