@@ -98,6 +98,40 @@ pub async fn psql(port: u16, database: &str, sql: &str) -> Result<String> {
     run("psql", cmd).await
 }
 
+/// Whether commits on the primary at `port` wait until a standby has them
+/// (`on`) or not: what the operator's CloudNativePG `Cluster` asks for
+/// (`synchronous: {method: any, number: 1, dataDurability: preferred}`),
+/// switched as that standby comes and goes. Without it, a primary killed
+/// right after acknowledging an upload takes that upload's row along, and
+/// the promoted standby never had it.
+pub async fn wait_for_standby(port: u16, on: bool) -> Result<()> {
+    let names = if on { "ANY 1 (*)" } else { "" };
+    psql(
+        port,
+        "postgres",
+        &format!("ALTER SYSTEM SET synchronous_standby_names = '{names}'"),
+    )
+    .await?;
+    psql(port, "postgres", "SELECT pg_reload_conf()").await?;
+    if !on {
+        return Ok(());
+    }
+    // The drill's rule on lost uploads depends on this taking hold: wait
+    // until the primary counts the standby in its quorum.
+    let started = Instant::now();
+    let quorum = "select count(*) from pg_stat_replication where sync_state in ('sync', 'quorum')";
+    while psql(port, "postgres", quorum).await?.trim() == "0" {
+        if started.elapsed() > Duration::from_secs(30) {
+            return Err(Error::Timeout {
+                what: format!("the standby to replicate synchronously from port {port}"),
+                seconds: 30.0,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
 /// Whether a server on `port` accepts logins and answers a query.
 pub async fn accepts(port: u16) -> bool {
     psql(port, "postgres", "select 1").await.is_ok()

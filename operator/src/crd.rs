@@ -489,7 +489,9 @@ impl Default for CacheSpec {
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseSpec {
     /// Number of Postgres instances of the CloudNativePG cluster: one primary plus
-    /// `instances - 1` streaming replicas. Ignored with `external`.
+    /// `instances - 1` streaming replicas. With 2 or more, replication is synchronous: a
+    /// commit waits until one replica has it, so a failover loses no acknowledged upload
+    /// (with no healthy replica, the primary goes on alone). Ignored with `external`.
     #[serde(default = "default_db_instances")]
     #[schemars(range(min = 1, max = 9))]
     pub instances: i32,

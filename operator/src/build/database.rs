@@ -1,6 +1,12 @@
 //! The CloudNativePG `postgresql.cnpg.io/v1` `Cluster`: one primary plus `instances - 1`
 //! streaming replicas, spread across zones, bootstrapped with the site's database and owner.
 //!
+//! With a replica, replication is synchronous (any 1 replica, durability `preferred`): a
+//! commit, and so an upload's `201`, waits until a replica has it, so a failover after the
+//! primary dies loses no acknowledged upload. Asynchronous replication lost one in the drill
+//! (`drill/`, db-failover). With no healthy replica, CloudNativePG lets the primary go on
+//! alone rather than block every write.
+//!
 //! CloudNativePG creates the application Secret `<cluster>-app` (key `uri`) that the
 //! Deployment mounts as `DATABASE_URL`, and the `<cluster>-rw` Service. We have no Rust types
 //! for the CNPG API, so the object is JSON; a test validates it against the CNPG CRD schema.
@@ -63,6 +69,11 @@ pub fn build(site: &ValidatedSite, plugin: bool) -> Value {
         },
         "enablePDB": true,
     });
+    if db.instances > 1 {
+        spec["postgresql"] = json!({
+            "synchronous": { "method": "any", "number": 1, "dataDurability": "preferred" },
+        });
+    }
     if let Some(image) = &db.image_name {
         spec["imageName"] = json!(image);
     }
@@ -108,6 +119,21 @@ mod tests {
         assert_eq!(c["spec"]["bootstrap"]["initdb"]["database"], "photos");
         assert!(c["spec"].get("imageName").is_none());
         assert!(c["metadata"].get("ownerReferences").is_none());
+    }
+
+    #[test]
+    fn a_commit_waits_for_a_replica_when_there_is_one() {
+        let c = build(&valid(&fakeflickr()), true);
+        assert_eq!(
+            c["spec"]["postgresql"]["synchronous"],
+            json!({ "method": "any", "number": 1, "dataDurability": "preferred" })
+        );
+        let single = with(demo(), |s| s.spec.database.instances = 1);
+        let c = build(&valid(&single), true);
+        assert!(
+            c["spec"].get("postgresql").is_none(),
+            "no replica to wait for"
+        );
     }
 
     #[test]
