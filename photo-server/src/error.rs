@@ -111,7 +111,7 @@ impl From<RenderError> for ApiError {
             | RenderError::TooMuchMemory { .. }
             | RenderError::Metadata(_)
             | RenderError::Unrenderable { .. } => ApiError::Unprocessable(e.to_string()),
-            RenderError::Encode(_) => ApiError::Internal(e.to_string()),
+            RenderError::Encode(_) | RenderError::Read(_) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -263,3 +263,91 @@ fn metadata_bombs_are_refused() {
         ));
     }
 }
+
+/// `jpeg` with `extra` bytes of APP2 segments (where an ICC profile goes)
+/// right after its start marker.
+fn with_segments_before(jpeg: &[u8], extra: usize) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    let mut left = extra;
+    while left > 0 {
+        let payload = left.min(65_000);
+        out.extend_from_slice(&[0xFF, 0xE2]);
+        out.extend_from_slice(&u16::try_from(payload + 2).unwrap().to_be_bytes());
+        out.extend(std::iter::repeat_n(b'x', payload));
+        left -= payload;
+    }
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// The server renders from the originals volume and checks uploads from
+/// their spool file, decoding a JPEG as it reads the file: renditions,
+/// probes and refusals are those of the whole file in memory.
+#[test]
+fn rendering_from_a_file_gives_what_rendering_from_memory_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::File::open(path).unwrap()
+    };
+    let progressive = common::images::jpeg_progressive(1200, 900);
+    let cases = [
+        ("landscape.jpg", fixture("landscape.jpg")),
+        ("rotated.jpg", fixture("rotated.jpg")),
+        ("gray.jpg", fixture("gray.jpg")),
+        ("cmyk.jpg", fixture("cmyk.jpg")),
+        ("photo.png", fixture("photo.png")),
+        ("photo.webp", fixture("photo.webp")),
+        ("progressive.jpg", progressive.clone()),
+        // Its image data starts past the first 256 KiB: read whole.
+        (
+            "late.jpg",
+            with_segments_before(&fixture("rotated.jpg"), 300_000),
+        ),
+    ];
+    for (name, bytes) in &cases {
+        for width in [240, 1440] {
+            let from_file = render::render_file(file(name, bytes), width, 85, LIMITS);
+            let from_memory = render::render(bytes, width, 85, LIMITS);
+            assert!(from_memory.is_ok(), "{name}: {from_memory:?}");
+            assert_eq!(from_file, from_memory, "{name} at {width}");
+        }
+        let probe = render::probe(bytes, LIMITS, WIDTHS);
+        assert!(probe.is_ok(), "{name}: {probe:?}");
+        assert_eq!(
+            render::probe_file(file(name, bytes), LIMITS, WIDTHS),
+            probe,
+            "{name}"
+        );
+    }
+    // Cut short, in the headers or in the image data: corrupt either way.
+    let cut = progressive[..progressive.len() * 2 / 3].to_vec();
+    for (name, bytes) in [
+        ("truncated.jpg", fixture("truncated.jpg")),
+        ("cut.jpg", cut),
+    ] {
+        let from_file = render::render_file(file(name, &bytes), 240, 85, LIMITS);
+        assert!(
+            matches!(&from_file, Err(RenderError::Corrupt(_))),
+            "{name}: {from_file:?}"
+        );
+        assert_eq!(from_file, render::render(&bytes, 240, 85, LIMITS), "{name}");
+        let probed = render::probe_file(file(name, &bytes), LIMITS, WIDTHS);
+        assert!(
+            matches!(&probed, Err(RenderError::Corrupt(_))),
+            "{name}: {probed:?}"
+        );
+    }
+    // Bytes appended after the image are ignored, as in memory, and the
+    // probe says where the image ends.
+    let clean = fixture("landscape.jpg");
+    let mut padded = clean.clone();
+    padded.extend_from_slice(b"appended junk");
+    assert_eq!(
+        render::render_file(file("padded.jpg", &padded), 240, 85, LIMITS).unwrap(),
+        render::render(&clean, 240, 85, LIMITS).unwrap()
+    );
+    let probe = render::probe_file(file("padded.jpg", &padded), LIMITS, WIDTHS).unwrap();
+    assert_eq!(probe.image_len, clean.len() as u64);
+}

@@ -73,8 +73,8 @@ pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Chec
     let result = state
         .renderer
         .run_unshared(move || {
-            let bytes = std::fs::read(&path).map_err(|e| RenderError::Corrupt(e.to_string()))?;
-            render::probe(&bytes, limits, &widths)
+            let file = std::fs::File::open(&path).map_err(|e| RenderError::Read(e.to_string()))?;
+            render::probe_file(file, limits, &widths)
         })
         .await;
     let probe = match result {

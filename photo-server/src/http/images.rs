@@ -250,8 +250,8 @@ fn render_job(
     key: &RenditionKey,
     format: render::Format,
 ) -> Result<Bytes, JobError> {
-    let original = match state.originals.read(&key.id, format) {
-        Ok(bytes) => bytes,
+    let original = match state.originals.open_file(&key.id, format) {
+        Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(JobError::MissingOriginal);
         }
@@ -262,7 +262,12 @@ fn render_job(
         max_pixels: state.config.max_pixels,
         max_bytes: state.config.decode_max_bytes,
     };
-    let jpeg = render::render(&original, key.width, state.config.jpeg_quality, limits)?;
+    let jpeg = match render::render_file(original, key.width, state.config.jpeg_quality, limits) {
+        Ok(jpeg) => jpeg,
+        // Not the photo's fault: not remembered as a failed render.
+        Err(render::RenderError::Read(e)) => return Err(JobError::Io(e)),
+        Err(e) => return Err(e.into()),
+    };
     state
         .metrics
         .render_duration

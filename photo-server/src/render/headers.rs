@@ -75,23 +75,59 @@ impl JpegHeader {
     }
 }
 
+/// One JPEG marker segment before the image data: its marker, where the
+/// marker starts, and the segment's length field (which counts itself).
+struct Segment {
+    marker: u8,
+    at: usize,
+    length: usize,
+}
+
+/// Walks a JPEG's marker segments from the start of the file, stopping after
+/// the first start-of-scan or end-of-image marker (the segments that follow
+/// lie after entropy-coded data, which is not walked).
+fn segments(bytes: &[u8]) -> impl Iterator<Item = Result<Segment, RenderError>> + '_ {
+    let mut at = 2;
+    let mut done = bytes.get(..2) != Some(&[0xFF, 0xD8][..]);
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        // Markers may be preceded by fill bytes (0xFF).
+        while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
+            at += 1;
+        }
+        let segment = (|| {
+            if bytes.get(at) != Some(&0xFF) {
+                return Err(corrupt("no JPEG frame header"));
+            }
+            let marker = *bytes.get(at + 1).ok_or_else(|| corrupt("truncated JPEG"))?;
+            if marker == 0xD9 {
+                return Ok(Segment {
+                    marker,
+                    at,
+                    length: 0,
+                });
+            }
+            let length = usize::from(be16(bytes, at + 2).ok_or_else(|| corrupt("truncated JPEG"))?);
+            Ok(Segment { marker, at, length })
+        })();
+        match &segment {
+            Ok(s) if !matches!(s.marker, 0xDA | 0xD9) => at += 2 + s.length,
+            _ => done = true,
+        }
+        Some(segment)
+    })
+}
+
 /// Reads segments up to the frame header (SOFn).
 pub fn jpeg(bytes: &[u8]) -> Result<JpegHeader, RenderError> {
     if bytes.get(..2) != Some(&[0xFF, 0xD8][..]) {
         return Err(RenderError::Unsupported);
     }
-    let mut at = 2;
     let mut adobe = false;
-    loop {
-        // Markers may be preceded by fill bytes (0xFF).
-        while bytes.get(at) == Some(&0xFF) && bytes.get(at + 1) == Some(&0xFF) {
-            at += 1;
-        }
-        if bytes.get(at) != Some(&0xFF) {
-            return Err(corrupt("no JPEG frame header"));
-        }
-        let marker = *bytes.get(at + 1).ok_or_else(|| corrupt("truncated JPEG"))?;
-        let length = usize::from(be16(bytes, at + 2).ok_or_else(|| corrupt("truncated JPEG"))?);
+    for segment in segments(bytes) {
+        let Segment { marker, at, length } = segment?;
         match marker {
             // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC).
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
@@ -116,14 +152,22 @@ pub fn jpeg(bytes: &[u8]) -> Result<JpegHeader, RenderError> {
                     adobe,
                 });
             }
-            0xEE => {
-                adobe |= bytes.get(at + 4..at + 9) == Some(&b"Adobe"[..]);
-                at += 2 + length;
-            }
+            0xEE => adobe |= bytes.get(at + 4..at + 9) == Some(&b"Adobe"[..]),
             0xDA | 0xD9 => return Err(corrupt("no JPEG frame header before the image data")),
-            _ => at += 2 + length,
+            _ => {}
         }
     }
+    Err(corrupt("no JPEG frame header"))
+}
+
+/// Where a JPEG's first scan (its image data) starts, if `bytes` reach that
+/// far: every segment before it, EXIF and the frame header among them, lies
+/// in `bytes[..offset]`.
+pub fn jpeg_scan_start(bytes: &[u8]) -> Option<usize> {
+    segments(bytes)
+        .map_while(Result::ok)
+        .find(|s| s.marker == 0xDA)
+        .map(|s| s.at)
 }
 
 /// A PNG's header, after a walk over all its chunks.

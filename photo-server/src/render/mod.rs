@@ -1,21 +1,25 @@
 //! Turning an original into a rendition, and checking an upload before it is kept.
 //!
-//! Pure CPU work on byte slices, no I/O and no async: callers run it on the
-//! bounded render pool (`pool.rs`). The fast path follows libvips: a JPEG much
+//! CPU work, no async: callers run it on the bounded render pool (`pool.rs`).
+//! The only I/O is reading an original as it is decoded ([`render_file`];
+//! `source.rs` watches those reads). The fast path follows libvips: a JPEG much
 //! larger than the target is decoded at a reduced DCT scale (1/2, 1/4, 1/8),
 //! then resized with SIMD convolution and encoded with a fast baseline encoder.
 
 mod exif;
 pub mod headers;
 pub mod pool;
+mod source;
 
-use std::io::Cursor;
+use std::io::{BufRead, BufReader, Cursor, Read};
+use std::panic::AssertUnwindSafe;
 
 use fast_image_resize as fr;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 pub use exif::PhotoExif;
+use source::Watched;
 
 /// Formats accepted as originals. Renditions are always JPEG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,6 +97,9 @@ pub enum RenderError {
     Unrenderable { width: u32, reason: String },
     #[error("cannot encode the rendition: {0}")]
     Encode(String),
+    /// Reading the original failed (not a fault of the image).
+    #[error("cannot read the original: {0}")]
+    Read(String),
 }
 
 /// What any one decode may take: pixels (`PHOTO_MAX_PIXELS`) and memory
@@ -127,27 +134,69 @@ pub struct Probe {
 /// the check is cheap even for large photos).
 pub fn probe(bytes: &[u8], limits: DecodeLimits, widths: &[u32]) -> Result<Probe, RenderError> {
     let format = Format::sniff(bytes).ok_or(RenderError::Unsupported)?;
+    if format == Format::Jpeg {
+        return probe_jpeg(bytes, bytes, limits, widths);
+    }
     let exif = exif::read(bytes);
-    let (stored_w, stored_h, image_len) = match format {
-        Format::Jpeg => {
-            let header = headers::jpeg(bytes)?;
-            check_pixels(header.width, header.height, limits.max_pixels)?;
-            for &width in widths {
-                let scale = jpeg_scale(&header, exif.orientation, width);
-                check_memory(header.decode_bytes(scale), limits)?;
-            }
-            let (_, consumed) = decode_jpeg(bytes, &header, 8, limits)?;
-            (header.width, header.height, consumed)
+    let (image, _, image_len) = decode_with_image(bytes, format, limits)?;
+    let (width, height) = (image.width(), image.height());
+    drop(image);
+    probed(format, (width, height), exif, image_len, widths)
+}
+
+/// Checks an upload in `file` as [`probe`] does, decoding a JPEG as the
+/// file is read (see [`render_file`]).
+pub fn probe_file(
+    file: std::fs::File,
+    limits: DecodeLimits,
+    widths: &[u32],
+) -> Result<Probe, RenderError> {
+    match Opened::read(file)? {
+        Opened::Jpeg { head, rest } => {
+            probe_jpeg(Cursor::new(&head).chain(rest), &head, limits, widths)
         }
-        Format::Png | Format::Webp => {
-            let (image, _, image_len) = decode_with_image(bytes, format, limits)?;
-            (image.width(), image.height(), image_len)
-        }
-    };
+        Opened::Whole(bytes) => probe(&bytes, limits, widths),
+    }
+}
+
+/// Probes a JPEG read from `source`; `head` is its start, up to its image
+/// data at least.
+fn probe_jpeg(
+    source: impl BufRead,
+    head: &[u8],
+    limits: DecodeLimits,
+    widths: &[u32],
+) -> Result<Probe, RenderError> {
+    let exif = exif::read(head);
+    let header = headers::jpeg(head)?;
+    check_pixels(header.width, header.height, limits.max_pixels)?;
+    for &width in widths {
+        let scale = jpeg_scale(&header, exif.orientation, width);
+        check_memory(header.decode_bytes(scale), limits)?;
+    }
+    let (_, consumed) = decode_jpeg(source, &header, 8, limits)?;
+    probed(
+        Format::Jpeg,
+        (header.width, header.height),
+        exif,
+        consumed,
+        widths,
+    )
+}
+
+/// The probe of a decoded image `stored` (width, height) pixels large,
+/// once every rendition in `widths` is known to be possible.
+fn probed(
+    format: Format,
+    stored: (u32, u32),
+    exif: PhotoExif,
+    image_len: u64,
+    widths: &[u32],
+) -> Result<Probe, RenderError> {
     let (width, height) = if swaps_axes(exif.orientation) {
-        (stored_h, stored_w)
+        (stored.1, stored.0)
     } else {
-        (stored_w, stored_h)
+        stored
     };
     for &target in widths {
         let (w, h) = fit_width(width, height, target);
@@ -169,6 +218,11 @@ pub fn probe(bytes: &[u8], limits: DecodeLimits, widths: &[u32]) -> Result<Probe
     })
 }
 
+/// Bytes of an original read before choosing how to decode it: in nearly
+/// every photo they hold all of a JPEG's segments before its image data
+/// (its EXIF segment is at most 64 KiB).
+const HEAD_BYTES: u64 = 256 << 10;
+
 /// Renders `original` at `target_width` (never upscaled) as a baseline JPEG.
 pub fn render(
     original: &[u8],
@@ -177,22 +231,91 @@ pub fn render(
     limits: DecodeLimits,
 ) -> Result<Vec<u8>, RenderError> {
     let format = Format::sniff(original).ok_or(RenderError::Unsupported)?;
-    let (image, orientation) = match format {
-        Format::Jpeg => {
-            let orientation = exif::read(original).orientation;
-            let header = headers::jpeg(original)?;
-            check_pixels(header.width, header.height, limits.max_pixels)?;
-            let scale = jpeg_scale(&header, orientation, target_width);
-            (
-                decode_jpeg(original, &header, scale, limits)?.0,
-                orientation,
-            )
-        }
+    match format {
+        Format::Jpeg => render_jpeg(original, original, target_width, quality, limits),
         Format::Png | Format::Webp => {
             let (image, orientation, _) = decode_with_image(original, format, limits)?;
-            (image.into_rgb8(), orientation)
+            finish(image.into_rgb8(), orientation, target_width, quality)
         }
-    };
+    }
+}
+
+/// Renders the original in `file` as [`render`] does. A JPEG is decoded as
+/// the file is read, 64 KiB at a time, instead of being read whole first: a
+/// large camera photo is 16 MB more than its decode needs, for each render
+/// at once. Other formats, and a JPEG whose segments before the image data
+/// run past the first 256 KiB, are read whole.
+pub fn render_file(
+    file: std::fs::File,
+    target_width: u32,
+    quality: u8,
+    limits: DecodeLimits,
+) -> Result<Vec<u8>, RenderError> {
+    match Opened::read(file)? {
+        Opened::Jpeg { head, rest } => render_jpeg(
+            Cursor::new(&head).chain(rest),
+            &head,
+            target_width,
+            quality,
+            limits,
+        ),
+        Opened::Whole(bytes) => render(&bytes, target_width, quality, limits),
+    }
+}
+
+/// An original in a file, read as far as it takes to choose how to decode it.
+enum Opened {
+    /// A JPEG whose segments before the image data are all in `head`; the
+    /// rest of the file is read as it is decoded.
+    Jpeg {
+        head: Vec<u8>,
+        rest: BufReader<std::fs::File>,
+    },
+    /// Anything else, read whole.
+    Whole(Vec<u8>),
+}
+
+impl Opened {
+    fn read(file: std::fs::File) -> Result<Opened, RenderError> {
+        let mut rest = BufReader::with_capacity(64 << 10, file);
+        let mut head = Vec::new();
+        (&mut rest)
+            .take(HEAD_BYTES)
+            .read_to_end(&mut head)
+            .map_err(read_error)?;
+        if Format::sniff(&head) == Some(Format::Jpeg) && headers::jpeg_scan_start(&head).is_some() {
+            return Ok(Opened::Jpeg { head, rest });
+        }
+        rest.read_to_end(&mut head).map_err(read_error)?;
+        Ok(Opened::Whole(head))
+    }
+}
+
+/// Renders a JPEG read from `source`; `head` is its start, up to its image
+/// data at least (EXIF, frame header).
+fn render_jpeg(
+    source: impl BufRead,
+    head: &[u8],
+    target_width: u32,
+    quality: u8,
+    limits: DecodeLimits,
+) -> Result<Vec<u8>, RenderError> {
+    let orientation = exif::read(head).orientation;
+    let header = headers::jpeg(head)?;
+    check_pixels(header.width, header.height, limits.max_pixels)?;
+    let scale = jpeg_scale(&header, orientation, target_width);
+    let (image, _) = decode_jpeg(source, &header, scale, limits)?;
+    finish(image, orientation, target_width, quality)
+}
+
+/// Resizes a decoded image to `target_width`, turns it as its EXIF says, and
+/// encodes it.
+fn finish(
+    image: RgbImage,
+    orientation: Orientation,
+    target_width: u32,
+    quality: u8,
+) -> Result<Vec<u8>, RenderError> {
     // Resize before rotating: fewer pixels to move.
     let (display_w, display_h) = if swaps_axes(orientation) {
         (image.height(), image.width())
@@ -232,6 +355,10 @@ fn swaps_axes(orientation: Orientation) -> bool {
 
 fn corrupt(e: impl std::fmt::Display) -> RenderError {
     RenderError::Corrupt(e.to_string())
+}
+
+fn read_error(e: std::io::Error) -> RenderError {
+    RenderError::Read(e.to_string())
 }
 
 fn check_pixels(width: u32, height: u32, max: u64) -> Result<(), RenderError> {
@@ -278,24 +405,37 @@ fn jpeg_scale(header: &headers::JpegHeader, orientation: Orientation, target_wid
 /// for a large photo). Returns the RGB pixels and how many bytes of `bytes`
 /// the image took (up to its end marker).
 fn decode_jpeg(
-    bytes: &[u8],
+    source: impl BufRead,
     header: &headers::JpegHeader,
     scale: u32,
     limits: DecodeLimits,
 ) -> Result<(RgbImage, u64), RenderError> {
     check_memory(header.decode_bytes(scale), limits)?;
+    let mut source = Watched::new(source);
     // libjpeg reports a fatal error by unwinding out of the decoder (the
     // `mozjpeg` crate's error manager, which skips the panic hook).
-    std::panic::catch_unwind(|| decode_jpeg_unwinding(bytes, header, scale)).unwrap_or_else(
-        |payload| {
-            let message = payload
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| payload.downcast_ref::<&str>().copied())
-                .unwrap_or("libjpeg failed");
-            Err(corrupt(message.trim_start_matches("libjpeg fatal error: ")))
-        },
-    )
+    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        decode_jpeg_unwinding(&mut source, header, scale)
+    }));
+    // A read error looks like the end of the file to libjpeg: it is not the
+    // image's fault, so it must not be reported (and remembered) as corrupt.
+    if let Some(e) = source.take_error() {
+        return Err(read_error(e));
+    }
+    let image = decoded.unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("libjpeg failed");
+        Err(corrupt(message.trim_start_matches("libjpeg fatal error: ")))
+    })?;
+    // libjpeg fills a file that ends early with grey and warns; a whole
+    // image ends with its end marker (which entropy-coded data cannot hold).
+    if !source.ends_with_end_marker() {
+        return Err(corrupt("the image data ends before the image does"));
+    }
+    Ok((image, source.used()))
 }
 
 /// What libjpeg hands out, before it is made RGB.
@@ -306,11 +446,11 @@ enum Colour {
 }
 
 fn decode_jpeg_unwinding(
-    bytes: &[u8],
+    source: impl BufRead,
     header: &headers::JpegHeader,
     scale: u32,
-) -> Result<(RgbImage, u64), RenderError> {
-    let mut decoder = mozjpeg::Decompress::new_mem(bytes).map_err(corrupt)?;
+) -> Result<RgbImage, RenderError> {
+    let mut decoder = mozjpeg::Decompress::new_reader(source).map_err(corrupt)?;
     decoder.scale((8 / scale.clamp(1, 8)) as u8);
     // Smoothing only helps a progressive image shown before it has fully
     // arrived; for a complete file it is pure cost.
@@ -322,7 +462,9 @@ fn decode_jpeg_unwinding(
     };
     let (width, height) = (started.width(), started.height());
     let samples = started.read_scanlines::<u8>().map_err(corrupt)?;
-    let rest = started.finish_into_inner().map_err(corrupt)?;
+    // Hands back what libjpeg read ahead but did not use, so the source
+    // counts exactly the image's bytes.
+    started.finish_into_inner().map_err(corrupt)?;
     let pixels = match colour {
         Colour::Rgb => samples,
         Colour::Gray => samples.iter().flat_map(|&l| [l, l, l]).collect(),
@@ -340,19 +482,12 @@ fn decode_jpeg_unwinding(
                 .collect()
         }
     };
-    let consumed = bytes.len() - rest.len();
-    // libjpeg fills a file that ends early with grey and warns; a whole
-    // image ends with its end marker (which entropy-coded data cannot hold).
-    if !bytes[..consumed].ends_with(&[0xFF, 0xD9]) {
-        return Err(corrupt("the image data ends before the image does"));
-    }
     let (width, height) = (
         u32::try_from(width).map_err(corrupt)?,
         u32::try_from(height).map_err(corrupt)?,
     );
-    let image = RgbImage::from_raw(width, height, pixels)
-        .ok_or_else(|| RenderError::Corrupt("decoded pixel data has the wrong length".into()))?;
-    Ok((image, consumed as u64))
+    RgbImage::from_raw(width, height, pixels)
+        .ok_or_else(|| RenderError::Corrupt("decoded pixel data has the wrong length".into()))
 }
 
 /// PNG and WebP through the `image` crate, after the container walk and

@@ -133,8 +133,9 @@ impl OriginalStore {
         Ok(target)
     }
 
-    pub fn read(&self, id: &str, format: Format) -> io::Result<Vec<u8>> {
-        fs::read(self.path(id, format))
+    /// Opens an original for reading as it is decoded.
+    pub fn open_file(&self, id: &str, format: Format) -> io::Result<fs::File> {
+        fs::File::open(self.path(id, format))
     }
 
     /// Removes an original (after its row is gone). Missing is fine.
@@ -338,7 +339,13 @@ mod tests {
         let target = store.commit(spool, &id, Format::Jpeg).unwrap();
         assert!(!spool_path.exists());
         assert_eq!(fs::read(&target).unwrap(), b"hello world");
-        assert_eq!(store.read(&id, Format::Jpeg).unwrap(), b"hello world");
+        let mut stored = Vec::new();
+        io::Read::read_to_end(
+            &mut store.open_file(&id, Format::Jpeg).unwrap(),
+            &mut stored,
+        )
+        .unwrap();
+        assert_eq!(stored, b"hello world");
         store.remove(&id, Format::Jpeg).unwrap();
         store.remove(&id, Format::Jpeg).unwrap();
         assert!(!target.exists());
