@@ -351,3 +351,15 @@ fn rendering_from_a_file_gives_what_rendering_from_memory_gives() {
     let probe = render::probe_file(file("padded.jpg", &padded), LIMITS, WIDTHS).unwrap();
     assert_eq!(probe.image_len, clean.len() as u64);
 }
+
+/// The memory layer of the rendition cache counts a rendition by its
+/// length, so the buffer it keeps must be no larger.
+#[test]
+fn a_rendition_takes_no_more_memory_than_its_length() {
+    for name in ["landscape.jpg", "portrait.jpg", "photo.png"] {
+        for width in [240, 640, 1440] {
+            let out = render::render(&fixture(name), width, 82, LIMITS).unwrap();
+            assert_eq!(out.capacity(), out.len(), "{name} at {width}");
+        }
+    }
+}

@@ -564,7 +564,11 @@ fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, RenderError> {
     encoder
         .encode(image.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
         .map_err(|e| RenderError::Encode(e.to_string()))?;
-    Ok(out)
+    // An exact-size copy (a few microseconds): the buffer above is sized by
+    // a guess and doubles when the guess is short, and a rendition is kept
+    // as it is returned, in the memory layer that counts it by its length.
+    // (`shrink_to_fit` may leave the allocation as it is.)
+    Ok(out.as_slice().to_vec())
 }
 
 #[cfg(test)]
