@@ -99,12 +99,12 @@ pub async fn psql(port: u16, database: &str, sql: &str) -> Result<String> {
 }
 
 /// Whether commits on the primary at `port` wait until a standby has them
-/// (`on`) or not: what the operator's CloudNativePG `Cluster` asks for
+/// (`on`, returning once the standby counts) or not: what the operator's CloudNativePG `Cluster` asks for
 /// (`synchronous: {method: any, number: 1, dataDurability: preferred}`),
 /// switched as that standby comes and goes. Without it, a primary killed
 /// right after acknowledging an upload takes that upload's row along, and
 /// the promoted standby never had it.
-pub async fn wait_for_standby(port: u16, on: bool) -> Result<()> {
+pub async fn replicate_synchronously(port: u16, on: bool) -> Result<()> {
     let names = if on { "ANY 1 (*)" } else { "" };
     psql(
         port,

@@ -251,7 +251,7 @@ impl Stack {
         }
         stack.pg[0].init_primary().await?;
         stack.pg[1].init_standby(pg_ports[0]).await?;
-        postgres::wait_for_standby(pg_ports[0], true).await?;
+        postgres::replicate_synchronously(pg_ports[0], true).await?;
 
         tracing::info!("starting HAProxy");
         let backends: Vec<haproxy::Backend> = stack
@@ -463,7 +463,7 @@ impl Stack {
         let standby = self.standby_index();
         self.pg[standby].promote().await?;
         // No standby is left to wait for until the old primary is rebuilt.
-        postgres::wait_for_standby(self.pg[standby].port, false).await
+        postgres::replicate_synchronously(self.pg[standby].port, false).await
     }
 
     pub async fn move_database_address(&mut self) -> Result<()> {
@@ -481,7 +481,7 @@ impl Stack {
         let primary_port = self.pg[self.primary].port;
         let standby = self.standby_index();
         self.pg[standby].init_standby(primary_port).await?;
-        postgres::wait_for_standby(primary_port, true).await
+        postgres::replicate_synchronously(primary_port, true).await
     }
 
     /// Fills the originals tmpfs: shrinks it to what is used plus `spare` bytes.

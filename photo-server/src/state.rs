@@ -17,12 +17,23 @@ use crate::storage::originals::OriginalStore;
 /// Why a render job failed.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum JobError {
+    /// The photo cannot be rendered: the same original fails the same way.
     #[error(transparent)]
-    Render(#[from] RenderError),
+    Render(RenderError),
     #[error("the original of this photo is missing from the originals store")]
     MissingOriginal,
+    /// Not the photo's fault: the next request tries again.
     #[error("cannot read the original: {0}")]
     Io(String),
+}
+
+impl From<RenderError> for JobError {
+    fn from(e: RenderError) -> Self {
+        match e {
+            RenderError::Read(e) => JobError::Io(e),
+            e => JobError::Render(e),
+        }
+    }
 }
 
 /// How long a failed render is remembered: requests for it meanwhile get the
@@ -148,5 +159,21 @@ impl AppState {
 
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_error_is_not_taken_for_a_photo_that_cannot_be_rendered() {
+        // Only `JobError::Render` is remembered as a failed render.
+        assert_eq!(
+            JobError::from(RenderError::Read("EIO".into())),
+            JobError::Io("EIO".into())
+        );
+        let corrupt = RenderError::Corrupt("truncated".into());
+        assert_eq!(JobError::from(corrupt.clone()), JobError::Render(corrupt));
     }
 }

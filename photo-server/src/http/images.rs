@@ -262,12 +262,7 @@ fn render_job(
         max_pixels: state.config.max_pixels,
         max_bytes: state.config.decode_max_bytes,
     };
-    let jpeg = match render::render_file(original, key.width, state.config.jpeg_quality, limits) {
-        Ok(jpeg) => jpeg,
-        // Not the photo's fault: not remembered as a failed render.
-        Err(render::RenderError::Read(e)) => return Err(JobError::Io(e)),
-        Err(e) => return Err(e.into()),
-    };
+    let jpeg = render::render_file(original, key.width, state.config.jpeg_quality, limits)?;
     state
         .metrics
         .render_duration

@@ -139,9 +139,13 @@ pub fn probe(bytes: &[u8], limits: DecodeLimits, widths: &[u32]) -> Result<Probe
     }
     let exif = exif::read(bytes);
     let (image, _, image_len) = decode_with_image(bytes, format, limits)?;
-    let (width, height) = (image.width(), image.height());
-    drop(image);
-    probed(format, (width, height), exif, image_len, widths)
+    probed(
+        format,
+        (image.width(), image.height()),
+        exif,
+        image_len,
+        widths,
+    )
 }
 
 /// Checks an upload in `file` as [`probe`] does, decoding a JPEG as the
@@ -218,11 +222,6 @@ fn probed(
     })
 }
 
-/// Bytes of an original read before choosing how to decode it: in nearly
-/// every photo they hold all of a JPEG's segments before its image data
-/// (its EXIF segment is at most 64 KiB).
-const HEAD_BYTES: u64 = 256 << 10;
-
 /// Renders `original` at `target_width` (never upscaled) as a baseline JPEG.
 pub fn render(
     original: &[u8],
@@ -262,6 +261,11 @@ pub fn render_file(
         Opened::Whole(bytes) => render(&bytes, target_width, quality, limits),
     }
 }
+
+/// Bytes of an original read before choosing how to decode it: in nearly
+/// every photo they hold all of a JPEG's segments before its image data
+/// (its EXIF segment is at most 64 KiB).
+const HEAD_BYTES: u64 = 256 << 10;
 
 /// An original in a file, read as far as it takes to choose how to decode it.
 enum Opened {
@@ -402,7 +406,7 @@ fn jpeg_scale(header: &headers::JpegHeader, orientation: Orientation, target_wid
 
 /// Decodes a JPEG at 1/`scale`, within the memory budget, with libjpeg-turbo
 /// (through `mozjpeg`: SIMD, and DCT scaling that skips most of the work
-/// for a large photo). Returns the RGB pixels and how many bytes of `bytes`
+/// for a large photo). Returns the RGB pixels and how many bytes of `source`
 /// the image took (up to its end marker).
 fn decode_jpeg(
     source: impl BufRead,
