@@ -7,6 +7,7 @@
 //! edit and upload what) live in `domain`; the JSON API (`http`) and the
 //! pages (`web`) are thin layers over it; `server` runs the listeners.
 
+pub mod allocator;
 pub mod auth;
 pub mod backup;
 pub mod bootstrap;

@@ -1,13 +1,14 @@
 use clap::{Parser, Subcommand};
 use photo_server::db::Db;
 use photo_server::storage::originals::OriginalStore;
-use photo_server::{Config, Listeners, backup, orphans, serve, start, telemetry};
+use photo_server::{Config, Listeners, allocator, backup, orphans, serve, start, telemetry};
 
 // Cached hits allocate a handful of small objects per request; with mimalloc
 // a cached /img/240 hit took 29.7k instructions against 34.7k with glibc
-// malloc (callgrind, as in bench/run.sh test 5).
+// malloc (callgrind, as in bench/run.sh test 5). Render buffers of 1 MiB and
+// more go to the system allocator (see `allocator`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: allocator::PhotoAllocator = allocator::PhotoAllocator;
 
 /// PhotoStack image server. Without a command it serves the site.
 #[derive(Debug, Parser)]
@@ -37,12 +38,26 @@ enum Command {
     Restore(backup::BackupArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let huge_pages = allocator::without_transparent_huge_pages();
+    let threshold = allocator::configure();
     let cli = Cli::parse();
     let config = cli.config;
     telemetry::init(config.log_format);
-    match cli.command.unwrap_or(Command::Serve) {
+    if let Err(error) = huge_pages {
+        tracing::debug!(%error, "cannot turn transparent huge pages off; keeping them");
+    }
+    if let Err(error) = threshold {
+        tracing::warn!(%error, "large buffers may stay in glibc's arenas after use");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli.command, config))
+}
+
+async fn run(command: Option<Command>, config: Config) -> anyhow::Result<()> {
+    match command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let listeners = Listeners::bind(&config).await?;
             let state = start(config).await?;
