@@ -8,7 +8,7 @@
 //! - below [`LARGE`], mimalloc: fast for the small objects of a request, and
 //!   it keeps freed memory for a while to hand it out again;
 //! - from [`LARGE`] up, the system allocator, which maps such a buffer
-//!   straight from the kernel and unmaps it on free ([`configure`] fixes
+//!   straight from the kernel and unmaps it on free ([`map_large_allocations`] fixes
 //!   glibc's threshold for that at [`LARGE`]; otherwise glibc raises it up to
 //!   32 MiB after the first large free and then keeps freed buffers in its
 //!   arenas). libjpeg's own buffers (the coefficients of a progressive JPEG)
@@ -98,7 +98,7 @@ unsafe impl GlobalAlloc for PhotoAllocator {
 /// Sets glibc to map every allocation of [`LARGE`] or more straight from
 /// the kernel and give it back on free, unless `MALLOC_MMAP_THRESHOLD_` in
 /// the environment already says otherwise. Call once at start.
-pub fn configure() -> std::io::Result<()> {
+pub fn map_large_allocations() -> std::io::Result<()> {
     if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some() {
         return Ok(());
     }

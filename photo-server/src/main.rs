@@ -40,7 +40,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let huge_pages = allocator::without_transparent_huge_pages();
-    let threshold = allocator::configure();
+    let threshold = allocator::map_large_allocations();
     let cli = Cli::parse();
     let config = cli.config;
     telemetry::init(config.log_format);
