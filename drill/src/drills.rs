@@ -533,14 +533,15 @@ impl Drills {
             .collect();
         outcome.check(lost);
         let mut stored = Check::new(
-            "nothing half-stored: every row has its original, every original its row",
+            "nothing half-stored: every row has its original; an original without a row only from an upload cut off by a killed process",
             verification.consistent(),
             format!(
-                "{} rows, {} originals; {} rows without their file, {} files without their row",
+                "{} rows, {} originals; {} rows without their file, {} files without their row ({} uploads of the run cut off with no answer)",
                 verification.rows,
                 verification.files,
                 verification.rows_without_file.len(),
-                verification.files_without_row.len()
+                verification.files_without_row.len(),
+                verification.uploads_cut
             ),
         );
         stored.evidence = verification

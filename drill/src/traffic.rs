@@ -65,6 +65,8 @@ pub struct Traffic {
     recent: Mutex<VecDeque<String>>,
     acks: Mutex<Vec<Ack>>,
     uploads: AtomicU64,
+    /// Uploads that got no answer (connection cut, or no answer in time).
+    uploads_cut: AtomicU64,
     drill: Mutex<String>,
 }
 
@@ -158,6 +160,7 @@ impl Traffic {
             recent: Mutex::new(VecDeque::new()),
             acks: Mutex::new(Vec::new()),
             uploads: AtomicU64::new(0),
+            uploads_cut: AtomicU64::new(0),
             drill: Mutex::new("setup".into()),
         };
         let mut hot_ids = Vec::new();
@@ -210,6 +213,12 @@ impl Traffic {
         if let Ok(mut d) = self.drill.lock() {
             *d = name.to_string();
         }
+    }
+
+    /// Uploads so far that got no answer: the connection was cut (a
+    /// process killed, say) or nothing came in time.
+    pub fn uploads_cut(&self) -> usize {
+        self.uploads_cut.load(Ordering::Relaxed) as usize
     }
 
     pub fn acks(&self) -> Vec<Ack> {
@@ -456,9 +465,11 @@ impl Traffic {
             .header("x-csrf-token", &user.csrf)
             .multipart(form);
         let what = format!("POST /rest/edit ({} by {})", photo.name, user.name);
-        let (status, body) = self
-            .request(recorder, Route::Upload, &what, request)
-            .await?;
+        let Some((status, body)) = self.request(recorder, Route::Upload, &what, request).await
+        else {
+            self.uploads_cut.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
         if status != 201 {
             return None;
         }
