@@ -34,63 +34,54 @@ fn is_large(size: usize) -> bool {
     size >= LARGE
 }
 
+/// The allocator for blocks of `size` bytes.
+fn for_size(size: usize) -> &'static dyn GlobalAlloc {
+    if is_large(size) {
+        &System
+    } else {
+        &mimalloc::MiMalloc
+    }
+}
+
 // SAFETY: every block is freed or resized by the allocator that made it:
 // Rust passes `dealloc` and `realloc` the layout the block was allocated
-// with, and its size alone decides the allocator. A `realloc` across
-// `LARGE` moves the block from one allocator to the other.
+// with, and its size alone decides the allocator ([`for_size`]). A
+// `realloc` across `LARGE` moves the block from one allocator to the other.
 unsafe impl GlobalAlloc for PhotoAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         // SAFETY: forwarded with the caller's guarantees (non-zero size).
-        unsafe {
-            if is_large(layout.size()) {
-                System.alloc(layout)
-            } else {
-                mimalloc::MiMalloc.alloc(layout)
-            }
-        }
+        unsafe { for_size(layout.size()).alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         // SAFETY: as in `alloc`.
-        unsafe {
-            if is_large(layout.size()) {
-                System.alloc_zeroed(layout)
-            } else {
-                mimalloc::MiMalloc.alloc_zeroed(layout)
-            }
-        }
+        unsafe { for_size(layout.size()).alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: `layout` is the one `ptr` was allocated with, so its size
         // picks the allocator that made it.
-        unsafe {
-            if is_large(layout.size()) {
-                System.dealloc(ptr, layout)
-            } else {
-                mimalloc::MiMalloc.dealloc(ptr, layout)
-            }
-        }
+        unsafe { for_size(layout.size()).dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let from = for_size(layout.size());
         // SAFETY: within one allocator, forwarded as is. Across `LARGE`: a new
         // block from the other allocator, the bytes both sizes hold copied,
         // the old block freed by the allocator that made it.
         unsafe {
-            match (is_large(layout.size()), is_large(new_size)) {
-                (false, false) => mimalloc::MiMalloc.realloc(ptr, layout, new_size),
-                (true, true) => System.realloc(ptr, layout, new_size),
-                _ => {
-                    let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-                    let new = self.alloc(new_layout);
-                    if !new.is_null() {
-                        std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
-                        self.dealloc(ptr, layout);
-                    }
-                    new
-                }
+            // Compared by size, not by address: both allocators are zero-sized
+            // values, whose references may share one address.
+            if is_large(layout.size()) == is_large(new_size) {
+                return from.realloc(ptr, layout, new_size);
             }
+            let new = for_size(new_size)
+                .alloc(Layout::from_size_align_unchecked(new_size, layout.align()));
+            if !new.is_null() {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                from.dealloc(ptr, layout);
+            }
+            new
         }
     }
 }
