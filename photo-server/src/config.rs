@@ -130,6 +130,14 @@ pub struct Config {
     #[arg(long, env = "PHOTO_RENDER_THREADS", default_value_t = 0)]
     pub render_threads: usize,
 
+    /// Memory all running renders may take together, in bytes, as planned
+    /// from each image's headers (its decode, as checked against
+    /// PHOTO_DECODE_MAX_BYTES, and its resized pixels). A render that does not
+    /// fit waits while smaller ones run; one that needs more than this runs
+    /// alone. 0: not counted.
+    #[arg(long, env = "PHOTO_RENDER_MEMORY_BYTES", default_value_t = 160 << 20)]
+    pub render_memory_bytes: u64,
+
     /// Renders allowed to wait for a thread; beyond this, `503` with `Retry-After`.
     #[arg(long, env = "PHOTO_RENDER_QUEUE", default_value_t = 64)]
     pub render_queue: usize,

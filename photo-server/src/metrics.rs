@@ -50,6 +50,8 @@ pub struct Metrics {
     pub renders_in_flight: Gauge,
     pub renders_queued: Gauge,
     pub renders_rejected: Counter,
+    pub render_memory_reserved: Gauge,
+    pub render_memory_waits: Counter,
     pub uploads: Family<OutcomeLabels, Counter>,
     pub upload_bytes: Counter,
     pub logins: Family<OutcomeLabels, Counter>,
@@ -83,6 +85,8 @@ impl Metrics {
             renders_in_flight: Gauge::default(),
             renders_queued: Gauge::default(),
             renders_rejected: Counter::default(),
+            render_memory_reserved: Gauge::default(),
+            render_memory_waits: Counter::default(),
             uploads: Family::default(),
             upload_bytes: Counter::default(),
             logins: Family::default(),
@@ -136,13 +140,23 @@ impl Metrics {
         );
         registry.register(
             "renders_queued",
-            "Renders admitted and waiting for a render thread",
+            "Renders planned and waiting for a render thread or for memory",
             m.renders_queued.clone(),
         );
         registry.register(
             "renders_rejected",
             "Renders refused with 503 because the queue was full",
             m.renders_rejected.clone(),
+        );
+        registry.register(
+            "render_memory_reserved_bytes",
+            "Memory planned by running renders, out of PHOTO_RENDER_MEMORY_BYTES",
+            m.render_memory_reserved.clone(),
+        );
+        registry.register(
+            "render_memory_waits",
+            "Renders passed over at least once because their memory did not fit beside the running ones",
+            m.render_memory_waits.clone(),
         );
         registry.register("uploads", "Uploaded files by outcome", m.uploads.clone());
         registry.register(

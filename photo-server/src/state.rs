@@ -100,8 +100,13 @@ impl AppState {
             config.memory_cache_bytes,
             metrics.clone(),
         );
-        let renderer = RenderPool::new(config.render_threads, config.render_queue, metrics.clone())
-            .map_err(StartError::RenderPool)?;
+        let renderer = RenderPool::new(
+            config.render_threads,
+            config.render_queue,
+            config.render_memory_bytes,
+            metrics.clone(),
+        )
+        .map_err(StartError::RenderPool)?;
         let key = auth::load_key(
             config.session_key.as_deref(),
             config.session_key_file.as_deref(),

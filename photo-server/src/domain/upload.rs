@@ -18,7 +18,7 @@
 use crate::db::{Photo, SessionUser, Visibility, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
-use crate::render::pool::PoolError;
+use crate::render::pool::{Plan, PoolError};
 use crate::render::{self, DecodeLimits, Format, Probe, RenderError};
 use crate::state::SharedState;
 use crate::storage::originals::{OriginalStore, Spool, is_out_of_space};
@@ -74,7 +74,8 @@ pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Chec
         .renderer
         .run_unshared(move || {
             let file = std::fs::File::open(&path).map_err(|e| RenderError::Read(e.to_string()))?;
-            render::probe_file(file, limits, &widths)
+            let check = render::Check::plan(render::open_file(file)?, limits, &widths)?;
+            Ok(Plan::new(check.memory(), move || check.run()))
         })
         .await;
     let probe = match result {

@@ -18,7 +18,10 @@ use crate::db::{Photo, Visibility};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::metrics::SizeLabels;
-use crate::render::{self, pool::PoolError};
+use crate::render::{
+    self,
+    pool::{Plan, PoolError},
+};
 use crate::renditions::Size;
 use crate::state::{JobError, SharedState};
 use crate::storage::cache::RenditionKey;
@@ -215,9 +218,7 @@ async fn rendition(state: &SharedState, photo: &Photo, key: RenditionKey) -> Api
     let format = photo.format;
     let result = state
         .renderer
-        .run(key.clone(), move || {
-            render_job(&job_state, &job_key, format)
-        })
+        .run(key.clone(), move || plan_render(job_state, job_key, format))
         .await;
     match result {
         Ok(bytes) => Ok(bytes),
@@ -244,12 +245,14 @@ fn render_failure(e: &JobError) -> ApiError {
     ApiError::Unprocessable(format!("this photo cannot be rendered at this size: {e}"))
 }
 
-/// Runs on the render pool: read the original, render, cache.
-fn render_job(
-    state: &SharedState,
-    key: &RenditionKey,
+/// Plans a render on a blocking thread, from the original's headers (what
+/// it takes in memory); the planned work renders on the render pool and
+/// caches the rendition.
+fn plan_render(
+    state: SharedState,
+    key: RenditionKey,
     format: render::Format,
-) -> Result<Bytes, JobError> {
+) -> Result<Plan<Bytes, JobError>, JobError> {
     let original = match state.originals.open_file(&key.id, format) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -257,22 +260,30 @@ fn render_job(
         }
         Err(e) => return Err(JobError::Io(e.to_string())),
     };
-    let start = Instant::now();
     let limits = render::DecodeLimits {
         max_pixels: state.config.max_pixels,
         max_bytes: state.config.decode_max_bytes,
     };
-    let jpeg = render::render_file(original, key.width, state.config.jpeg_quality, limits)?;
-    state
-        .metrics
-        .render_duration
-        .get_or_create(&SizeLabels {
-            size: key.width.to_string(),
-        })
-        .observe(start.elapsed().as_secs_f64());
-    let bytes = Bytes::from(jpeg);
-    state.cache.put(key, &bytes);
-    Ok(bytes)
+    let rendition = render::Rendition::plan(
+        render::open_file(original)?,
+        key.width,
+        state.config.jpeg_quality,
+        limits,
+    )?;
+    Ok(Plan::new(rendition.memory(), move || {
+        let start = Instant::now();
+        let jpeg = rendition.run()?;
+        state
+            .metrics
+            .render_duration
+            .get_or_create(&SizeLabels {
+                size: key.width.to_string(),
+            })
+            .observe(start.elapsed().as_secs_f64());
+        let bytes = Bytes::from(jpeg);
+        state.cache.put(&key, &bytes);
+        Ok(bytes)
+    }))
 }
 
 #[cfg(test)]

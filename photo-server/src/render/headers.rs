@@ -52,18 +52,25 @@ pub struct JpegHeader {
 }
 
 impl JpegHeader {
-    /// Bytes a decode at 1/`scale` (1, 2, 4 or 8) needs: the output and the
-    /// component planes at that scale, plus, for a progressive JPEG, the
-    /// coefficients of the whole image (two bytes per sample at full size).
+    /// Bytes a decode at 1/`scale` (1, 2, 4 or 8) takes with libjpeg: its
+    /// output (one byte per component and pixel), the RGB copy of a gray or
+    /// CMYK output, a few rows of working buffers, and, for a progressive
+    /// JPEG, the coefficients of the whole image (two bytes per sample at
+    /// full size, whatever the scale).
     pub fn decode_bytes(&self, scale: u32) -> u64 {
         let (w, h) = (u64::from(self.width), u64::from(self.height));
         let hmax = u64::from(self.sampling.iter().map(|s| s.0).max().unwrap_or(1).max(1));
         let vmax = u64::from(self.sampling.iter().map(|s| s.1).max().unwrap_or(1).max(1));
         let comps = self.sampling.len().max(1) as u64;
         let scale = u64::from(scale.max(1));
-        let out = w.div_ceil(scale) * h.div_ceil(scale);
-        // Planes and the interleaved output, at most 4 bytes per pixel each.
-        let mut bytes = out * comps * 2 + out * 3;
+        let out_w = w.div_ceil(scale);
+        let out = out_w * h.div_ceil(scale);
+        let mut bytes = out * comps;
+        if comps != 3 {
+            bytes += out * 3;
+        }
+        // Upsampling context: three rows of blocks of each component.
+        bytes += (out_w + 8 * hmax) * comps * 3 * 8 * vmax;
         if self.progressive {
             for &(hs, vs) in &self.sampling {
                 let cw = (w * u64::from(hs)).div_ceil(hmax).div_ceil(8) * 8 + 8 * hmax;

@@ -1,14 +1,18 @@
 //! Turning an original into a rendition, and checking an upload before it is kept.
 //!
 //! CPU work, no async: callers run it on the bounded render pool (`pool.rs`).
-//! The only I/O is reading an original as it is decoded ([`render_file`];
-//! `source.rs` watches those reads). The fast path follows libvips: a JPEG much
+//! Each piece of work is planned first from the original's headers
+//! ([`open_file`], then [`Rendition::plan`] or [`Check::plan`]), so the pool
+//! knows the memory it takes before it starts (`schedule.rs`). The only other
+//! I/O is reading an original as it is decoded (`source.rs` watches those
+//! reads). The fast path follows libvips: a JPEG much
 //! larger than the target is decoded at a reduced DCT scale (1/2, 1/4, 1/8),
 //! then resized with SIMD convolution and encoded with a fast baseline encoder.
 
 mod exif;
 pub mod headers;
 pub mod pool;
+mod schedule;
 mod source;
 
 use std::io::{BufRead, BufReader, Cursor, Read};
@@ -133,59 +137,314 @@ pub struct Probe {
 /// budget), and pixel data that actually decodes (a JPEG at 1/8 scale, so
 /// the check is cheap even for large photos).
 pub fn probe(bytes: &[u8], limits: DecodeLimits, widths: &[u32]) -> Result<Probe, RenderError> {
-    let format = Format::sniff(bytes).ok_or(RenderError::Unsupported)?;
-    if format == Format::Jpeg {
-        return probe_jpeg(bytes, bytes, limits, widths);
-    }
-    let exif = exif::read(bytes);
-    let (image, _, image_len) = decode_with_image(bytes, format, limits)?;
-    probed(
-        format,
-        (image.width(), image.height()),
-        exif,
-        image_len,
-        widths,
-    )
+    Check::plan(Opened::bytes(bytes.to_vec())?, limits, widths)?.run()
 }
 
-/// Checks an upload in `file` as [`probe`] does, decoding a JPEG as the
-/// file is read (see [`render_file`]).
+/// Renders `original` at `target_width` (never upscaled) as a baseline JPEG.
+pub fn render(
+    original: &[u8],
+    target_width: u32,
+    quality: u8,
+    limits: DecodeLimits,
+) -> Result<Vec<u8>, RenderError> {
+    Rendition::plan(
+        Opened::bytes(original.to_vec())?,
+        target_width,
+        quality,
+        limits,
+    )?
+    .run()
+}
+
+/// Renders the original in `file` as [`render`] does, a JPEG read as it is
+/// decoded. The render pool takes the same steps apart, to grant the memory
+/// the plan names before the work runs: [`open_file`] and
+/// [`Rendition::plan`], then [`Rendition::run`].
+pub fn render_file(
+    file: std::fs::File,
+    target_width: u32,
+    quality: u8,
+    limits: DecodeLimits,
+) -> Result<Vec<u8>, RenderError> {
+    Rendition::plan(open_file(file)?, target_width, quality, limits)?.run()
+}
+
+/// Checks the upload in `file` as [`probe`] does (in steps on the render
+/// pool: [`open_file`] and [`Check::plan`], then [`Check::run`]).
 pub fn probe_file(
     file: std::fs::File,
     limits: DecodeLimits,
     widths: &[u32],
 ) -> Result<Probe, RenderError> {
-    match Opened::read(file)? {
-        Opened::Jpeg { head, rest } => {
-            probe_jpeg(Cursor::new(&head).chain(rest), &head, limits, widths)
+    Check::plan(open_file(file)?, limits, widths)?.run()
+}
+
+/// Bytes of an original read before choosing how to decode it: in nearly
+/// every photo they hold all of a JPEG's segments before its image data
+/// (its EXIF segment is at most 64 KiB).
+const HEAD_BYTES: u64 = 256 << 10;
+
+/// Opens the original in `file`. A JPEG is then decoded as the file is
+/// read, 64 KiB at a time, instead of being read whole first: a large
+/// camera photo is 16 MB more than its decode needs, for each render at
+/// once. Other formats, and a JPEG whose segments before the image data run
+/// past the first 256 KiB, are read whole.
+pub fn open_file(file: std::fs::File) -> Result<Opened, RenderError> {
+    let mut rest = BufReader::with_capacity(64 << 10, file);
+    let mut head = Vec::new();
+    (&mut rest)
+        .take(HEAD_BYTES)
+        .read_to_end(&mut head)
+        .map_err(read_error)?;
+    if Format::sniff(&head) == Some(Format::Jpeg) && headers::jpeg_scan_start(&head).is_some() {
+        return Opened::new(head, Some(rest));
+    }
+    rest.read_to_end(&mut head).map_err(read_error)?;
+    Opened::new(head, None)
+}
+
+/// An original whose headers have been read, and whose pixels have not.
+pub struct Opened {
+    /// The whole file, or its start up to the image data at least.
+    head: Vec<u8>,
+    /// The rest of the file, still to be read (a JPEG decoded as it is read).
+    rest: Option<BufReader<std::fs::File>>,
+    exif: PhotoExif,
+    pixels: Pixels,
+}
+
+/// What the headers say the pixels are.
+enum Pixels {
+    Jpeg(headers::JpegHeader),
+    /// PNG and WebP: their size, the memory their decode takes and where
+    /// the image ends.
+    Other {
+        format: Format,
+        width: u32,
+        height: u32,
+        decode_bytes: u64,
+        image_len: u64,
+    },
+}
+
+impl Opened {
+    fn bytes(bytes: Vec<u8>) -> Result<Opened, RenderError> {
+        Opened::new(bytes, None)
+    }
+
+    fn new(head: Vec<u8>, rest: Option<BufReader<std::fs::File>>) -> Result<Opened, RenderError> {
+        let format = Format::sniff(&head).ok_or(RenderError::Unsupported)?;
+        let exif = exif::read(&head);
+        let pixels = match format {
+            Format::Jpeg => Pixels::Jpeg(headers::jpeg(&head)?),
+            Format::Png => {
+                let header = headers::png(&head)?;
+                Pixels::Other {
+                    format,
+                    width: header.width,
+                    height: header.height,
+                    decode_bytes: header.decode_bytes(),
+                    image_len: header.image_len,
+                }
+            }
+            Format::Webp => {
+                let image_len = headers::webp(&head)?;
+                let (width, height) = ImageReader::new(Cursor::new(&head))
+                    .with_guessed_format()
+                    .map_err(corrupt)?
+                    .into_dimensions()
+                    .map_err(corrupt)?;
+                // RGBA, its conversion to RGB, and the decoder's YUV planes.
+                let decode_bytes = u64::from(width) * u64::from(height) * 8;
+                Pixels::Other {
+                    format,
+                    width,
+                    height,
+                    decode_bytes,
+                    image_len,
+                }
+            }
+        };
+        Ok(Opened {
+            head,
+            rest,
+            exif,
+            pixels,
+        })
+    }
+
+    fn format(&self) -> Format {
+        match &self.pixels {
+            Pixels::Jpeg(_) => Format::Jpeg,
+            Pixels::Other { format, .. } => *format,
         }
-        Opened::Whole(bytes) => probe(&bytes, limits, widths),
+    }
+
+    /// Size as stored (before EXIF orientation).
+    fn stored_size(&self) -> (u32, u32) {
+        match &self.pixels {
+            Pixels::Jpeg(header) => (header.width, header.height),
+            Pixels::Other { width, height, .. } => (*width, *height),
+        }
     }
 }
 
-/// Probes a JPEG read from `source`; `head` is its start, up to its image
-/// data at least.
-fn probe_jpeg(
-    source: impl BufRead,
-    head: &[u8],
+/// A JPEG's bytes as its decoder reads them: the head, then the rest of the file.
+fn jpeg_stream(head: Vec<u8>, rest: Option<BufReader<std::fs::File>>) -> impl BufRead {
+    let rest: Box<dyn BufRead> = match rest {
+        Some(rest) => Box::new(rest),
+        None => Box::new(std::io::empty()),
+    };
+    Cursor::new(head).chain(rest)
+}
+
+/// One rendition of an original, planned from its headers: what it takes
+/// in memory is known before any of it is taken.
+pub struct Rendition {
+    original: Opened,
+    target_width: u32,
+    quality: u8,
     limits: DecodeLimits,
-    widths: &[u32],
-) -> Result<Probe, RenderError> {
-    let exif = exif::read(head);
-    let header = headers::jpeg(head)?;
-    check_pixels(header.width, header.height, limits.max_pixels)?;
-    for &width in widths {
-        let scale = jpeg_scale(&header, exif.orientation, width);
-        check_memory(header.decode_bytes(scale), limits)?;
+    /// JPEG DCT scale (decode at 1/scale).
+    scale: u32,
+    memory: u64,
+}
+
+impl Rendition {
+    /// Checks the pixel count and the decode's memory against `limits`.
+    pub fn plan(
+        original: Opened,
+        target_width: u32,
+        quality: u8,
+        limits: DecodeLimits,
+    ) -> Result<Rendition, RenderError> {
+        let (w, h) = original.stored_size();
+        check_pixels(w, h, limits.max_pixels)?;
+        let (scale, decode_bytes) = match &original.pixels {
+            Pixels::Jpeg(header) => {
+                let scale = jpeg_scale(header, original.exif.orientation, target_width);
+                (scale, header.decode_bytes(scale))
+            }
+            Pixels::Other { decode_bytes, .. } => (1, *decode_bytes),
+        };
+        check_memory(decode_bytes, limits)?;
+        // The resized pixels and their turned copy, beside the decoded ones.
+        let (dw, dh) = if swaps_axes(original.exif.orientation) {
+            (h, w)
+        } else {
+            (w, h)
+        };
+        let (out_w, out_h) = fit_width(dw, dh, target_width);
+        let memory = decode_bytes + u64::from(out_w) * u64::from(out_h) * 3 * 2;
+        Ok(Rendition {
+            original,
+            target_width,
+            quality,
+            limits,
+            scale,
+            memory,
+        })
     }
-    let (_, consumed) = decode_jpeg(source, &header, 8, limits)?;
-    probed(
-        Format::Jpeg,
-        (header.width, header.height),
-        exif,
-        consumed,
-        widths,
-    )
+
+    /// Bytes the render takes at its peak, from the headers.
+    pub fn memory(&self) -> u64 {
+        self.memory
+    }
+
+    pub fn run(self) -> Result<Vec<u8>, RenderError> {
+        let Opened {
+            head,
+            rest,
+            exif,
+            pixels,
+        } = self.original;
+        let (image, orientation) = match pixels {
+            Pixels::Jpeg(header) => {
+                let (image, _) = decode_jpeg(jpeg_stream(head, rest), &header, self.scale)?;
+                (image, exif.orientation)
+            }
+            Pixels::Other {
+                format,
+                width,
+                height,
+                ..
+            } => {
+                let (image, orientation) =
+                    decode_with_image(&head, format, (width, height), self.limits)?;
+                (image.into_rgb8(), orientation)
+            }
+        };
+        finish(image, orientation, self.target_width, self.quality)
+    }
+}
+
+/// The check of an upload, planned from its headers.
+pub struct Check {
+    original: Opened,
+    limits: DecodeLimits,
+    widths: Vec<u32>,
+    memory: u64,
+}
+
+impl Check {
+    /// Checks the pixel count, and the memory of every rendition in `widths`.
+    pub fn plan(
+        original: Opened,
+        limits: DecodeLimits,
+        widths: &[u32],
+    ) -> Result<Check, RenderError> {
+        let (w, h) = original.stored_size();
+        check_pixels(w, h, limits.max_pixels)?;
+        let memory = match &original.pixels {
+            Pixels::Jpeg(header) => {
+                for &width in widths {
+                    let scale = jpeg_scale(header, original.exif.orientation, width);
+                    check_memory(header.decode_bytes(scale), limits)?;
+                }
+                header.decode_bytes(8)
+            }
+            Pixels::Other { decode_bytes, .. } => {
+                check_memory(*decode_bytes, limits)?;
+                *decode_bytes
+            }
+        };
+        Ok(Check {
+            original,
+            limits,
+            widths: widths.to_vec(),
+            memory,
+        })
+    }
+
+    /// Bytes the check's decode takes, from the headers.
+    pub fn memory(&self) -> u64 {
+        self.memory
+    }
+
+    pub fn run(self) -> Result<Probe, RenderError> {
+        let format = self.original.format();
+        let stored = self.original.stored_size();
+        let Opened {
+            head,
+            rest,
+            exif,
+            pixels,
+        } = self.original;
+        let image_len = match pixels {
+            Pixels::Jpeg(header) => decode_jpeg(jpeg_stream(head, rest), &header, 8)?.1,
+            Pixels::Other {
+                format,
+                width,
+                height,
+                image_len,
+                ..
+            } => {
+                decode_with_image(&head, format, (width, height), self.limits)?;
+                image_len
+            }
+        };
+        probed(format, stored, exif, image_len, &self.widths)
+    }
 }
 
 /// The probe of a decoded image `stored` (width, height) pixels large,
@@ -220,96 +479,6 @@ fn probed(
         exif,
         image_len,
     })
-}
-
-/// Renders `original` at `target_width` (never upscaled) as a baseline JPEG.
-pub fn render(
-    original: &[u8],
-    target_width: u32,
-    quality: u8,
-    limits: DecodeLimits,
-) -> Result<Vec<u8>, RenderError> {
-    let format = Format::sniff(original).ok_or(RenderError::Unsupported)?;
-    match format {
-        Format::Jpeg => render_jpeg(original, original, target_width, quality, limits),
-        Format::Png | Format::Webp => {
-            let (image, orientation, _) = decode_with_image(original, format, limits)?;
-            finish(image.into_rgb8(), orientation, target_width, quality)
-        }
-    }
-}
-
-/// Renders the original in `file` as [`render`] does. A JPEG is decoded as
-/// the file is read, 64 KiB at a time, instead of being read whole first: a
-/// large camera photo is 16 MB more than its decode needs, for each render
-/// at once. Other formats, and a JPEG whose segments before the image data
-/// run past the first 256 KiB, are read whole.
-pub fn render_file(
-    file: std::fs::File,
-    target_width: u32,
-    quality: u8,
-    limits: DecodeLimits,
-) -> Result<Vec<u8>, RenderError> {
-    match Opened::read(file)? {
-        Opened::Jpeg { head, rest } => render_jpeg(
-            Cursor::new(&head).chain(rest),
-            &head,
-            target_width,
-            quality,
-            limits,
-        ),
-        Opened::Whole(bytes) => render(&bytes, target_width, quality, limits),
-    }
-}
-
-/// Bytes of an original read before choosing how to decode it: in nearly
-/// every photo they hold all of a JPEG's segments before its image data
-/// (its EXIF segment is at most 64 KiB).
-const HEAD_BYTES: u64 = 256 << 10;
-
-/// An original in a file, read as far as it takes to choose how to decode it.
-enum Opened {
-    /// A JPEG whose segments before the image data are all in `head`; the
-    /// rest of the file is read as it is decoded.
-    Jpeg {
-        head: Vec<u8>,
-        rest: BufReader<std::fs::File>,
-    },
-    /// Anything else, read whole.
-    Whole(Vec<u8>),
-}
-
-impl Opened {
-    fn read(file: std::fs::File) -> Result<Opened, RenderError> {
-        let mut rest = BufReader::with_capacity(64 << 10, file);
-        let mut head = Vec::new();
-        (&mut rest)
-            .take(HEAD_BYTES)
-            .read_to_end(&mut head)
-            .map_err(read_error)?;
-        if Format::sniff(&head) == Some(Format::Jpeg) && headers::jpeg_scan_start(&head).is_some() {
-            return Ok(Opened::Jpeg { head, rest });
-        }
-        rest.read_to_end(&mut head).map_err(read_error)?;
-        Ok(Opened::Whole(head))
-    }
-}
-
-/// Renders a JPEG read from `source`; `head` is its start, up to its image
-/// data at least (EXIF, frame header).
-fn render_jpeg(
-    source: impl BufRead,
-    head: &[u8],
-    target_width: u32,
-    quality: u8,
-    limits: DecodeLimits,
-) -> Result<Vec<u8>, RenderError> {
-    let orientation = exif::read(head).orientation;
-    let header = headers::jpeg(head)?;
-    check_pixels(header.width, header.height, limits.max_pixels)?;
-    let scale = jpeg_scale(&header, orientation, target_width);
-    let (image, _) = decode_jpeg(source, &header, scale, limits)?;
-    finish(image, orientation, target_width, quality)
 }
 
 /// Resizes a decoded image to `target_width`, turns it as its EXIF says, and
@@ -404,17 +573,15 @@ fn jpeg_scale(header: &headers::JpegHeader, orientation: Orientation, target_wid
         .unwrap_or(1)
 }
 
-/// Decodes a JPEG at 1/`scale`, within the memory budget, with libjpeg-turbo
-/// (through `mozjpeg`: SIMD, and DCT scaling that skips most of the work
-/// for a large photo). Returns the RGB pixels and how many bytes of `source`
-/// the image took (up to its end marker).
+/// Decodes a JPEG at 1/`scale` with libjpeg-turbo (through `mozjpeg`: SIMD,
+/// and DCT scaling that skips most of the work for a large photo). Returns
+/// the RGB pixels and how many bytes of `source` the image took (up to its
+/// end marker). The memory was checked when the work was planned.
 fn decode_jpeg(
     source: impl BufRead,
     header: &headers::JpegHeader,
     scale: u32,
-    limits: DecodeLimits,
 ) -> Result<(RgbImage, u64), RenderError> {
-    check_memory(header.decode_bytes(scale), limits)?;
     let mut source = Watched::new(source);
     // libjpeg reports a fatal error by unwinding out of the decoder (the
     // `mozjpeg` crate's error manager, which skips the panic hook).
@@ -494,49 +661,33 @@ fn decode_jpeg_unwinding(
         .ok_or_else(|| RenderError::Corrupt("decoded pixel data has the wrong length".into()))
 }
 
-/// PNG and WebP through the `image` crate, after the container walk and
-/// within the budget; the decoder's own limits are set to the same budget.
-/// Returns the image, its orientation and where the image ends.
+/// PNG and WebP through the `image` crate, once the headers were checked;
+/// the decoder's own limits are set to the same budget. Returns the image
+/// and its orientation.
 fn decode_with_image(
     bytes: &[u8],
     format: Format,
+    (width, height): (u32, u32),
     limits: DecodeLimits,
-) -> Result<(DynamicImage, Orientation, u64), RenderError> {
-    let (w, h, needed, image_len) = match format {
-        Format::Png => {
-            let header = headers::png(bytes)?;
-            (
-                header.width,
-                header.height,
-                header.decode_bytes(),
-                header.image_len,
-            )
-        }
-        _ => {
-            let image_len = headers::webp(bytes)?;
-            let (w, h) = ImageReader::new(Cursor::new(bytes))
-                .with_guessed_format()
-                .map_err(corrupt)?
-                .into_dimensions()
-                .map_err(corrupt)?;
-            // RGBA, its conversion to RGB, and the decoder's YUV planes.
-            (w, h, u64::from(w) * u64::from(h) * 8, image_len)
-        }
-    };
-    check_pixels(w, h, limits.max_pixels)?;
-    check_memory(needed, limits)?;
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(corrupt)?;
+) -> Result<(DynamicImage, Orientation), RenderError> {
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format(format));
     let mut decoder_limits = image::Limits::default();
-    decoder_limits.max_image_width = Some(w);
-    decoder_limits.max_image_height = Some(h);
+    decoder_limits.max_image_width = Some(width);
+    decoder_limits.max_image_height = Some(height);
     decoder_limits.max_alloc = Some(limits.max_bytes);
     reader.limits(decoder_limits);
     let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
-    Ok((image, orientation, image_len))
+    Ok((image, orientation))
+}
+
+fn image_format(format: Format) -> image::ImageFormat {
+    match format {
+        Format::Jpeg => image::ImageFormat::Jpeg,
+        Format::Png => image::ImageFormat::Png,
+        Format::Webp => image::ImageFormat::WebP,
+    }
 }
 
 fn resize(image: RgbImage, width: u32, height: u32) -> Result<RgbImage, RenderError> {
