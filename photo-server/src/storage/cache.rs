@@ -3,6 +3,12 @@
 //! least recently used, plus a small in-memory layer for the hottest files so a
 //! cached hit usually touches neither disk nor database.
 //!
+//! A rendition enters the memory layer on its first hit from disk, not when it
+//! is rendered: renditions asked for once (a crawler walking every size, a
+//! burst of new uploads) neither push the hot ones out nor hold memory that
+//! renders need. Only when the disk cannot take a rendition is it kept in
+//! memory straight away.
+//!
 //! The cache is an optimisation only. A directory that is missing, full or
 //! read-only makes every miss a render on the fly; it never fails a request.
 
@@ -279,8 +285,8 @@ impl DiskCache {
     /// file. Blocking; called from the render pool. Failures are logged and
     /// counted, never returned: the caller serves the bytes it has anyway.
     pub fn put(&self, key: &RenditionKey, bytes: &Bytes) {
-        self.remember(key, bytes);
         if bytes.len() as u64 > self.max_bytes {
+            self.remember(key, bytes);
             return;
         }
         match self.write_file(key, bytes) {
@@ -296,6 +302,7 @@ impl DiskCache {
                 self.evict_over_cap();
             }
             Err(e) => {
+                self.remember(key, bytes);
                 if self.writable.swap(false, Ordering::Relaxed) {
                     tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write to the rendition cache; rendering on the fly");
                 }
@@ -473,6 +480,43 @@ mod tests {
             assert_eq!(read.len(), len);
             assert!(read == content, "the bytes of a {len}-byte file differ");
         }
+    }
+
+    #[tokio::test]
+    async fn a_rendition_enters_memory_on_its_first_hit_not_when_rendered() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path().to_path_buf(), 10_000, 1 << 20, Metrics::new());
+        let jpeg = Bytes::from_static(b"jpeg");
+        cache.put(&key(1), &jpeg);
+        let in_memory = |cache: &DiskCache| cache.memory.as_ref().unwrap().contains_key(&key(1));
+        assert!(!in_memory(&cache), "rendered once: on disk only");
+        assert_eq!(cache.get(&key(1)).await, Some(jpeg.clone()));
+        assert!(in_memory(&cache), "hit from disk: now in memory too");
+        for f in disk_files(dir.path()) {
+            fs::remove_file(f).unwrap();
+        }
+        assert_eq!(cache.get(&key(1)).await, Some(jpeg), "served from memory");
+    }
+
+    #[tokio::test]
+    async fn without_a_usable_disk_renditions_are_kept_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        fs::write(&file, b"x").unwrap();
+        let cache = DiskCache::open(file.join("cache"), 10_000, 1 << 20, Metrics::new());
+        let jpeg = Bytes::from_static(b"jpeg");
+        cache.put(&key(1), &jpeg);
+        assert_eq!(cache.get(&key(1)).await, Some(jpeg));
+        // Too large for the disk cache's cap, but not for memory.
+        let (writable, large) = (tempfile::tempdir().unwrap(), Bytes::from(vec![3u8; 20_000]));
+        let cache = DiskCache::open(
+            writable.path().to_path_buf(),
+            10_000,
+            1 << 20,
+            Metrics::new(),
+        );
+        cache.put(&key(2), &large);
+        assert_eq!(cache.get(&key(2)).await, Some(large));
     }
 
     #[tokio::test]
