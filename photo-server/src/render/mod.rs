@@ -15,7 +15,7 @@ pub mod pool;
 mod schedule;
 mod source;
 
-use std::io::{BufRead, BufReader, Cursor, Read};
+use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 use std::panic::AssertUnwindSafe;
 
 use fast_image_resize as fr;
@@ -187,8 +187,10 @@ const HEAD_BYTES: u64 = 256 << 10;
 /// Opens the original in `file`. A JPEG is then decoded as the file is
 /// read, 64 KiB at a time, instead of being read whole first: a large
 /// camera photo is 16 MB more than its decode needs, for each render at
-/// once. Other formats, and a JPEG whose segments before the image data run
-/// past the first 256 KiB, are read whole.
+/// once. Until then it holds only its segments before the image data (EXIF
+/// and tables, a few KiB), since a planned render may wait in the queue.
+/// Other formats, and a JPEG whose segments before the image data run past
+/// the first 256 KiB, are read whole.
 pub fn open_file(file: std::fs::File) -> Result<Opened, RenderError> {
     let mut rest = BufReader::with_capacity(64 << 10, file);
     let mut head = Vec::new();
@@ -196,7 +198,13 @@ pub fn open_file(file: std::fs::File) -> Result<Opened, RenderError> {
         .take(HEAD_BYTES)
         .read_to_end(&mut head)
         .map_err(read_error)?;
-    if Format::sniff(&head) == Some(Format::Jpeg) && headers::jpeg_scan_start(&head).is_some() {
+    if Format::sniff(&head) == Some(Format::Jpeg)
+        && let Some(scan) = headers::jpeg_scan_start(&head)
+    {
+        head.truncate(scan);
+        head.shrink_to_fit();
+        rest.seek(SeekFrom::Start(scan as u64))
+            .map_err(read_error)?;
         return Opened::new(head, Some(rest));
     }
     rest.read_to_end(&mut head).map_err(read_error)?;
@@ -736,6 +744,24 @@ mod tests {
         assert_eq!(fit_width(3000, 4000, 240), (240, 320));
         assert_eq!(fit_width(200, 100, 640), (200, 100));
         assert_eq!(fit_width(10000, 1, 240), (240, 1));
+    }
+
+    #[test]
+    fn an_opened_jpeg_holds_only_its_segments_before_the_image_data() {
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/landscape.jpg");
+        let bytes = std::fs::read(&fixture).unwrap();
+        let scan = headers::jpeg_scan_start(&bytes).unwrap();
+        assert!(bytes.len() > scan + 1000, "the fixture has image data");
+        let opened = open_file(std::fs::File::open(&fixture).unwrap()).unwrap();
+        assert_eq!(opened.head, bytes[..scan]);
+        assert!(opened.head.capacity() < 2 * scan.max(4096));
+        // The decoder still reads every byte, in order.
+        let mut stream = Vec::new();
+        jpeg_stream(opened.head, opened.rest)
+            .read_to_end(&mut stream)
+            .unwrap();
+        assert!(stream == bytes);
     }
 
     #[test]
