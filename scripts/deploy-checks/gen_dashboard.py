@@ -139,10 +139,17 @@ next_line()
 panel("Render queue", [
     (f"sum by (pod) (photo_renders_queued{{{SITE}}})", "{{pod}} queued"),
     (f"sum by (pod) (photo_renders_in_flight{{{SITE}}})", "{{pod}} in flight")],
-    x=0, w=12, desc="Saturation: renders waiting for a render thread and running.")
-panel("Renders rejected (queue full, 503)", [
+    x=0, w=8, desc="Saturation: renders waiting for a render thread (or for memory) and running.")
+panel("Render memory", [
+    (f"sum by (pod) (photo_render_memory_reserved_bytes{{{SITE}}})", "{{pod}} planned by running renders")],
+    unit="bytes", x=8, w=8,
+    desc="Memory the running renders planned from their images' headers, out of "
+         "PHOTO_RENDER_MEMORY_BYTES (160 MiB by default). Near the budget, large photos take turns.")
+panel("Renders rejected (503) or waiting for memory", [
     (f"sum by (service) (rate(photo_renders_rejected_total{{{SITE}}}[$__rate_interval]))",
-     "{{service}}")], unit="ops", x=12, w=12)
+     "{{service}} rejected, queue full"),
+    (f"sum by (service) (rate(photo_render_memory_waits_total{{{SITE}}}[$__rate_interval]))",
+     "{{service}} passed over for memory")], unit="ops", x=16, w=8)
 next_line()
 
 OP = 'namespace=~"$operator_namespace",service=~".*photo-operator.*"'
