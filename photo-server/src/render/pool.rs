@@ -131,8 +131,7 @@ where
         };
         let (done, result) = oneshot::channel();
         let Plan { memory, work } = plan;
-        self.scheduler.submit(memory, move || {
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(work));
+        self.scheduler.submit(memory, work, move |outcome| {
             drop(permit);
             let _ = done.send(match outcome {
                 Ok(Ok(value)) => Ok(value),

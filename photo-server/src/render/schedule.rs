@@ -21,7 +21,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::metrics::Metrics;
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A queued render: runs the work, and returns what to do with its result
+/// once the thread and memory are free again.
+type Job = Box<dyn FnOnce() -> Then + Send>;
+type Then = Box<dyn FnOnce() + Send>;
 
 pub struct Scheduler {
     inner: Arc<Inner>,
@@ -72,16 +75,27 @@ impl Scheduler {
         self.inner.threads.current_num_threads()
     }
 
-    /// Queues `job`, which takes `memory` bytes while it runs.
-    pub fn submit(&self, memory: u64, job: impl FnOnce() + Send + 'static) {
+    /// Queues `job`, which takes `memory` bytes while it runs. `then` gets
+    /// its result (or its panic) once its thread and memory are free again,
+    /// so whoever it tells sees the render finished in the metrics too.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        memory: u64,
+        job: impl FnOnce() -> T + Send + 'static,
+        then: impl FnOnce(std::thread::Result<T>) + Send + 'static,
+    ) {
         let memory = match self.inner.memory {
             0 => 0,
             budget => memory.min(budget),
         };
+        let job: Job = Box::new(move || {
+            let result = std::panic::catch_unwind(AssertUnwindSafe(job));
+            Box::new(move || then(result))
+        });
         self.inner.metrics.renders_queued.inc();
         self.inner.lock().queue.push_back(Queued {
             memory,
-            job: Box::new(job),
+            job,
             passed_over: false,
         });
         self.inner.start_what_fits();
@@ -111,11 +125,11 @@ impl Inner {
                 .set(i64::try_from(state.reserved).unwrap_or(i64::MAX));
             let (inner, memory, job) = (self.clone(), queued.memory, queued.job);
             self.threads.spawn(move || {
-                // The pool reports a job's panic to its caller; here it only
-                // must not keep the thread and the memory (or abort: rayon
-                // would).
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                // `job` catches the work's panic; `then` must not panic either
+                // (rayon would abort the process).
+                let then = job();
                 inner.finished(memory);
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(then));
             });
         }
     }
@@ -192,13 +206,16 @@ mod tests {
         for _ in 0..8 {
             let (running, most, done) = (running.clone(), most.clone(), done.clone());
             // Memory is not counted: any amount fits.
-            scheduler.submit(u64::MAX, move || {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(20));
-                running.fetch_sub(1, Ordering::SeqCst);
-                done.send(()).unwrap();
-            });
+            scheduler.submit(
+                u64::MAX,
+                move || {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(20));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                },
+                move |_| done.send(()).unwrap(),
+            );
         }
         for _ in 0..8 {
             finished.recv_timeout(WAIT).unwrap();
@@ -214,13 +231,16 @@ mod tests {
         let (done, finished) = mpsc::channel();
         for _ in 0..6 {
             let (held, peak, done) = (held.clone(), peak.clone(), done.clone());
-            scheduler.submit(80 * MIB, move || {
-                let now = held.fetch_add(80 * MIB, Ordering::SeqCst) + 80 * MIB;
-                peak.fetch_max(now, Ordering::SeqCst);
-                std::thread::sleep(Duration::from_millis(30));
-                held.fetch_sub(80 * MIB, Ordering::SeqCst);
-                done.send(()).unwrap();
-            });
+            scheduler.submit(
+                80 * MIB,
+                move || {
+                    let now = held.fetch_add(80 * MIB, Ordering::SeqCst) + 80 * MIB;
+                    peak.fetch_max(now, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(30));
+                    held.fetch_sub(80 * MIB, Ordering::SeqCst);
+                },
+                move |_| done.send(()).unwrap(),
+            );
         }
         for _ in 0..6 {
             finished.recv_timeout(WAIT).unwrap();
@@ -250,10 +270,10 @@ mod tests {
         let (large, release_large) = held(started.clone(), "large");
         let (second, release_second) = held(started.clone(), "second");
         let (small, release_small) = held(started, "small");
-        scheduler.submit(90 * MIB, large);
+        scheduler.submit(90 * MIB, large, |_| {});
         assert_eq!(starts.recv_timeout(WAIT), Ok("large"));
-        scheduler.submit(50 * MIB, second);
-        scheduler.submit(5 * MIB, small);
+        scheduler.submit(50 * MIB, second, |_| {});
+        scheduler.submit(5 * MIB, small, |_| {});
         // A thread is free: the small render takes it, the second waits.
         assert_eq!(starts.recv_timeout(WAIT), Ok("small"));
         assert_eq!(metrics.render_memory_waits.get(), 1);
@@ -272,11 +292,11 @@ mod tests {
         let (first, release_first) = held(started.clone(), "first");
         let (huge, release_huge) = held(started.clone(), "huge");
         let (late, release_late) = held(started, "late");
-        scheduler.submit(10 * MIB, first);
+        scheduler.submit(10 * MIB, first, |_| {});
         assert_eq!(starts.recv_timeout(WAIT), Ok("first"));
-        scheduler.submit(300 * MIB, huge);
+        scheduler.submit(300 * MIB, huge, |_| {});
         // Would fit beside the first, but waits behind the huge one.
-        scheduler.submit(10 * MIB, late);
+        scheduler.submit(10 * MIB, late, |_| {});
         idle_for_a_moment();
         assert!(
             starts.try_recv().is_err(),
@@ -299,12 +319,12 @@ mod tests {
         let scheduler = Scheduler::new(1, 100 * MIB, Metrics::new()).unwrap();
         let (started, starts) = mpsc::channel();
         let (first, release_first) = held(started.clone(), "first");
-        scheduler.submit(MIB, first);
+        scheduler.submit(MIB, first, |_| {});
         assert_eq!(starts.recv_timeout(WAIT), Ok("first"));
         let mut releases = Vec::new();
         for name in ["a", "b", "c"] {
             let (job, release) = held(started.clone(), name);
-            scheduler.submit(MIB, job);
+            scheduler.submit(MIB, job, |_| {});
             releases.push(release);
         }
         release_first.send(()).unwrap();
@@ -317,11 +337,39 @@ mod tests {
     #[test]
     fn a_panicking_render_gives_its_thread_and_memory_back() {
         let scheduler = Scheduler::new(1, 100 * MIB, Metrics::new()).unwrap();
-        scheduler.submit(100 * MIB, || panic!("a bug in a render"));
+        let (panicked, reported) = mpsc::channel();
+        scheduler.submit(
+            100 * MIB,
+            || panic!("a bug in a render"),
+            move |result: std::thread::Result<()>| panicked.send(result.is_err()).unwrap(),
+        );
+        assert_eq!(
+            reported.recv_timeout(WAIT),
+            Ok(true),
+            "the panic is reported"
+        );
         let (done, finished) = mpsc::channel();
-        scheduler.submit(100 * MIB, move || done.send(()).unwrap());
+        scheduler.submit(100 * MIB, || (), move |_| done.send(()).unwrap());
         finished
             .recv_timeout(WAIT)
             .expect("the next render runs after the panic");
+    }
+
+    #[test]
+    fn a_result_is_handed_on_once_its_thread_and_memory_are_free() {
+        let scheduler = Arc::new(Scheduler::new(1, 100 * MIB, Metrics::new()).unwrap());
+        let (state, seen) = mpsc::channel();
+        let watched = scheduler.clone();
+        scheduler.submit(
+            60 * MIB,
+            || 7,
+            move |result| {
+                let inner = watched.inner.lock();
+                state
+                    .send((result.ok(), inner.running, inner.reserved))
+                    .unwrap();
+            },
+        );
+        assert_eq!(seen.recv_timeout(WAIT), Ok((Some(7), 0, 0)));
     }
 }
