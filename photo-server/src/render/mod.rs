@@ -9,6 +9,7 @@
 //! larger than the target is decoded at a reduced DCT scale (1/2, 1/4, 1/8),
 //! then resized with SIMD convolution and encoded with a fast baseline encoder.
 
+mod eighth;
 mod exif;
 pub mod headers;
 pub mod pool;
@@ -297,6 +298,24 @@ impl Opened {
     }
 }
 
+/// A progressive JPEG cut down to its scans that a decode at 1/8 reads
+/// (`eighth.rs`), from `head` and `rest`. Without one, `rest` is put back
+/// where it was, right after `head`.
+fn dc_stream(
+    head: &[u8],
+    rest: Option<&mut BufReader<std::fs::File>>,
+) -> Result<Option<Vec<u8>>, RenderError> {
+    let Some(rest) = rest else {
+        return eighth::dc_stream(&mut Cursor::new(head)).map_err(read_error);
+    };
+    let stream = eighth::dc_stream(&mut Cursor::new(head).chain(&mut *rest)).map_err(read_error)?;
+    if stream.is_none() {
+        rest.seek(SeekFrom::Start(head.len() as u64))
+            .map_err(read_error)?;
+    }
+    Ok(stream)
+}
+
 /// A JPEG's bytes as its decoder reads them: the head, then the rest of the file.
 fn jpeg_stream(head: Vec<u8>, rest: Option<BufReader<std::fs::File>>) -> impl BufRead {
     let rest: Box<dyn BufRead> = match rest {
@@ -368,7 +387,16 @@ impl Rendition {
         } = self.original;
         let (image, orientation) = match pixels {
             Pixels::Jpeg(header) => {
-                let (image, _) = decode_jpeg(jpeg_stream(head, rest), &header, self.scale)?;
+                let mut rest = rest;
+                let cut = if self.scale == 8 && header.progressive {
+                    dc_stream(&head, rest.as_mut())?
+                } else {
+                    None
+                };
+                let (image, _) = match cut {
+                    Some(stream) => decode_jpeg(Cursor::new(stream), &header, 8)?,
+                    None => decode_jpeg(jpeg_stream(head, rest), &header, self.scale)?,
+                };
                 (image, exif.orientation)
             }
             Pixels::Other {
