@@ -135,7 +135,7 @@ pub struct Config {
     /// PHOTO_DECODE_MAX_BYTES, and its resized pixels). A render that does not
     /// fit waits while smaller ones run; one that needs more than this runs
     /// alone. 0: not counted.
-    #[arg(long, env = "PHOTO_RENDER_MEMORY_BYTES", default_value_t = 160 << 20)]
+    #[arg(long, env = "PHOTO_RENDER_MEMORY_BYTES", default_value_t = 128 << 20)]
     pub render_memory_bytes: u64,
 
     /// Renders allowed to wait for a thread; beyond this, `503` with `Retry-After`.

@@ -144,7 +144,7 @@ panel("Render memory", [
     (f"sum by (pod) (photo_render_memory_reserved_bytes{{{SITE}}})", "{{pod}} planned by running renders")],
     unit="bytes", x=8, w=8,
     desc="Memory the running renders planned from their images' headers, out of "
-         "PHOTO_RENDER_MEMORY_BYTES (160 MiB by default). Near the budget, large photos take turns.")
+         "PHOTO_RENDER_MEMORY_BYTES (128 MiB by default). Near the budget, large photos take turns.")
 panel("Renders rejected (503) or waiting for memory", [
     (f"sum by (service) (rate(photo_renders_rejected_total{{{SITE}}}[$__rate_interval]))",
      "{{service}} rejected, queue full"),
