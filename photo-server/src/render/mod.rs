@@ -138,7 +138,7 @@ pub struct Probe {
 /// budget), and pixel data that actually decodes (a JPEG at 1/8 scale, so
 /// the check is cheap even for large photos).
 pub fn probe(bytes: &[u8], limits: DecodeLimits, widths: &[u32]) -> Result<Probe, RenderError> {
-    Check::plan(Opened::bytes(bytes.to_vec())?, limits, widths)?.run()
+    Check::plan(Opened::new(bytes.to_vec(), None)?, limits, widths)?.run()
 }
 
 /// Renders `original` at `target_width` (never upscaled) as a baseline JPEG.
@@ -149,7 +149,7 @@ pub fn render(
     limits: DecodeLimits,
 ) -> Result<Vec<u8>, RenderError> {
     Rendition::plan(
-        Opened::bytes(original.to_vec())?,
+        Opened::new(original.to_vec(), None)?,
         target_width,
         quality,
         limits,
@@ -237,10 +237,6 @@ enum Pixels {
 }
 
 impl Opened {
-    fn bytes(bytes: Vec<u8>) -> Result<Opened, RenderError> {
-        Opened::new(bytes, None)
-    }
-
     fn new(head: Vec<u8>, rest: Option<BufReader<std::fs::File>>) -> Result<Opened, RenderError> {
         let format = Format::sniff(&head).ok_or(RenderError::Unsupported)?;
         let exif = exif::read(&head);
@@ -301,7 +297,7 @@ impl Opened {
 /// A progressive JPEG cut down to its scans that a decode at 1/8 reads
 /// (`eighth.rs`), from `head` and `rest`. Without one, `rest` is put back
 /// where it was, right after `head`.
-fn dc_stream(
+fn cut_for_eighth_scale(
     head: &[u8],
     rest: Option<&mut BufReader<std::fs::File>>,
 ) -> Result<Option<Vec<u8>>, RenderError> {
@@ -381,15 +377,14 @@ impl Rendition {
     pub fn run(self) -> Result<Vec<u8>, RenderError> {
         let Opened {
             head,
-            rest,
+            mut rest,
             exif,
             pixels,
         } = self.original;
         let (image, orientation) = match pixels {
             Pixels::Jpeg(header) => {
-                let mut rest = rest;
                 let cut = if self.scale == 8 && header.progressive {
-                    dc_stream(&head, rest.as_mut())?
+                    cut_for_eighth_scale(&head, rest.as_mut())?
                 } else {
                     None
                 };
