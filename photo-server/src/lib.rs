@@ -26,6 +26,7 @@ pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod web;
+pub mod zero_copy;
 
 use std::time::Duration;
 

@@ -104,6 +104,11 @@ impl Metrics {
             m.http_duration.clone(),
         );
         registry.register(
+            "http_sendfile_bytes",
+            "Bytes of response bodies sent from files with sendfile (large cached renditions)",
+            crate::server::sendfile::SENT_FROM_FILES.clone(),
+        );
+        registry.register(
             "cache_hits",
             "Renditions served from the cache",
             m.cache_hits.clone(),

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, TestServer, fixture};
+use common::{Backend, TestServer, fixture, images};
 use serde_json::{Value, json};
 
 both_backends!(
@@ -11,6 +11,7 @@ both_backends!(
     bad_credentials_and_rate_limit,
     upload_then_serve_every_size,
     conditional_and_head_requests,
+    large_renditions_leave_by_sendfile_byte_for_byte,
     the_image_fast_path_answers_like_the_router,
     unknown_sizes_ids_and_path_tricks_are_404,
     state_changes_need_the_csrf_token,
@@ -158,6 +159,63 @@ async fn upload_then_serve_every_size(backend: Backend) {
     let seen = anonymous.get_json(&format!("/rest/photos/{id}")).await;
     assert!(seen["urls"].get("orig").is_none(), "{seen}");
     assert!(seen["urls"].get("240").is_some(), "{seen}");
+}
+
+/// Cached renditions of 32 KiB and more are written to the socket with
+/// `sendfile` (from the cache file, then from a memory file): clients get the
+/// same bytes as the render, and HEAD still gets no body.
+async fn large_renditions_leave_by_sendfile_byte_for_byte(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let admin = server.admin().await;
+    let r = admin
+        .upload(
+            &[("noise.jpg", images::jpeg_noise(2000, 1500))],
+            &[("visibility", "public")],
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    let path = format!(
+        "/img/1440/{}.jpg",
+        body["photos"][0]["id"].as_str().unwrap()
+    );
+    let anonymous = server.client();
+    let rendered = anonymous.get(&path).await;
+    assert_eq!(rendered.headers()["x-cache"], "miss");
+    let rendered = rendered.bytes().await.unwrap();
+    assert!(rendered.len() > 64 * 1024, "{} bytes", rendered.len());
+
+    let before = server.metric("photo_http_sendfile_bytes_total").await;
+    // From the disk cache's file, then from the memory layer.
+    for _ in 0..2 {
+        let hit = anonymous.get(&path).await;
+        assert_eq!(hit.headers()["x-cache"], "hit");
+        assert_eq!(
+            hit.headers()["content-length"],
+            rendered.len().to_string().as_str()
+        );
+        assert!(
+            hit.bytes().await.unwrap() == rendered,
+            "same bytes as the render"
+        );
+    }
+    let sent = server.metric("photo_http_sendfile_bytes_total").await - before;
+    assert!(
+        sent >= 2.0 * rendered.len() as f64,
+        "both hits sent from files: {sent} bytes"
+    );
+    let head = anonymous
+        .http
+        .head(anonymous.url(&path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        rendered.len().to_string().as_str()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
 }
 
 async fn conditional_and_head_requests(backend: Backend) {

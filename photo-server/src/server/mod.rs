@@ -21,6 +21,7 @@
 //!   connections are told to close after their current request, and
 //!   in-flight requests get `PHOTO_SHUTDOWN_TIMEOUT` to finish.
 
+pub mod sendfile;
 pub mod timed_io;
 
 use std::convert::Infallible;
@@ -42,6 +43,7 @@ use tower::Service;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::state::SharedState;
+use sendfile::SendfileStream;
 use timed_io::{RequestClock, TimedIo};
 
 /// Connections the metrics and probe listener accepts at once.
@@ -235,7 +237,8 @@ async fn accept_loop<S>(
 }
 
 /// Serves one HTTP/1.1 connection to its end: the service sees the peer's
-/// address as `ConnectInfo`, and the socket is wrapped in [`TimedIo`].
+/// address as `ConnectInfo`, and the socket is wrapped in [`SendfileStream`]
+/// (bodies from files leave by `sendfile`) and [`TimedIo`].
 async fn serve_connection<S>(
     stream: TcpStream,
     peer: SocketAddr,
@@ -254,7 +257,7 @@ where
     let _ = stream.set_nodelay(true);
     let clock = Arc::new(RequestClock::default());
     let io = TokioIo::new(TimedIo::new(
-        stream,
+        SendfileStream::new(stream),
         clock.clone(),
         limits.header,
         limits.write,

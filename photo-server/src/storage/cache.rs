@@ -15,14 +15,15 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use lru::LruCache;
 
 use crate::ids;
 use crate::metrics::Metrics;
+use crate::zero_copy;
 
 /// Cache files read from the disk at once, each on a blocking thread (see
 /// [`DiskCache::read_file`]); more wait for a turn.
@@ -34,9 +35,8 @@ const DISK_READS: usize = 16;
 /// The bytes go straight into the vector's unused capacity. Zeroing the
 /// buffer first, only for the kernel to overwrite it, cost disk hits 8% of
 /// their rate (median of 5 rounds, 60 renditions, 64 connections).
-fn read_without_waiting(file: &fs::File) -> io::Result<Option<Vec<u8>>> {
+fn read_without_waiting(file: &fs::File, len: usize) -> io::Result<Option<Vec<u8>>> {
     use std::os::fd::AsRawFd;
-    let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
     let mut data: Vec<u8> = Vec::with_capacity(len);
     while data.len() < len {
         let at = data.len();
@@ -222,19 +222,31 @@ impl DiskCache {
     }
 
     /// Reads a cached file. A file in the page cache (nearly every hit) is
-    /// read right here, on the async thread, with a read that the kernel
-    /// refuses instead of waiting for the disk (`RWF_NOWAIT`): a few
-    /// microseconds, like nginx's own `open`/`sendfile`. The file is opened
-    /// here too, as nginx's workers do: only a directory lookup that is not
-    /// cached can wait, briefly. Only a file whose bytes need the disk goes
-    /// to the blocking pool, a bounded number at a time:
-    /// a blocking task per hit cost half the hit rate, and under 64
-    /// connections grew the pool to a hundred threads, each with its own
-    /// allocator heap (1.6 GB resident).
+    /// read right here, on the async thread, in a way that never waits for
+    /// the disk: a few microseconds, like nginx's own `open`/`sendfile`. The
+    /// file is opened here too, as nginx's workers do: only a directory
+    /// lookup that is not cached can wait, briefly.
+    ///
+    /// - A file of [`zero_copy::MIN_LEN`] bytes or more is not read at all:
+    ///   it is mapped, and the socket sends it with `sendfile` (see
+    ///   [`zero_copy`]), if `mincore` says all of it is in memory.
+    /// - A smaller one is read with `RWF_NOWAIT`, which the kernel refuses
+    ///   instead of waiting for the disk.
+    ///
+    /// Only a file whose bytes need the disk goes to the blocking pool, a
+    /// bounded number at a time: a blocking task per hit cost half the hit
+    /// rate, and under 64 connections grew the pool to a hundred threads,
+    /// each with its own allocator heap (1.6 GB resident).
     async fn read_file(&self, key: &RenditionKey) -> io::Result<Bytes> {
         let path = self.path(key);
-        let mut file = fs::File::open(&path)?;
-        if let Some(data) = read_without_waiting(&file)? {
+        let file = Arc::new(fs::File::open(&path)?);
+        let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
+        if len >= zero_copy::MIN_LEN {
+            let mapped = zero_copy::map_file(file.clone(), len)?;
+            if zero_copy::resident(&mapped) {
+                return Ok(mapped);
+            }
+        } else if let Some(data) = read_without_waiting(&file, len)? {
             return Ok(Bytes::from(data));
         }
         let _permit = self
@@ -244,7 +256,7 @@ impl DiskCache {
             .map_err(|_| io::Error::other("the cache is shutting down"))?;
         let data = tokio::task::spawn_blocking(move || {
             let mut data = Vec::new();
-            io::Read::read_to_end(&mut file, &mut data).map(|_| data)
+            io::Read::read_to_end(&mut &*file, &mut data).map(|_| data)
         })
         .await
         .map_err(io::Error::other)??;
@@ -257,9 +269,21 @@ impl DiskCache {
         self.memory.as_ref().is_some_and(|m| m.contains_key(key)) || self.lock().lru.contains(key)
     }
 
+    /// Keeps a rendition in the memory layer: a large one in a memory file,
+    /// so that hits on it are sent with `sendfile` too (and a disk hit's
+    /// mapping does not hold on to a cache file that eviction unlinks).
     fn remember(&self, key: &RenditionKey, bytes: &Bytes) {
         if let Some(memory) = &self.memory {
-            memory.insert(key.clone(), bytes.clone());
+            let kept = if bytes.len() < zero_copy::MIN_LEN {
+                bytes.clone()
+            } else if let Some(in_memory) = zero_copy::in_memory_file(bytes) {
+                in_memory
+            } else if zero_copy::file_behind(bytes).is_some() {
+                Bytes::copy_from_slice(bytes)
+            } else {
+                bytes.clone()
+            };
+            memory.insert(key.clone(), kept);
         }
     }
 
@@ -472,7 +496,9 @@ mod tests {
             let path = dir.path().join(format!("{len}.jpg"));
             let content: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
             fs::write(&path, &content).unwrap();
-            let read = read_without_waiting(&fs::File::open(&path).unwrap()).unwrap();
+            let file = fs::File::open(&path).unwrap();
+            let len = file.metadata().unwrap().len() as usize;
+            let read = read_without_waiting(&file, len).unwrap();
             let read = read.expect(
                 "a file just written is in the page cache; None means this kernel or file \
                  system refuses RWF_NOWAIT reads, and every disk hit would take a blocking thread",
@@ -496,6 +522,40 @@ mod tests {
             fs::remove_file(f).unwrap();
         }
         assert_eq!(cache.get(&key(1)).await, Some(jpeg), "served from memory");
+    }
+
+    #[tokio::test]
+    async fn a_large_rendition_is_served_from_its_file_then_from_a_memory_file() {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path().to_path_buf(), 10 << 20, 1 << 20, Metrics::new());
+        let jpeg = Bytes::from((0..100_000u32).map(|i| (i % 241) as u8).collect::<Vec<_>>());
+        cache.put(&key(1), &jpeg);
+
+        // First hit: the cache file itself, mapped, not read.
+        let from_disk = cache.get(&key(1)).await.unwrap();
+        assert_eq!(from_disk, jpeg);
+        let (file, _) = zero_copy::file_behind(&from_disk).expect("a disk hit is a mapped file");
+        let on_disk = fs::metadata(&disk_files(dir.path())[0]).unwrap();
+        let mapped = file.metadata().unwrap();
+        assert_eq!(
+            (mapped.dev(), mapped.ino()),
+            (on_disk.dev(), on_disk.ino()),
+            "the cache's own file"
+        );
+
+        // Then from memory: a sealed memory file of its own, which outlives
+        // the cache file.
+        for f in disk_files(dir.path()) {
+            fs::remove_file(f).unwrap();
+        }
+        let from_memory = cache.get(&key(1)).await.unwrap();
+        assert_eq!(from_memory, jpeg);
+        let (memory_file, _) = zero_copy::file_behind(&from_memory).unwrap();
+        // SAFETY: `fcntl` with F_GET_SEALS on a live descriptor.
+        let seals = unsafe { libc::fcntl(memory_file.as_raw_fd(), libc::F_GET_SEALS) };
+        assert_ne!(seals & libc::F_SEAL_WRITE, 0, "a sealed memory file");
     }
 
     #[tokio::test]
