@@ -26,9 +26,6 @@ use crate::renditions::Size;
 use crate::state::{JobError, SharedState};
 use crate::storage::cache::RenditionKey;
 
-/// Bumped whenever the renderer's output changes, so ETags change with it.
-const RENDER_VERSION: u32 = 1;
-
 pub async fn image(State(state): State<SharedState>, request: Request) -> ApiResult<Response> {
     let (size, file) = split_path(request.uri().path()).ok_or(ApiError::NotFound)?;
     let headers = request.headers();
@@ -133,7 +130,7 @@ fn etag(photo: &Photo, size: Size) -> HeaderValue {
             value.push('-');
             value.push_str(itoa::Buffer::new().format(w));
             value.push_str("-v");
-            value.push_str(itoa::Buffer::new().format(RENDER_VERSION));
+            value.push_str(itoa::Buffer::new().format(render::OUTPUT_VERSION));
             if photo.visibility == Visibility::Private {
                 value.push('p');
             }
@@ -292,7 +289,8 @@ mod tests {
 
     #[test]
     fn etags_are_stable() {
-        // Browsers and CDNs hold these: they may change only with RENDER_VERSION.
+        // Browsers and CDNs hold these: they may change only with
+        // render::OUTPUT_VERSION.
         let photo = Photo {
             id: "abcdefghij0123456789".into(),
             owner_id: "o".into(),
@@ -312,7 +310,7 @@ mod tests {
         };
         assert_eq!(
             etag(&photo, Size::Width(1440)),
-            "\"abcdefghij0123456789-1440-v1\""
+            "\"abcdefghij0123456789-1440-v2\""
         );
         let private = Photo {
             visibility: Visibility::Private,
@@ -320,7 +318,7 @@ mod tests {
         };
         assert_eq!(
             etag(&private, Size::Width(1440)),
-            "\"abcdefghij0123456789-1440-v1p\""
+            "\"abcdefghij0123456789-1440-v2p\""
         );
         assert_eq!(
             etag(&photo, Size::Original),

@@ -119,6 +119,11 @@ pub struct DecodeLimits {
 /// Largest side of a JPEG (the format stores sizes in 16 bits).
 pub const MAX_JPEG_SIDE: u32 = 65_535;
 
+/// Bumped whenever renders come out as different bytes: rendition ETags name
+/// it, and a cache directory written by another version is emptied at start.
+/// 2: encoded by libjpeg-turbo instead of `jpeg-encoder`.
+pub const OUTPUT_VERSION: u32 = 2;
+
 /// What an upload check learns about an image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probe {
@@ -624,14 +629,7 @@ fn decode_jpeg(
     if let Some(e) = source.take_error() {
         return Err(read_error(e));
     }
-    let image = decoded.unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("libjpeg failed");
-        Err(corrupt(message.trim_start_matches("libjpeg fatal error: ")))
-    })?;
+    let image = decoded.unwrap_or_else(|payload| Err(corrupt(libjpeg_message(&*payload))))?;
     // libjpeg fills a file that ends early with grey and warns; a whole
     // image ends with its end marker (which entropy-coded data cannot hold).
     if !source.ends_with_end_marker() {
@@ -738,23 +736,46 @@ fn resize(image: RgbImage, width: u32, height: u32) -> Result<RgbImage, RenderEr
         .ok_or_else(|| RenderError::Encode("resized buffer has the wrong length".into()))
 }
 
+/// Encodes with libjpeg-turbo (through `mozjpeg` with its fastest settings,
+/// which are libjpeg-turbo's own: baseline, standard Huffman tables, no
+/// trellis), at 4:2:0. Its SIMD colour conversion, DCT and Huffman coding
+/// took 100 ms for the 60 renditions of the benchmark's photos where the
+/// pure-Rust `jpeg-encoder` took 260 ms, for files of the same size.
 fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, RenderError> {
-    let (w, h) = (image.width(), image.height());
-    let (w16, h16) = (
-        u16::try_from(w).map_err(|_| RenderError::Encode("too wide for JPEG".into()))?,
-        u16::try_from(h).map_err(|_| RenderError::Encode("too tall for JPEG".into()))?,
-    );
-    let mut out = Vec::with_capacity((w as usize * h as usize) / 4);
-    let mut encoder = jpeg_encoder::Encoder::new(&mut out, quality);
-    encoder.set_sampling_factor(jpeg_encoder::SamplingFactor::F_2_2);
-    encoder
-        .encode(image.as_raw(), w16, h16, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| RenderError::Encode(e.to_string()))?;
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    if w > usize::from(u16::MAX) || h > usize::from(u16::MAX) {
+        return Err(RenderError::Encode("too large for JPEG".into()));
+    }
+    // libjpeg reports a fatal error by unwinding, as when decoding.
+    let encoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut compress = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        compress.set_size(w, h);
+        compress.set_fastest_defaults();
+        compress.set_quality(f32::from(quality));
+        compress.set_chroma_sampling_pixel_sizes((2, 2), (2, 2));
+        let mut started = compress.start_compress(Vec::with_capacity(w * h / 4))?;
+        started.write_scanlines(image.as_raw())?;
+        started.finish()
+    }));
+    let out = match encoded {
+        Ok(done) => done.map_err(|e| RenderError::Encode(e.to_string()))?,
+        Err(payload) => return Err(RenderError::Encode(libjpeg_message(&*payload).into())),
+    };
     // An exact-size copy (a few microseconds): the buffer above is sized by
     // a guess and doubles when the guess is short, and a rendition is kept
     // as it is returned, in the memory layer that counts it by its length.
     // (`shrink_to_fit` may leave the allocation as it is.)
     Ok(out.as_slice().to_vec())
+}
+
+/// The message of a libjpeg fatal error caught as a panic.
+fn libjpeg_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or("libjpeg failed")
+        .trim_start_matches("libjpeg fatal error: ")
 }
 
 #[cfg(test)]

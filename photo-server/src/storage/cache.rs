@@ -23,7 +23,11 @@ use lru::LruCache;
 
 use crate::ids;
 use crate::metrics::Metrics;
+use crate::render;
 use crate::zero_copy;
+
+/// Names the renderer version that wrote the cache's files.
+const VERSION_FILE: &str = "render-version";
 
 /// Cache files read from the disk at once, each on a blocking thread (see
 /// [`DiskCache::read_file`]); more wait for a turn.
@@ -143,6 +147,7 @@ impl DiskCache {
 
     fn load(&self) -> io::Result<()> {
         fs::create_dir_all(&self.dir)?;
+        self.empty_if_rendered_by_another_version()?;
         let mut found = Vec::new();
         for width_dir in fs::read_dir(&self.dir)?.flatten() {
             let name = width_dir.file_name();
@@ -181,6 +186,29 @@ impl DiskCache {
         }
         self.metrics.cache_bytes.set(index.bytes as i64);
         Ok(())
+    }
+
+    /// Renditions left by a renderer whose output differs (another
+    /// [`render::OUTPUT_VERSION`], or a cache from before the version was
+    /// recorded) are deleted: served under this version's ETags, they would
+    /// be other bytes under the same strong ETag than other pods serve.
+    fn empty_if_rendered_by_another_version(&self) -> io::Result<()> {
+        let marker = self.dir.join(VERSION_FILE);
+        let current = render::OUTPUT_VERSION.to_string();
+        if fs::read_to_string(&marker).is_ok_and(|v| v.trim() == current) {
+            return Ok(());
+        }
+        let mut removed = 0;
+        for entry in fs::read_dir(&self.dir)?.flatten() {
+            if entry.file_name().to_string_lossy().parse::<u32>().is_ok() {
+                fs::remove_dir_all(entry.path())?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(dir = %self.dir.display(), version = current, "renditions of another renderer version removed from the cache");
+        }
+        fs::write(&marker, current)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -420,7 +448,7 @@ mod tests {
             for e in fs::read_dir(d).unwrap().flatten() {
                 if e.file_type().unwrap().is_dir() {
                     stack.push(e.path());
-                } else {
+                } else if e.file_name() != VERSION_FILE {
                     out.push(e.path());
                 }
             }
@@ -556,6 +584,37 @@ mod tests {
         // SAFETY: `fcntl` with F_GET_SEALS on a live descriptor.
         let seals = unsafe { libc::fcntl(memory_file.as_raw_fd(), libc::F_GET_SEALS) };
         assert_ne!(seals & libc::F_SEAL_WRITE, 0, "a sealed memory file");
+    }
+
+    #[tokio::test]
+    async fn renditions_of_another_renderer_version_are_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = DiskCache::open(dir.path().to_path_buf(), 10_000, 0, Metrics::new());
+        cache.put(&key(1), &Bytes::from_static(b"jpeg"));
+        drop(cache);
+        // Reopened by the same version: kept.
+        let cache = DiskCache::open(dir.path().to_path_buf(), 10_000, 0, Metrics::new());
+        assert!(cache.get(&key(1)).await.is_some());
+        drop(cache);
+        // Written by another version (or before versions were recorded).
+        for older in [Some("1"), None] {
+            let cache = DiskCache::open(dir.path().to_path_buf(), 10_000, 0, Metrics::new());
+            cache.put(&key(1), &Bytes::from_static(b"jpeg"));
+            drop(cache);
+            let marker = dir.path().join(VERSION_FILE);
+            match older {
+                Some(version) => fs::write(&marker, version).unwrap(),
+                None => fs::remove_file(&marker).unwrap(),
+            }
+            let cache = DiskCache::open(dir.path().to_path_buf(), 10_000, 0, Metrics::new());
+            assert!(cache.get(&key(1)).await.is_none(), "{older:?}: not served");
+            assert!(disk_files(dir.path()).is_empty(), "{older:?}: deleted");
+            assert_eq!(cache.bytes(), 0);
+            assert_eq!(
+                fs::read_to_string(&marker).unwrap(),
+                render::OUTPUT_VERSION.to_string()
+            );
+        }
     }
 
     #[tokio::test]
