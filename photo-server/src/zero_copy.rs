@@ -41,16 +41,22 @@ fn mappings() -> MutexGuard<'static, BTreeMap<usize, (usize, Arc<File>)>> {
     MAPPINGS.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Memory files alive now. Each holds a descriptor for as long as it is
-/// cached, so they get at most a quarter of the descriptor limit (the rest is
-/// for connections, the database and the files being served).
+/// Memory files alive now. Each holds a descriptor and a mapping for as long
+/// as it is cached, so they get at most a quarter of the descriptor limit
+/// (the rest is for connections, the database and the files being served)
+/// and a quarter of the kernel's mappings per process (`vm.max_map_count`:
+/// large allocations are mappings too, and one refused aborts the process).
 static MEMORY_FILES: AtomicUsize = AtomicUsize::new(0);
 
 fn memory_files_allowed() -> usize {
     static ALLOWED: OnceLock<usize> = OnceLock::new();
     *ALLOWED.get_or_init(|| {
-        let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
-        usize::try_from(soft / 4).unwrap_or(usize::MAX)
+        let (descriptors, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+        let mappings = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(65_530);
+        usize::try_from(descriptors.min(mappings) / 4).unwrap_or(usize::MAX)
     })
 }
 

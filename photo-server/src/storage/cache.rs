@@ -270,13 +270,22 @@ impl DiskCache {
         let file = Arc::new(fs::File::open(&path)?);
         let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
         if len >= zero_copy::MIN_LEN {
-            let mapped = zero_copy::map_file(file.clone(), len)?;
-            if zero_copy::resident(&mapped) {
-                return Ok(mapped);
+            match zero_copy::map_file(file.clone(), len) {
+                Ok(mapped) if zero_copy::resident(&mapped) => return Ok(mapped),
+                Ok(_) => return self.read_from_disk(file).await,
+                // No mapping (the process's map count): read it as below.
+                Err(e) => tracing::debug!(error = %e, "cannot map a cached rendition"),
             }
-        } else if let Some(data) = read_without_waiting(&file, len)? {
-            return Ok(Bytes::from(data));
         }
+        match read_without_waiting(&file, len)? {
+            Some(data) => Ok(Bytes::from(data)),
+            None => self.read_from_disk(file).await,
+        }
+    }
+
+    /// Reads a file that needs the disk on the blocking pool, a bounded
+    /// number at a time.
+    async fn read_from_disk(&self, file: Arc<fs::File>) -> io::Result<Bytes> {
         let _permit = self
             .disk_reads
             .acquire()
