@@ -693,6 +693,46 @@ async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
 /// Fault injection in the database itself: a trigger makes the row insert
 /// fail after the originals were written. The originals must be removed
 /// again, and a retry must succeed.
+/// COMMIT itself fails (a deferred constraint, checked only then): the
+/// server cannot tell from the error whether the rows went in, asks the
+/// database, finds them absent, and removes the originals. (An error after
+/// the database committed, the connection lost, finds them present and
+/// keeps the originals: a row never loses its file.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_whose_commit_fails_asks_the_database_before_removing_originals() {
+    let server = TestServer::start(Backend::Postgres).await;
+    let admin = server.admin().await;
+    for sql in [
+        "CREATE FUNCTION fail_commit() RETURNS trigger AS $$ BEGIN \
+         IF NEW.title = 'at-commit' THEN RAISE EXCEPTION 'injected failure at commit'; END IF; \
+         RETURN NEW; END $$ LANGUAGE plpgsql",
+        "CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON photos \
+         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit()",
+    ] {
+        sqlx::query(sql)
+            .execute(server.state.db.pool().unwrap())
+            .await
+            .unwrap();
+    }
+    let r = admin
+        .upload(
+            &[("a.jpg", fixture("landscape.jpg"))],
+            &[("title", "at-commit")],
+        )
+        .await;
+    assert_eq!(r.status(), 500);
+    assert!(
+        stored_originals(&server).is_empty(),
+        "the rows are not there: originals removed"
+    );
+    // The same upload without the failure goes through.
+    let r = admin
+        .upload(&[("a.jpg", fixture("landscape.jpg"))], &[("title", "fine")])
+        .await;
+    assert_eq!(r.status(), 201);
+    assert_eq!(stored_originals(&server).len(), 1);
+}
+
 async fn a_failed_commit_leaves_no_original(backend: Backend) {
     let server = TestServer::start(backend).await;
     let admin = server.admin().await;

@@ -1,6 +1,8 @@
 //! Photo metadata. Rows are inserted only after their original is durable on
 //! the originals store (see `storage::originals`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -109,7 +111,10 @@ fn from_row(row: &AnyRow) -> DbResult<Photo> {
 
 impl Db {
     /// Inserts every row of one upload in one transaction: all or none.
-    pub async fn insert_photos(&self, photos: &[Photo]) -> DbResult<()> {
+    /// Inserts the rows in one transaction. `commit_sent` is set just before
+    /// COMMIT goes out: an error after that (the connection lost while the
+    /// database committed) leaves the outcome unknown, and the rows may exist.
+    pub async fn insert_photos(&self, photos: &[Photo], commit_sent: &AtomicBool) -> DbResult<()> {
         let mut tx = self.pool()?.begin().await?;
         for p in photos {
             sqlx::query(
@@ -134,6 +139,7 @@ impl Db {
             .execute(&mut *tx)
             .await?;
         }
+        commit_sent.store(true, Ordering::SeqCst);
         tx.commit().await?;
         Ok(())
     }

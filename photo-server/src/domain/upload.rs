@@ -11,9 +11,16 @@
 //! 3. **Commit** ([`commit`]): each original is made durable (fsync, rename,
 //!    fsync of the directory) under a [`CommitGuard`], then the rows are
 //!    inserted in one transaction. The guard removes the new originals
-//!    again unless the rows went in, whatever fails (or panics) on the way.
+//!    again unless the rows went in, whatever fails (or panics) on the way,
+//!    but never once COMMIT was sent: an error then (the connection lost
+//!    as the database restarts) does not say whether the rows went in, so
+//!    the database is asked, and if it cannot answer the originals stay.
 //!    If the process dies in between, the originals are left without rows:
-//!    invisible, and the client's retry stores the photos again.
+//!    invisible, and the client's retry stores the photos again
+//!    (`photo-server orphans` lists them). A row is never left without its
+//!    original.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::db::{Photo, SessionUser, Visibility, now_ms};
 use crate::error::{ApiError, ApiResult};
@@ -101,10 +108,13 @@ pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Chec
 }
 
 /// Removes the originals it holds when dropped, unless [`CommitGuard::keep`]
-/// was called: a failed or abandoned commit leaves no original behind.
+/// was called or COMMIT was sent: a commit that failed (or was abandoned)
+/// before that leaves no original behind.
 struct CommitGuard {
     store: OriginalStore,
     written: Vec<(String, Format)>,
+    /// Set by the database just before COMMIT goes out.
+    commit_sent: AtomicBool,
 }
 
 impl CommitGuard {
@@ -115,6 +125,10 @@ impl CommitGuard {
 
 impl Drop for CommitGuard {
     fn drop(&mut self) {
+        if self.commit_sent.load(Ordering::SeqCst) && !self.written.is_empty() {
+            tracing::warn!(ids = ?self.written.iter().map(|(id, _)| id).collect::<Vec<_>>(), "upload cut off after its COMMIT was sent: originals kept (`photo-server orphans` lists any left without rows)");
+            return;
+        }
         for (id, format) in &self.written {
             if let Err(e) = self.store.remove(id, *format) {
                 tracing::error!(id, error = %e, "cannot remove the original of a failed upload");
@@ -160,6 +174,7 @@ async fn store_all(
         let mut guard = CommitGuard {
             store: store.clone(),
             written: Vec::new(),
+            commit_sent: AtomicBool::new(false),
         };
         let mut rows = Vec::with_capacity(files.len());
         for Checked { file, probe } in files {
@@ -192,7 +207,52 @@ async fn store_all(
     })
     .await
     .map_err(ApiError::internal)??;
-    state.db.insert_photos(&rows).await?;
-    guard.keep();
-    Ok(rows)
+    let inserted = state.db.insert_photos(&rows, &guard.commit_sent).await;
+    let Err(error) = inserted else {
+        guard.keep();
+        return Ok(rows);
+    };
+    if !guard.commit_sent.load(Ordering::SeqCst) {
+        // Failed before COMMIT: rolled back; the guard removes the originals.
+        return Err(error.into());
+    }
+    match committed(state, &rows).await {
+        Some(true) => {
+            tracing::info!(error = %error, "COMMIT reported an error, but the rows are there: upload stored");
+            guard.keep();
+            Ok(rows)
+        }
+        Some(false) => {
+            guard.commit_sent.store(false, Ordering::SeqCst);
+            Err(error.into())
+        }
+        // The guard keeps the originals.
+        None => Err(error.into()),
+    }
 }
+
+/// Whether rows whose COMMIT failed are in the database after all: `None`
+/// if it cannot say within [`COMMIT_CHECK_FOR`] (a restarting or
+/// failing-over database answers again within seconds).
+async fn committed(state: &SharedState, rows: &[Photo]) -> Option<bool> {
+    let first = rows.first()?;
+    let deadline = tokio::time::Instant::now() + COMMIT_CHECK_FOR;
+    loop {
+        match tokio::time::timeout_at(deadline, state.db.photo(&first.id)).await {
+            Ok(Ok(found)) => return Some(found.is_some()),
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "cannot ask yet whether an upload's rows went in");
+            }
+            Err(_) => return None,
+        }
+        if tokio::time::Instant::now() + COMMIT_CHECK_INTERVAL >= deadline {
+            return None;
+        }
+        tokio::time::sleep(COMMIT_CHECK_INTERVAL).await;
+    }
+}
+
+/// How long, and how often, the database is asked whether a failed COMMIT
+/// went through.
+const COMMIT_CHECK_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+const COMMIT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
