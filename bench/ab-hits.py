@@ -17,14 +17,12 @@ nginx. Prints each round and the medians with their ratio to nginx.
 """
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from mixed import NGINX_CONF, SIZES, WRK_LUA, Server, freeport, wrk_round  # noqa: E402
+from mixed import SIZES, Server, start_nginx, wrk_round, wrk_script  # noqa: E402
 
 PHOTOS = os.path.join(HERE, "work", "mixed", "photos")
 
@@ -67,19 +65,8 @@ def main():
                 os.makedirs(os.path.join(www, "img", str(width)), exist_ok=True)
                 with open(os.path.join(www, path.lstrip("/")), "wb") as f:
                     f.write(body)
-        with open(os.path.join(work, "paths.txt"), "w") as f:
-            f.write("\n".join(paths) + "\n")
-        script = os.path.join(work, "paths.lua")
-        with open(script, "w") as f:
-            f.write(WRK_LUA % os.path.join(work, "paths.txt"))
-        port = freeport()
-        conf = os.path.join(work, "nginx.conf")
-        os.makedirs(os.path.join(work, "nginx-tmp"), exist_ok=True)
-        with open(conf, "w") as f:
-            f.write(NGINX_CONF % dict(work=work, www=www, port=port))
-        nginx = subprocess.Popen(["nginx", "-c", conf, "-p", work, "-g", "daemon off;"],
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(1)
+        script = wrk_script(work, paths)
+        nginx, port = start_nginx(work, www)
         results = {name: [] for name in ["nginx"] + [name for name, _, _ in specs]}
         try:
             for r in range(rounds):

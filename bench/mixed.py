@@ -316,6 +316,36 @@ def wrk_round(port, script, duration, out):
             float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"))
 
 
+def wrk_script(work, paths):
+    """A wrk Lua script that cycles through `paths`; returns its file."""
+    list_file = os.path.join(work, "paths.txt")
+    with open(list_file, "w") as f:
+        f.write("\n".join(paths) + "\n")
+    script = os.path.join(work, "paths.lua")
+    with open(script, "w") as f:
+        f.write(WRK_LUA % list_file)
+    return script
+
+
+def start_nginx(work, www):
+    """nginx serving `www` with sendfile, once it accepts connections:
+    (process, port)."""
+    port = freeport()
+    conf = os.path.join(work, "nginx.conf")
+    os.makedirs(os.path.join(work, "nginx-tmp"), exist_ok=True)
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF % dict(work=work, www=www, port=port))
+    nginx = subprocess.Popen(["nginx", "-c", conf, "-p", work, "-g", "daemon off;"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    return nginx, port
+
+
 def hits_phase(binary, data, photos, ids, work, rounds, duration):
     www = os.path.join(work, "www")
     shutil.rmtree(www, ignore_errors=True)
@@ -336,26 +366,9 @@ def hits_phase(binary, data, photos, ids, work, rounds, duration):
             with open(os.path.join(www, path.lstrip("/")), "wb") as f:
                 f.write(body)
             total += len(body)
-    list_file = os.path.join(work, "paths.txt")
-    with open(list_file, "w") as f:
-        f.write("\n".join(paths) + "\n")
-    script = os.path.join(work, "paths.lua")
-    with open(script, "w") as f:
-        f.write(WRK_LUA % list_file)
-    nginx_port = freeport()
-    conf = os.path.join(work, "nginx.conf")
-    os.makedirs(os.path.join(work, "nginx-tmp"), exist_ok=True)
-    with open(conf, "w") as f:
-        f.write(NGINX_CONF % dict(work=work, www=www, port=nginx_port))
-    nginx = subprocess.Popen(["nginx", "-c", conf, "-p", work, "-g", "daemon off;"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    script = wrk_script(work, paths)
+    nginx, nginx_port = start_nginx(work, www)
     try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", nginx_port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
         results = {"ours": [], "nginx": [], "disk": []}
         ports = {"ours": memory.port, "nginx": nginx_port, "disk": disk.port}
         for r in range(rounds):

@@ -693,6 +693,17 @@ async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
 /// Fault injection in the database itself: a trigger makes the row insert
 /// fail after the originals were written. The originals must be removed
 /// again, and a retry must succeed.
+/// Runs statements on the server's own database (triggers that inject
+/// failures).
+async fn execute(server: &TestServer, statements: &[&str]) {
+    for sql in statements {
+        sqlx::query(sql)
+            .execute(server.state.db.pool().unwrap())
+            .await
+            .unwrap();
+    }
+}
+
 /// COMMIT itself fails (a deferred constraint, checked only then): the
 /// server cannot tell from the error whether the rows went in, asks the
 /// database, finds them absent, and removes the originals. (An error after
@@ -702,18 +713,17 @@ async fn bad_uploads_are_refused_and_store_nothing(backend: Backend) {
 async fn an_upload_whose_commit_fails_asks_the_database_before_removing_originals() {
     let server = TestServer::start(Backend::Postgres).await;
     let admin = server.admin().await;
-    for sql in [
-        "CREATE FUNCTION fail_commit() RETURNS trigger AS $$ BEGIN \
-         IF NEW.title = 'at-commit' THEN RAISE EXCEPTION 'injected failure at commit'; END IF; \
-         RETURN NEW; END $$ LANGUAGE plpgsql",
-        "CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON photos \
-         DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit()",
-    ] {
-        sqlx::query(sql)
-            .execute(server.state.db.pool().unwrap())
-            .await
-            .unwrap();
-    }
+    execute(
+        &server,
+        &[
+            "CREATE FUNCTION fail_commit() RETURNS trigger AS $$ BEGIN \
+             IF NEW.title = 'at-commit' THEN RAISE EXCEPTION 'injected failure at commit'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON photos \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_commit()",
+        ],
+    )
+    .await;
     let r = admin
         .upload(
             &[("a.jpg", fixture("landscape.jpg"))],
@@ -747,12 +757,7 @@ async fn a_failed_commit_leaves_no_original(backend: Backend) {
             "CREATE TRIGGER fail_insert BEFORE INSERT ON photos FOR EACH ROW EXECUTE FUNCTION fail_insert()",
         ],
     };
-    for sql in trigger {
-        sqlx::query(sql)
-            .execute(server.state.db.pool().unwrap())
-            .await
-            .unwrap();
-    }
+    execute(&server, &trigger).await;
     let r = admin
         .upload(
             &[

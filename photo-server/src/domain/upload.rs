@@ -223,6 +223,7 @@ async fn store_all(
             Ok(rows)
         }
         Some(false) => {
+            // Not committed after all: the guard removes the originals.
             guard.commit_sent.store(false, Ordering::SeqCst);
             Err(error.into())
         }

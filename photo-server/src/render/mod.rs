@@ -743,7 +743,7 @@ fn resize(image: RgbImage, width: u32, height: u32) -> Result<RgbImage, RenderEr
 /// pure-Rust `jpeg-encoder` took 260 ms, for files of the same size.
 fn encode_jpeg(image: &RgbImage, quality: u8) -> Result<Vec<u8>, RenderError> {
     let (w, h) = (image.width() as usize, image.height() as usize);
-    if w > usize::from(u16::MAX) || h > usize::from(u16::MAX) {
+    if w.max(h) > MAX_JPEG_SIDE as usize {
         return Err(RenderError::Encode("too large for JPEG".into()));
     }
     // libjpeg reports a fatal error by unwinding, as when decoding.

@@ -11,7 +11,7 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::sync::LazyLock;
 use std::task::{Context, Poll, ready};
@@ -96,7 +96,7 @@ impl AsyncWrite for SendfileStream {
 /// Sends `head`, then `len` bytes of `file` from `offset`: how many bytes
 /// went out, or `WouldBlock` if none did.
 fn send(
-    socket: i32,
+    socket: RawFd,
     head: &[IoSlice<'_>],
     file: &File,
     offset: u64,
@@ -137,7 +137,7 @@ fn send(
 
 /// `sendmsg` of `bufs` with `MSG_MORE`: more follows at once, so the kernel
 /// does not push these bytes out in a segment of their own.
-fn send_more(socket: i32, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+fn send_more(socket: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: an all-zero `msghdr` is valid (no name, no control data).
     let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
     // `IoSlice` is guaranteed to be ABI-compatible with `iovec` on Unix.
