@@ -50,14 +50,18 @@ static MEMORY_FILES: AtomicUsize = AtomicUsize::new(0);
 
 fn memory_files_allowed() -> usize {
     static ALLOWED: OnceLock<usize> = OnceLock::new();
-    *ALLOWED.get_or_init(|| {
-        let (descriptors, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
-        let mappings = std::fs::read_to_string("/proc/sys/vm/max_map_count")
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(65_530);
-        usize::try_from(descriptors.min(mappings) / 4).unwrap_or(usize::MAX)
-    })
+    *ALLOWED.get_or_init(|| share_of_limits(4))
+}
+
+/// `1/divisor` of the smaller of the descriptor limit and the kernel's
+/// mappings per process: what a kind of file kept open and mapped may use.
+pub fn share_of_limits(divisor: u64) -> usize {
+    let (descriptors, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+    let mappings = std::fs::read_to_string("/proc/sys/vm/max_map_count")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(65_530);
+    usize::try_from(descriptors.min(mappings) / divisor.max(1)).unwrap_or(usize::MAX)
 }
 
 /// The owner of a mapping inside `Bytes`: unregistered, then unmapped, when
