@@ -57,10 +57,11 @@ def vmhwm_mib(pid):
 
 
 def memory_files_mib(pid):
-    """Bytes the server keeps in memory files (its memory layer's large
-    renditions, sent with sendfile): memory the pod's cgroup counts but the
-    process's resident set does not. Read at the end of a phase: the layer
-    only grows while nothing is evicted."""
+    """Bytes the server keeps in memory files (large renditions its disk
+    cache could not take, sent with sendfile; none when the disk cache
+    works): memory the pod's cgroup counts but the process's resident set
+    does not. Read at the end of a phase: the layer only grows while nothing
+    is evicted."""
     total = 0
     fds = "/proc/%d/fd" % pid
     for fd in os.listdir(fds):

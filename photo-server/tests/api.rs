@@ -162,7 +162,7 @@ async fn upload_then_serve_every_size(backend: Backend) {
 }
 
 /// Cached renditions of 32 KiB and more are written to the socket with
-/// `sendfile` (from the cache file, then from a memory file): clients get the
+/// `sendfile` (from the cache file, opened, then kept open): clients get the
 /// same bytes as the render, and HEAD still gets no body.
 async fn large_renditions_leave_by_sendfile_byte_for_byte(backend: Backend) {
     let server = TestServer::start(backend).await;
@@ -186,7 +186,7 @@ async fn large_renditions_leave_by_sendfile_byte_for_byte(backend: Backend) {
     assert!(rendered.len() > 64 * 1024, "{} bytes", rendered.len());
 
     let before = server.metric("photo_http_sendfile_bytes_total").await;
-    // From the disk cache's file, then from the memory layer.
+    // From the disk cache's file, then from the same file kept open.
     for _ in 0..2 {
         let hit = anonymous.get(&path).await;
         assert_eq!(hit.headers()["x-cache"], "hit");
