@@ -65,7 +65,9 @@ pub struct Config {
     #[arg(long, env = "PHOTO_CACHE_MAX_BYTES", default_value_t = 1 << 30)]
     pub cache_max_bytes: u64,
 
-    /// Hot renditions kept in memory so cached hits need no disk read.
+    /// Hot renditions under 32 KiB kept in memory, so their hits need no disk
+    /// read (larger ones are sent from their cache files, kept open), and
+    /// renditions the disk cache cannot take.
     #[arg(long, env = "PHOTO_MEMORY_CACHE_BYTES", default_value_t = 64 << 20)]
     pub memory_cache_bytes: u64,
 

@@ -281,14 +281,14 @@ impl DiskCache {
             self.metrics.cache_hits.inc();
             return Some(bytes);
         }
-        let known = self.lock().lru.contains(key);
+        // Marks it used too, as the read below will.
+        let known = self.lock().lru.get(key).is_some();
         if !known {
             self.metrics.cache_misses.inc();
             return None;
         }
         match self.read_file(key).await {
             Ok(bytes) => {
-                self.touch(key);
                 self.remember(key, &bytes);
                 self.metrics.cache_hits.inc();
                 Some(bytes)
