@@ -45,14 +45,7 @@ impl<'writer> FormatFields<'writer> for SpanFieldsJson {
         fields: R,
     ) -> fmt::Result {
         writer.write_char('{')?;
-        let mut object = JsonObject {
-            writer: &mut writer,
-            empty: true,
-            result: Ok(()),
-        };
-        fields.record(&mut object);
-        object.result?;
-        writer.write_char('}')
+        finish_object(&mut writer, fields, true)
     }
 
     /// Fields recorded later (`Span::record`) go into the same object.
@@ -66,16 +59,22 @@ impl<'writer> FormatFields<'writer> for SpanFieldsJson {
             return self.format_fields(current.as_writer(), fields);
         }
         let empty = current.fields.ends_with('{');
-        let mut writer = current.as_writer();
-        let mut object = JsonObject {
-            writer: &mut writer,
-            empty,
-            result: Ok(()),
-        };
-        fields.record(&mut object);
-        object.result?;
-        writer.write_char('}')
+        finish_object(&mut current.as_writer(), fields, empty)
     }
+}
+
+/// Writes `fields` as pairs after the open object in `writer` (`empty` if it
+/// has none yet), then closes it.
+fn finish_object<R: RecordFields>(writer: &mut Writer<'_>, fields: R, empty: bool) -> fmt::Result {
+    let mut object = JsonObject {
+        writer,
+        empty,
+        result: Ok(()),
+    };
+    fields.record(&mut object);
+    let result = object.result;
+    result?;
+    writer.write_char('}')
 }
 
 /// Writes `"name":value` pairs, comma-separated, for each field recorded.
