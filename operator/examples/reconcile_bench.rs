@@ -117,8 +117,8 @@ fn main() {
         }
     }
     let mut stores = Stores::default();
-    for (k, w) in &writers {
-        stores.insert(*k, w.as_reader());
+    for (k, w) in writers {
+        stores.insert_listed(k, w);
     }
     let rss_loaded = rss_kib();
 

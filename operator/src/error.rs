@@ -53,6 +53,14 @@ pub enum Error {
         #[source]
         source: Box<kube::Error>,
     },
+    /// The watch of a kind the reconcile reads has not listed (its store would show children
+    /// as missing): a permission or an API the operator cannot list.
+    #[error("the watch of {kind} has not listed in {seconds} s: {detail}")]
+    WatchNotListed {
+        kind: &'static str,
+        seconds: u64,
+        detail: String,
+    },
     /// Serialising an object failed (a bug).
     #[error("serialization: {0}")]
     Serialization(#[from] serde_json::Error),
@@ -90,6 +98,7 @@ impl Error {
             Error::MissingDatabaseSecret(_) => "missing_database_secret",
             Error::InvalidObject(_) => "invalid_object",
             Error::Serialization(_) | Error::Yaml(_) => "serialization",
+            Error::WatchNotListed { .. } => "watch_not_listed",
             Error::Api { .. } => match self.api_code() {
                 Some(409) => "api_conflict",
                 Some(403) => "api_forbidden",
@@ -110,6 +119,7 @@ impl Error {
             Error::MissingDatabaseSecret(_) => "DatabaseSecretNotFound",
             Error::InvalidObject(_) => "InvalidObject",
             Error::Serialization(_) | Error::Yaml(_) => "InternalError",
+            Error::WatchNotListed { .. } => "WatchNotListed",
             Error::Api { .. } => match self.api_code() {
                 Some(409) => "ApplyConflict",
                 Some(403) => "Forbidden",

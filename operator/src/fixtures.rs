@@ -19,7 +19,7 @@ use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use crate::build::{Apis, Kind};
-use crate::controller::{Context, Stores};
+use crate::controller::{Capabilities, Context, Stores};
 use crate::metrics::Metrics;
 
 type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
@@ -256,7 +256,7 @@ pub fn stores(objects: &[(Kind, Value)]) -> Stores {
                 writer.apply_watcher_event(&watcher::Event::Apply(o));
             }
         }
-        stores.insert(kind, writer.as_reader());
+        stores.insert_listed(kind, writer);
     }
     stores
 }
@@ -266,7 +266,8 @@ impl Context {
     pub fn test(stores: Stores) -> (Arc<Context>, ApiServerVerifier) {
         let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, "default");
-        let ctx = Context::new(client, Arc::new(Metrics::new()), stores, Apis::ALL);
+        let capabilities = Arc::new(Capabilities::new(Apis::ALL));
+        let ctx = Context::new(client, Arc::new(Metrics::new()), stores, capabilities);
         (Arc::new(ctx), ApiServerVerifier(handle))
     }
 }

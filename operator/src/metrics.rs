@@ -1,7 +1,8 @@
 //! Prometheus metrics (`/metrics`) and the health endpoints (`/healthz`, `/readyz`).
 //!
 //! Counters: reconciles by result, errors by [`crate::Error::metric_label`], objects applied
-//! and deleted by kind; a reconcile duration histogram measured with a drop guard so early
+//! and deleted by kind, status writes, watch errors by kind (a watch retries by itself; a
+//! rising count names the kind it cannot list or watch); a reconcile duration histogram measured with a drop guard so early
 //! returns are counted too. `/readyz` is ready as soon as `run` serves (it sets the flag right
 //! after binding, before leader election and before any store syncs), on the leader and on a
 //! standby alike: a standby that never became ready would stall rollouts and, under the
@@ -46,8 +47,11 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     pub applied: Family<KindLabels, Counter>,
     pub deleted: Family<KindLabels, Counter>,
+    pub status_writes: Counter,
+    pub watch_errors: Family<KindLabels, Counter>,
     pub duration: Histogram,
     pub leader: Gauge,
+    pub running: Gauge,
     pub ready: AtomicBool,
 }
 
@@ -64,10 +68,13 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         let applied = Family::<KindLabels, Counter>::default();
         let deleted = Family::<KindLabels, Counter>::default();
+        let status_writes = Counter::default();
+        let watch_errors = Family::<KindLabels, Counter>::default();
         let duration = Histogram::new([
             0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
         ]);
         let leader = Gauge::default();
+        let running = Gauge::default();
         registry.register(
             "reconciles",
             "PhotoSite reconciles by result",
@@ -89,9 +96,24 @@ impl Metrics {
             deleted.clone(),
         );
         registry.register(
+            "status_writes",
+            "PhotoSite status patches (only when the status changed)",
+            status_writes.clone(),
+        );
+        registry.register(
+            "watch_errors",
+            "Errors of the watches by kind (each watch retries with backoff)",
+            watch_errors.clone(),
+        );
+        registry.register(
             "reconcile_duration_seconds",
             "Duration of a reconcile including API calls",
             duration.clone(),
+        );
+        registry.register(
+            "reconciles_running",
+            "Reconciles in progress",
+            running.clone(),
         );
         registry.register(
             "leader",
@@ -104,15 +126,21 @@ impl Metrics {
             errors,
             applied,
             deleted,
+            status_writes,
+            watch_errors,
             duration,
             leader,
+            running,
             ready: AtomicBool::new(false),
         }
     }
 
-    /// Start timing a reconcile; the duration is recorded when the guard drops.
+    /// Start timing a reconcile (and count it running); the duration is recorded when the
+    /// guard drops.
     pub fn timer(&self) -> ReconcileTimer<'_> {
+        self.running.inc();
         ReconcileTimer {
+            running: &self.running,
             start: Instant::now(),
             histogram: &self.duration,
         }
@@ -123,6 +151,12 @@ impl Metrics {
             .get_or_create(&ResultLabels {
                 result: result.into(),
             })
+            .inc();
+    }
+
+    pub fn count_watch_error(&self, kind: &str) {
+        self.watch_errors
+            .get_or_create(&KindLabels { kind: kind.into() })
             .inc();
     }
 
@@ -148,11 +182,13 @@ impl Metrics {
 pub struct ReconcileTimer<'a> {
     start: Instant,
     histogram: &'a Histogram,
+    running: &'a Gauge,
 }
 
 impl Drop for ReconcileTimer<'_> {
     fn drop(&mut self) {
         self.histogram.observe(self.start.elapsed().as_secs_f64());
+        self.running.dec();
     }
 }
 
@@ -201,6 +237,10 @@ mod tests {
         assert!(text.contains("photo_operator_reconciles_total{result=\"ok\"} 1"));
         assert!(text.contains("photo_operator_reconcile_errors_total{reason=\"invalid_spec\"} 1"));
         assert!(text.contains("photo_operator_reconcile_duration_seconds_count 1"));
+        assert!(text.contains("photo_operator_reconciles_running 0"));
+        let running = m.timer();
+        assert!(m.encode().contains("photo_operator_reconciles_running 1"));
+        drop(running);
     }
 
     async fn get(addr: std::net::SocketAddr, path: &str) -> String {

@@ -16,7 +16,10 @@ The list of calls is DERIVED FROM operator/src, not written by hand:
    Then every method called on that variable in the same function maps to verbs (VERBS
    below: `patch` with `Patch::Apply` is server-side apply, which needs `create` too for an
    object that does not exist yet; `patch_status` is `patch` on `<plural>/status`);
-   `Controller::new(var, ..)` and `watcher(var, ..)` are `list` + `watch`.
+   `Controller::new(var, ..)` and `watcher(var, ..)` are `list` + `watch`, and so is passing
+   `var` to a function of operator/src that hands that parameter on to `watcher` (directly or
+   through another such function: the watch helpers of controller/watches.rs); such a
+   parameter counts as a recognised handle.
    A handle, method or type the script does not know is an error: teach the script (and the
    chart) about it, never let a call go unchecked.
 3. Libraries that call the API themselves (LIBRARIES below), detected by their entry point:
@@ -132,6 +135,80 @@ def functions(text):
     return out
 
 
+def split_args(text, start, angle=False):
+    """The top-level, comma-separated arguments of the list whose `(` is at text[start]
+    (`angle`: `<...>` nests too, for a signature's generic types)."""
+    opening, closing = ("([{<", ")]}>") if angle else ("([{", ")]}")
+    args, depth, cur = [], 0, ""
+    for i, ch in enumerate(text[start:], start):
+        if ch == ">" and angle and text[i - 1] == "-":
+            cur += ch  # `->`, not a closing bracket
+            continue
+        if ch in opening:
+            depth += 1
+            if depth == 1:
+                continue
+        elif ch in closing:
+            depth -= 1
+            if depth == 0:
+                if cur.strip():
+                    args.append(cur.strip())
+                return args
+        if ch == "," and depth == 1:
+            args.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return args
+
+
+def api_params(fn_text):
+    """{name: position} of the `name: Api<...>` parameters of a function."""
+    m = re.search(r"\bfn\s+\w+\s*(<[^>{]*>)?\s*\(", fn_text)
+    params = split_args(fn_text, m.end() - 1, angle=True) if m else []
+    out = {}
+    for i, p in enumerate(params):
+        pm = re.match(r"(?:mut\s+)?(\w+)\s*:\s*Api\s*<", p)
+        if pm:
+            out[pm.group(1)] = i
+    return out
+
+
+def calls_of(body, callee):
+    """The argument lists of the calls of `callee` (under any path) in body."""
+    out = []
+    for m in re.finditer(rf"(?<![\w.]){callee}\s*\(", body):
+        if re.search(r"\bfn\s+$", body[:m.start()]):
+            continue  # its definition
+        out.append(split_args(body, m.end() - 1))
+    return out
+
+
+def watch_functions():
+    """{function name: position of the Api parameter it watches}: the functions of
+    operator/src that call `watcher(param, ..)` on an Api parameter, or hand it on to one."""
+    fns = []
+    for f in sorted(SRC.rglob("*.rs")):
+        if f.name not in ("tests.rs", "fixtures.rs"):
+            fns.extend(functions(code(f)))
+    found = {}
+    changed = True
+    while changed:
+        changed = False
+        for name, body in fns:
+            if name in found:
+                continue
+            for param, pos in api_params(body).items():
+                handed = any(len(args) > found[callee] and
+                             re.fullmatch(rf"{param}(\.clone\(\))?", args[found[callee]])
+                             for callee in found for args in calls_of(body, callee))
+                if re.search(rf"\bwatcher\s*\(\s*{param}\b", body) or handed:
+                    found[name] = pos
+                    changed = True
+                    break
+    return found
+
+
 def kinds_table():
     text = code(SRC / "build/mod.rs")
     enum = re.search(r"pub enum Kind\s*\{([^}]*)\}", text)
@@ -203,6 +280,7 @@ def derive():
         for v in verbs:
             need[(group, resource, scope)][v].add(why)
 
+    watchers = watch_functions()
     for f in sorted(SRC.rglob("*.rs")):
         if f.name in ("tests.rs", "fixtures.rs"):
             continue
@@ -212,6 +290,8 @@ def derive():
         seen = 0
         for fname, body in functions(text):
             where = f"{rel}:{fname}"
+            if fname in watchers:
+                seen += len(api_params(body))  # handed on to `watcher`: the caller's verbs
             for m in re.finditer(r"let\s+(?:mut\s+)?(\w+)\s*:\s*Api\s*<\s*((?:\w+::)*\w+(?:\s*<\s*\w+\s*>)?)\s*>\s*=(.*?);", body, re.S):
                 seen += 1
                 var, ty, init = m.group(1), re.sub(r"\s", "", m.group(2)), m.group(3)
@@ -246,6 +326,10 @@ def derive():
                     calls.append((method, verbs, sub))
                 for c in re.finditer(rf"\b(Controller::new|watcher)\s*\(\s*{var}\b", body):
                     calls.append((c.group(1), ["list", "watch"], ""))
+                for callee, pos in watchers.items():
+                    for args in calls_of(body, callee):
+                        if len(args) > pos and re.fullmatch(rf"{var}(\.clone\(\))?", args[pos]):
+                            calls.append((callee, ["list", "watch"], ""))
                 if not calls:
                     problems.append(f"{where}: Api `{var}` is created but no call on it was recognised")
                 for method, verbs, sub in calls:

@@ -91,6 +91,7 @@ pub async fn apply(
             (child.kind, child.name.clone()),
             serde_json::to_value(&result)?,
         );
+        ctx.stores.record(child.kind, result);
     }
     Ok(applied)
 }

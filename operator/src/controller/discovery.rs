@@ -1,57 +1,64 @@
-//! Which optional APIs the cluster serves: CloudNativePG (`postgresql.cnpg.io/v1` `Cluster`),
+//! Which optional APIs the cluster serves: CloudNativePG (`postgresql.cnpg.io/v1` `Cluster`
+//! and `ScheduledBackup`; an API counts as served only with every kind the operator uses),
 //! the Prometheus Operator (`monitoring.coreos.com/v1` `ServiceMonitor`, `PodMonitor`,
 //! `PrometheusRule`) and CloudNativePG's Barman Cloud plugin (`barmancloud.cnpg.io/v1`
 //! `ObjectStore`, for database backups and restore).
 //!
-//! Checked by discovery at start and again every [`super::RunArgs::discovery_interval`], so
-//! installing any of them after the operator needs no restart: when the answer changes, every
-//! PhotoSite is reconciled again. A discovery request that fails for another reason than
-//! "not served" keeps the previous answer. Discovery (`GET /apis/<group>/<version>`) is
+//! Checked by discovery at start and then every [`super::RunArgs::discovery_interval`]
+//! (30 s by default) by a task of its own, so installing any of them after the operator needs
+//! no restart: within one interval the watches of the new kinds start ([`super::watches`])
+//! and every PhotoSite is reconciled again. A discovery request that fails for another reason
+//! than "not served" keeps the previous answer. Discovery (`GET /apis/<group>/<version>`) is
 //! allowed to every authenticated user by the built-in `system:discovery` role.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::Stream;
 use kube::Client;
+use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::build::Apis;
 
-/// The optional APIs, as last discovered; shared by the reconciles.
+/// The optional APIs, as last discovered; shared by the reconciles and the watches, which
+/// subscribe to its changes.
 #[derive(Debug)]
 pub struct Capabilities {
-    cloudnative_pg: AtomicBool,
-    prometheus: AtomicBool,
-    barman_cloud: AtomicBool,
+    apis: watch::Sender<Apis>,
 }
 
 impl Capabilities {
     pub fn new(apis: Apis) -> Self {
         Capabilities {
-            cloudnative_pg: AtomicBool::new(apis.cloudnative_pg),
-            prometheus: AtomicBool::new(apis.prometheus),
-            barman_cloud: AtomicBool::new(apis.barman_cloud),
+            apis: watch::Sender::new(apis),
         }
     }
 
     pub fn get(&self) -> Apis {
-        Apis {
-            cloudnative_pg: self.cloudnative_pg.load(Ordering::Relaxed),
-            prometheus: self.prometheus.load(Ordering::Relaxed),
-            barman_cloud: self.barman_cloud.load(Ordering::Relaxed),
-        }
+        *self.apis.borrow()
     }
 
     /// Record a discovery result; returns whether anything changed.
     pub fn set(&self, apis: Apis) -> bool {
-        let before = self.get();
-        self.cloudnative_pg
-            .store(apis.cloudnative_pg, Ordering::Relaxed);
-        self.prometheus.store(apis.prometheus, Ordering::Relaxed);
-        self.barman_cloud
-            .store(apis.barman_cloud, Ordering::Relaxed);
-        before != apis
+        self.apis.send_if_modified(|current| {
+            let changed = *current != apis;
+            *current = apis;
+            changed
+        })
+    }
+
+    /// A receiver that sees every later change.
+    pub fn subscribe(&self) -> watch::Receiver<Apis> {
+        self.apis.subscribe()
+    }
+
+    /// Yields once each time the answer changes (the controller then reconciles every
+    /// PhotoSite); not for the answer current when it is called.
+    pub fn changes(&self) -> impl Stream<Item = ()> + Send + 'static {
+        futures::stream::unfold(self.subscribe(), |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        })
     }
 }
 
@@ -75,7 +82,13 @@ async fn serves(client: &Client, group: &str, version: &str, kinds: &[&str]) -> 
 
 /// Discover the optional APIs; where discovery fails, `previous` is kept.
 pub async fn discover(client: &Client, previous: Apis) -> Apis {
-    let cloudnative_pg = serves(client, "postgresql.cnpg.io", "v1", &["Cluster"]).await;
+    let cloudnative_pg = serves(
+        client,
+        "postgresql.cnpg.io",
+        "v1",
+        &["Cluster", "ScheduledBackup"],
+    )
+    .await;
     let prometheus = serves(
         client,
         "monitoring.coreos.com",
@@ -91,31 +104,27 @@ pub async fn discover(client: &Client, previous: Apis) -> Apis {
     }
 }
 
-/// Rediscover every `every`; yields once each time the answer changes (the controller then
-/// reconciles every PhotoSite).
-pub fn refresh(
+/// Rediscover every `every`, for as long as the process runs (a task of its own: nothing the
+/// controller does can delay it).
+pub fn spawn_refresh(
     client: Client,
     capabilities: std::sync::Arc<Capabilities>,
     every: Duration,
-) -> impl Stream<Item = ()> {
-    futures::stream::unfold(
-        (client, capabilities),
-        move |(client, capabilities)| async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let apis = discover(&client, capabilities.get()).await;
-                if capabilities.set(apis) {
-                    info!(
-                        cloudnative_pg = apis.cloudnative_pg,
-                        prometheus = apis.prometheus,
-                        barman_cloud = apis.barman_cloud,
-                        "optional APIs changed; reconciling every PhotoSite"
-                    );
-                    return Some(((), (client, capabilities)));
-                }
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            let apis = discover(&client, capabilities.get()).await;
+            if capabilities.set(apis) {
+                info!(
+                    cloudnative_pg = apis.cloudnative_pg,
+                    prometheus = apis.prometheus,
+                    barman_cloud = apis.barman_cloud,
+                    "optional APIs changed; watching what is served and reconciling every PhotoSite"
+                );
             }
-        },
-    )
+        }
+    })
 }
 
 #[cfg(test)]
@@ -132,5 +141,18 @@ mod tests {
         assert!(!c.set(c.get()));
         assert!(c.set(Apis::ALL));
         assert_eq!(c.get(), Apis::ALL);
+    }
+
+    #[tokio::test]
+    async fn changes_yield_once_per_change_and_not_for_the_start() {
+        use futures::StreamExt;
+        let c = Capabilities::new(Apis::NONE);
+        let mut changes = Box::pin(c.changes());
+        assert!(futures::poll!(changes.next()).is_pending());
+        c.set(Apis::NONE);
+        assert!(futures::poll!(changes.next()).is_pending());
+        c.set(Apis::ALL);
+        assert_eq!(changes.next().await, Some(()));
+        assert!(futures::poll!(changes.next()).is_pending());
     }
 }

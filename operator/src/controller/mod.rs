@@ -25,6 +25,7 @@ pub mod discovery;
 pub mod events;
 pub mod plan;
 pub mod status;
+pub mod watches;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,19 +38,19 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, DynamicObject};
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::Action;
+use kube::runtime::Controller;
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use crate::build::{self, Apis, Inputs, Kind, OptionalApi};
 use crate::crd::PhotoSite;
 use crate::metrics::Metrics;
-use crate::{Error, labels, names};
-use discovery::Capabilities;
+use crate::{Error, names};
+pub use discovery::Capabilities;
 use plan::Observed;
+pub use watches::Stores;
 
 /// Requeue of a converged site: a safety net, the watches trigger everything else.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -57,6 +58,10 @@ pub const RESYNC: Duration = Duration::from_secs(300);
 pub const PROGRESSING_REQUEUE: Duration = Duration::from_secs(30);
 /// Requeue of a site its author must fix (missing claim, bad spec): slow, no hot loop.
 pub const USER_ERROR_REQUEUE: Duration = Duration::from_secs(120);
+/// A site's reconcile waits this long after the last change that triggers it, so the burst
+/// of watch events its own applies cause (one per child, and the status) ends in one
+/// reconcile instead of one per event.
+pub const DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// Arguments of `photo-operator run`.
 #[derive(clap::Args, Debug, Clone)]
@@ -84,34 +89,25 @@ pub struct RunArgs {
     /// Role grants nothing outside it). Unset or empty: every namespace.
     #[arg(long, env = "WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
-    /// Seconds between checks for CloudNativePG and the Prometheus Operator (discovery), so
-    /// installing them later needs no restart of the operator.
+    /// Seconds between checks for CloudNativePG, its Barman Cloud plugin and the Prometheus
+    /// Operator (discovery): one installed later is watched and used within this interval,
+    /// with no restart of the operator.
     #[arg(
         long,
         env = "PHOTO_OPERATOR_DISCOVERY_INTERVAL",
-        default_value_t = 60,
+        default_value_t = 30,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub discovery_interval: u64,
-}
-
-/// Live children, as seen by the watches, pruned to what the diff and the status need
-/// ([`plan::prune`]) to keep memory small.
-#[derive(Clone, Default)]
-pub struct Stores {
-    stores: HashMap<Kind, Store<DynamicObject>>,
-}
-
-impl Stores {
-    pub fn insert(&mut self, kind: Kind, store: Store<DynamicObject>) {
-        self.stores.insert(kind, store);
-    }
-
-    /// The live object of a kind, namespace and name, if watched and present.
-    pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Arc<DynamicObject>> {
-        let store = self.stores.get(&kind)?;
-        store.get(&ObjectRef::new_with(name, kind.api_resource()).within(namespace))
-    }
+    /// PhotoSites reconciled at the same time (each reconcile applies its children one after
+    /// another).
+    #[arg(
+        long,
+        env = "PHOTO_OPERATOR_CONCURRENCY",
+        default_value_t = 32,
+        value_parser = clap::value_parser!(u16).range(1..)
+    )]
+    pub concurrency: u16,
 }
 
 /// State shared by every reconcile.
@@ -130,7 +126,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<Metrics>, stores: Stores, apis: Apis) -> Self {
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        stores: Stores,
+        capabilities: Arc<Capabilities>,
+    ) -> Self {
         let reporter = Reporter {
             controller: crate::names::FIELD_MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -140,7 +141,7 @@ impl Context {
             client,
             metrics,
             stores,
-            capabilities: Arc::new(Capabilities::new(apis)),
+            capabilities,
             failures: Mutex::new(HashMap::new()),
             monitoring_warned: Mutex::new(HashMap::new()),
         }
@@ -287,6 +288,9 @@ pub async fn reconcile(
 /// validate -> dereference -> build -> plan -> apply -> cleanup -> status.
 pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, Error> {
     let site = build::validate(photosite)?;
+    // One answer of discovery for the whole pass; the stores of what it serves must have listed.
+    let apis = ctx.capabilities.get();
+    ctx.stores.wait_listed(apis, watches::LIST_TIMEOUT).await?;
     let observed = Observed::from_stores(&ctx.stores, &site)?;
     // the restore (spec.restore) gates the Deployment: done once recorded or seen done
     let restore_job = names::restore(site.name);
@@ -299,7 +303,7 @@ pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, E
     let refs = dereference::dereference(&site, ctx, restore_pending).await?;
     let inputs = Inputs {
         credentials: Some(refs.credentials),
-        apis: ctx.capabilities.get(),
+        apis,
         external_database: refs.external_database,
         originals_restored,
     };
@@ -359,17 +363,6 @@ pub fn error_policy(
     let delay = ctx.backoff(&k);
     warn!(site = %k, error = %err, ?delay, "reconcile failed, retrying");
     Action::requeue(delay)
-}
-
-fn watch_config() -> watcher::Config {
-    watcher::Config::default().labels(&labels::managed_selector())
-}
-
-/// Map a child (by its site label) to its PhotoSite.
-fn owner_site(obj: DynamicObject) -> Option<ObjectRef<DeserializeGuard<PhotoSite>>> {
-    let site = obj.labels().get(labels::SITE)?.clone();
-    let ns = obj.namespace()?;
-    Some(ObjectRef::new(&site).within(&ns))
 }
 
 /// Run the operator until SIGTERM: metrics server, leader election, controller.
@@ -436,34 +429,38 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let mut controller = Controller::new(sites, watcher::Config::default().any_semantic());
+    let capabilities = Arc::new(Capabilities::new(apis));
+    let (site_store, site_events) = watches::site_watch(sites, metrics.clone());
+    let mut controller = Controller::for_stream(site_events, site_store).with_config(
+        controller::Config::default()
+            .debounce(DEBOUNCE)
+            .concurrency(args.concurrency),
+    );
     let mut stores = Stores::default();
-    // Every kind is watched, the optional ones too: while their CRDs are missing the watch
-    // fails and retries with backoff, and it fills its store as soon as they are installed.
     for kind in Kind::ALL {
         let ar = kind.api_resource();
-        let writer = reflector::store::Writer::<DynamicObject>::new(ar.clone());
-        let reader = writer.as_reader();
         let api: Api<DynamicObject> = match namespace {
             Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
             None => Api::all_with(client.clone(), &ar),
         };
-        let stream = watcher(api, watch_config())
-            .modify(move |o| plan::prune_dynamic(kind, o))
-            .default_backoff()
-            .reflect(writer)
-            .applied_objects();
-        controller = controller.watches_stream_with(stream, owner_site, ar);
-        stores.insert(kind, reader);
+        let watch = watches::child_watch(kind, api, capabilities.subscribe(), metrics.clone());
+        stores.insert(kind, watch.writer, watch.state);
+        controller = controller.watches_stream_with(watch.events, watches::site_of, ar);
     }
-    let ctx = Arc::new(Context::new(client.clone(), metrics.clone(), stores, apis));
-    let rediscovered = discovery::refresh(
+    let changes = capabilities.changes();
+    let _discovery = discovery::spawn_refresh(
         client.clone(),
-        ctx.capabilities.clone(),
+        capabilities.clone(),
         Duration::from_secs(args.discovery_interval),
     );
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        metrics.clone(),
+        stores,
+        capabilities,
+    ));
     let run = controller
-        .reconcile_all_on(rediscovered)
+        .reconcile_all_on(changes)
         .graceful_shutdown_on(stopped())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

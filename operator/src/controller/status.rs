@@ -412,6 +412,7 @@ pub async fn patch_if_changed(
     )
     .await
     .map_err(Error::api(Stage::Status, format!("PhotoSite {ns}/{name}")))?;
+    ctx.metrics.status_writes.inc();
     Ok(true)
 }
 

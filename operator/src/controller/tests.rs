@@ -180,6 +180,28 @@ async fn new_photosite_applies_every_child_then_status() {
     );
 }
 
+/// The reconcile that the first watch event of a new site's children triggers runs before
+/// the other events have arrived (here no watch runs at all: the stores see only what the
+/// operator records). It must find the operator's own applies and write nothing: one apply
+/// per child, however slowly the API server delivers the events.
+#[tokio::test]
+async fn a_reconcile_before_the_watch_events_arrive_writes_nothing_again() {
+    let (ctx, server) = Context::test(fixtures_stores(&[]));
+    let written = Arc::new(std::sync::Mutex::new(Value::Null));
+    let status = written.clone();
+    let mut steps = new_site_steps(&demo());
+    steps.push(status_patch(NS, "demo").check(move |b| *status.lock().unwrap() = b.clone()));
+    steps.push(event(NS, "Normal", "Applied"));
+    // the verifier fails on any request after these (or the client finds the mock closed)
+    let verifier = server.run(steps);
+    reconcile(guard(demo()), ctx.clone()).await.unwrap();
+    let mut site = demo();
+    let status = written.lock().unwrap()["status"].clone();
+    site.status = Some(serde_json::from_value(status).unwrap());
+    reconcile(guard(site), ctx).await.unwrap();
+    verifier.await.unwrap();
+}
+
 fn fixtures_stores(objects: &[(Kind, Value)]) -> Stores {
     crate::fixtures::stores(objects)
 }
@@ -796,9 +818,13 @@ async fn discovery_finds_cloudnative_pg_and_the_prometheus_operator() {
                    "namespaced": true, "kind": k, "verbs": ["get"]})).collect::<Vec<_>>()})
     };
     let verifier = server.run(vec![
-        // first look: CloudNativePG and its Barman Cloud plugin missing, the Prometheus
-        // Operator present
-        get_missing("/apis/postgresql.cnpg.io/v1"),
+        // first look: CloudNativePG half installed (no ScheduledBackup: not served), its
+        // Barman Cloud plugin missing, the Prometheus Operator present
+        Step::new(
+            Method::GET,
+            "/apis/postgresql.cnpg.io/v1",
+            Reply::Json(200, resources(&["Cluster"])),
+        ),
         Step::new(
             Method::GET,
             "/apis/monitoring.coreos.com/v1",
@@ -812,7 +838,7 @@ async fn discovery_finds_cloudnative_pg_and_the_prometheus_operator() {
         Step::new(
             Method::GET,
             "/apis/postgresql.cnpg.io/v1",
-            Reply::Json(200, resources(&["Cluster", "Backup"])),
+            Reply::Json(200, resources(&["Cluster", "Backup", "ScheduledBackup"])),
         ),
         Step::new(
             Method::GET,
