@@ -59,7 +59,7 @@ if [ -n "${KUBECONFIG:-}" ]; then
 fi
 
 peer=${PHOTOSTACK_KUBE_PEER:-../shared/tools/kube-peer}
-if [ ! -x "$peer/start.sh" ]; then
+if [ ! -f "$peer/rusternetes.gz" ]; then
   echo "operator e2e: SKIPPED (no cluster: KUBECONFIG unset, and no stand-in API server at $peer; set PHOTOSTACK_KUBE_PEER or KUBECONFIG)"
   exit 0
 fi
@@ -74,12 +74,35 @@ stop_peer() { if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; wait "$pid
 trap stop_peer EXIT
 
 start_peer() { # NAME: a fresh stand-in with its state under $state/NAME
-  local dir=$state/$1 port out
+  # As the kit's start.sh starts it, plus --disable-proxy: its kube-proxy, wherever iptables
+  # exists (podman brings it), adds NAT rules that masquerade every locally originated
+  # connection, loopback included, and leaves them behind when it exits; every later test on
+  # the machine then sees its clients come from the host's address instead of 127.0.0.1.
+  local dir=$state/$1 port
   stop_peer
   rm -rf "$dir"
+  mkdir -p "$dir"
+  gzip -dc "$peer/rusternetes.gz" > "$dir/rusternetes"
+  chmod +x "$dir/rusternetes"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  out=$("$peer/start.sh" "$dir" "$port")
-  pid=${out##*PID=}
+  (cd "$dir" && exec ./rusternetes --bind-address "127.0.0.1:$port" --data-dir "$dir/cluster.db" \
+     --volume-dir "$dir/volumes" --skip-auth --disable-proxy --log-level error) >"$dir/api.log" 2>&1 &
+  pid=$!
+  cat > "$dir/kubeconfig" <<K
+apiVersion: v1
+kind: Config
+clusters: [{name: peer, cluster: {server: "http://127.0.0.1:$port"}}]
+contexts: [{name: peer, context: {cluster: peer, user: peer}}]
+current-context: peer
+users: [{name: peer, user: {token: unused}}]
+K
+  for _ in $(seq 120); do
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
+    kill -0 "$pid" 2>/dev/null || { echo "the stand-in API server exited: $(tail -3 "$dir/api.log")" >&2; exit 1; }
+    sleep 0.5
+  done
+  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 ||
+    { echo "the stand-in API server did not answer in 60 s: $(tail -3 "$dir/api.log")" >&2; exit 1; }
   export KUBECONFIG=$dir/kubeconfig PHOTO_E2E_API_SERVER=kube-peer
 }
 

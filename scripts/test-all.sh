@@ -67,7 +67,7 @@ if [ -z "${PHOTOSTACK_KUBE_PEER:-}" ] && [ -d ../shared/tools/kube-peer ]; then
   PHOTOSTACK_KUBE_PEER=$(cd ../shared/tools/kube-peer && pwd)
   export PHOTOSTACK_KUBE_PEER
 fi
-if [ -z "${KUBECONFIG:-}" ] && [ ! -x "${PHOTOSTACK_KUBE_PEER:-/nonexistent}/start.sh" ]; then
+if [ -z "${KUBECONFIG:-}" ] && [ ! -f "${PHOTOSTACK_KUBE_PEER:-/nonexistent}/rusternetes.gz" ]; then
   skipped_e2e="SKIPPED: the operator's end-to-end tests (no KUBECONFIG, and no stand-in API server in PHOTOSTACK_KUBE_PEER or ../shared/tools/kube-peer)"
   echo "$skipped_e2e"
   skipped="${skipped:+$skipped
