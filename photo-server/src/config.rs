@@ -28,6 +28,12 @@ pub struct Config {
     #[arg(long, env = "PHOTO_MAX_CONNECTIONS", default_value_t = 0)]
     pub max_connections: usize,
 
+    /// Most of those one client may hold (an IPv4 address, an IPv6 /64); connections from
+    /// PHOTO_TRUSTED_PROXIES are not counted per client. Past it, its new connections are
+    /// closed at once. 0: an eighth of PHOTO_MAX_CONNECTIONS, at least 16.
+    #[arg(long, env = "PHOTO_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 0)]
+    pub max_connections_per_client: usize,
+
     /// A request's line and headers must arrive within this time of its first byte.
     #[arg(long, env = "PHOTO_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_timeout: Duration,
@@ -37,9 +43,16 @@ pub struct Config {
     #[arg(long, env = "PHOTO_IDLE_TIMEOUT", default_value = "75s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// A request body that sends nothing for this long fails with 408.
+    /// A request body that sends nothing for this long fails with 408. It is also the
+    /// allowance before PHOTO_BODY_MIN_RATE counts.
     #[arg(long, env = "PHOTO_BODY_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub body_timeout: Duration,
+
+    /// Bytes per second a request body must average: the whole body is due
+    /// PHOTO_BODY_TIMEOUT after the request began plus one second per this many bytes
+    /// received, else 408. 0: only the stall timeout.
+    #[arg(long, env = "PHOTO_BODY_MIN_RATE", default_value_t = 1024)]
+    pub body_min_rate: u64,
 
     /// A response the client does not read for this long is abandoned.
     #[arg(long, env = "PHOTO_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]

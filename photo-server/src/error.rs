@@ -91,11 +91,28 @@ impl From<DbError> for ApiError {
 }
 
 /// A JSON body that does not parse: `422` when well-formed but wrong, `413`
-/// when too large, `400` otherwise.
+/// when too large, `408` when it arrived too slowly, `400` otherwise.
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
+        if crate::http::body_deadline::is_too_slow(&e) {
+            return ApiError::RequestTimeout;
+        }
         match e.status() {
             StatusCode::UNPROCESSABLE_ENTITY => ApiError::Unprocessable(e.body_text()),
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(e.body_text()),
+            _ => ApiError::BadRequest(e.body_text()),
+        }
+    }
+}
+
+/// A form body that does not parse: `413` when too large, `408` when it
+/// arrived too slowly, `400` otherwise.
+impl From<axum::extract::rejection::FormRejection> for ApiError {
+    fn from(e: axum::extract::rejection::FormRejection) -> Self {
+        if crate::http::body_deadline::is_too_slow(&e) {
+            return ApiError::RequestTimeout;
+        }
+        match e.status() {
             StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(e.body_text()),
             _ => ApiError::BadRequest(e.body_text()),
         }

@@ -56,6 +56,7 @@ pub struct Metrics {
     pub upload_bytes: Counter,
     pub logins: Family<OutcomeLabels, Counter>,
     pub http_connections: Gauge,
+    pub http_connections_refused: Counter,
     pub renders_failed: Counter,
 }
 
@@ -91,6 +92,7 @@ impl Metrics {
             upload_bytes: Counter::default(),
             logins: Family::default(),
             http_connections: Gauge::default(),
+            http_connections_refused: Counter::default(),
             renders_failed: Counter::default(),
         };
         registry.register(
@@ -179,6 +181,11 @@ impl Metrics {
             "http_connections",
             "Connections open on the public listener",
             m.http_connections.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections closed when accepted: their client held its share of the cap",
+            m.http_connections_refused.clone(),
         );
         Metrics {
             registry: Arc::new(registry),

@@ -544,3 +544,179 @@ async fn weak_secrets_are_refused_at_start() {
         assert!(stderr.contains(expected), "{name}: {stderr}");
     }
 }
+
+/// What other users see while an attack runs: `/healthz` on the public port, a signed-in
+/// user's cached photo and a correct login, each tried `rounds` times; the slowest round,
+/// and whether every answer was a 200.
+async fn probe_others(base: &str, photo: &str, rounds: usize) -> (Duration, bool) {
+    let mut slowest = Duration::ZERO;
+    let mut ok = true;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let health = http.get(format!("{base}/healthz")).send().await;
+        ok &= matches!(health, Ok(ref r) if r.status() == 200);
+        let login = http
+            .post(format!("{base}/rest/login"))
+            .json(&serde_json::json!({"username": "admin", "password": common::process::PASSWORD}))
+            .send()
+            .await;
+        let cookie = match login {
+            Ok(r) if r.status() == 200 => r
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_string))
+                .collect::<Vec<_>>()
+                .join("; "),
+            _ => {
+                ok = false;
+                String::new()
+            }
+        };
+        let cached = http
+            .get(format!("{base}{photo}"))
+            .header("cookie", cookie)
+            .send()
+            .await;
+        ok &= matches!(cached, Ok(ref r) if r.status() == 200);
+        slowest = slowest.max(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (slowest, ok)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trickled_bodies_and_silent_sockets_from_one_client_cannot_take_the_connection_cap() {
+    // Two clients on one machine: the attacker over IPv4 loopback, everyone else over IPv6
+    // loopback (a dual-stack listener). Neither is a trusted proxy here.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let listen = format!("[::]:{port}");
+    let mut server = ServerProcess::start(&[
+        ("PHOTO_LISTEN", listen.as_str()),
+        ("PHOTO_MAX_CONNECTIONS", "64"),
+        ("PHOTO_TRUSTED_PROXIES", "203.0.113.1/32"),
+        ("PHOTO_HEADER_TIMEOUT", "2s"),
+        ("PHOTO_BODY_TIMEOUT", "2s"),
+    ])
+    .await;
+    let attacker = format!("127.0.0.1:{port}");
+    server.url = format!("http://[::1]:{port}");
+    let admin = server.admin().await;
+    let id = admin.upload_id("landscape.jpg", &[]).await;
+    let photo = format!("/img/240/{id}.jpg");
+    assert_eq!(admin.get(&photo).await.status(), 200, "rendered and cached");
+
+    // 400 connections, each a login whose body trickles in at a byte a second.
+    let head = "POST /rest/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                Content-Length: 16000\r\n\r\n{";
+    let mut trickles = Vec::new();
+    for _ in 0..400 {
+        if let Ok(mut s) = TcpStream::connect(&attacker).await
+            && s.write_all(head.as_bytes()).await.is_ok()
+        {
+            trickles.push(s);
+        }
+    }
+    let trickling = tokio::spawn(async move {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(8) {
+            for s in &mut trickles {
+                let _ = s.write_all(b" ").await;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut answers = Vec::new();
+        for mut s in trickles {
+            answers.push(read_until_closed(&mut s, Duration::from_secs(5)).await);
+        }
+        answers
+    });
+
+    // Everyone else is served meanwhile.
+    let (slowest, ok) = probe_others(&server.url, &photo, 20).await;
+    assert!(
+        ok,
+        "other users were refused or timed out during the attack"
+    );
+    report(
+        "slowest health check + login + cached photo of another client while one client trickles 400 login bodies (cap 64)",
+        format!("{} ms", slowest.as_millis()),
+    );
+    let refused = server.metric("photo_http_connections_refused_total").await;
+    assert!(
+        refused >= 300.0,
+        "only {refused} of the attacker's connections were refused past its share"
+    );
+
+    // The trickles that got in are cut once past the allowance: 408, or closed.
+    let answers = trickling.await.unwrap();
+    assert!(
+        answers.iter().all(|(_, closed)| *closed),
+        "a trickle is still open"
+    );
+    let timed_out = answers
+        .iter()
+        .filter(|(text, _)| text.starts_with("HTTP/1.1 408"))
+        .count();
+    assert!(timed_out > 0, "no trickled body was answered 408");
+    report(
+        "trickled login bodies answered 408 (the others closed unanswered, past the client's share)",
+        format!("{timed_out} of {}", answers.len()),
+    );
+    // Sockets opened and left silent are closed by the first-request deadline (2 s here),
+    // not kept for the idle timeout (75 s).
+    let mut silent = Vec::new();
+    for _ in 0..16 {
+        silent.push(TcpStream::connect(&attacker).await.unwrap());
+    }
+    let started = Instant::now();
+    for mut s in silent {
+        let (_, closed) = read_until_closed(&mut s, Duration::from_secs(10)).await;
+        assert!(closed, "a silent socket was kept past the header timeout");
+    }
+    report(
+        "16 silent sockets closed after (first-request deadline 2 s)",
+        format!("{} ms", started.elapsed().as_millis()),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_part_whose_headers_never_end_is_refused_after_a_bounded_read() {
+    let server = ServerProcess::start(&[]).await;
+    let admin = server.admin().await;
+    let (cookie, csrf) = credentials(&admin);
+    let head = format!(
+        "POST /rest/edit HTTP/1.1\r\nHost: x\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\n\
+         Content-Type: multipart/form-data; boundary=XX\r\nContent-Length: 199229440\r\n\r\n\
+         --XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\nX-Pad: "
+    );
+    // 190 MiB of one header line.
+    let endless = std::iter::repeat_n(vec![b'a'; 64 * 1024], 3040);
+    let before = server.peak_rss();
+    let (response, sent) = send_while_reading(&server.url, head, endless).await;
+    assert_eq!(status_of(&response), 413, "{response}");
+    assert!(
+        sent < 8 << 20,
+        "the server read {sent} bytes of part headers"
+    );
+    let peak = server.peak_rss();
+    report(
+        "a 190 MiB part header: read before 413, server peak RSS",
+        format!(
+            "{} KiB, {} MiB (was {} MiB)",
+            sent / 1024,
+            peak / MIB,
+            before / MIB
+        ),
+    );
+    assert!(peak < before + 64 * MIB, "{peak} bytes peak");
+    // A normal upload after it works.
+    admin.upload_ok("landscape.jpg", &[]).await;
+}

@@ -4,6 +4,7 @@
 //! outside this module.
 
 mod admin;
+pub mod body_deadline;
 pub mod extract;
 mod health;
 mod images;
@@ -27,7 +28,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use futures_util::future::Either;
 use tower::{Layer, Service};
-use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::state::SharedState;
 
@@ -99,8 +99,13 @@ fn router_with(state: SharedState, observe: observe::ObserveLayer) -> Router {
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(SMALL_BODY_LIMIT))
-        // A body that stalls fails the request (408) instead of holding it.
-        .layer(RequestBodyTimeoutLayer::new(state.config.body_timeout))
+        // A body that stalls, or trickles, fails the request (408) instead of holding it.
+        .layer(axum::middleware::from_fn(body_deadline::layer(
+            body_deadline::BodyLimits {
+                stall: state.config.body_timeout,
+                min_rate: state.config.body_min_rate,
+            },
+        )))
         .layer(observe)
         .with_state(state)
 }

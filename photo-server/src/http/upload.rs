@@ -8,12 +8,20 @@
 //! before the body is read (an HTML form without the header must send its
 //! `csrf` field as the first part), at most [`MAX_PARTS`] parts and
 //! [`MAX_FILES`] files are read, and every text field is read with a byte
-//! cap. A body that stalls for `PHOTO_BODY_TIMEOUT` fails with `408`.
+//! cap. A body that stalls for `PHOTO_BODY_TIMEOUT`, or arrives slower than
+//! `PHOTO_BODY_MIN_RATE`, fails with `408` (`http::body_deadline`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::task::{Context, Poll};
 
 use axum::Json;
-use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
-use axum::extract::{Multipart, State};
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::multipart::{Field, MultipartError};
+use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{HeaderMap, StatusCode};
+use http_body::Frame;
 use serde::Serialize;
 
 use crate::db::{PhotoPatch, SessionUser, Visibility};
@@ -28,6 +36,12 @@ use crate::state::SharedState;
 pub const MAX_PARTS: usize = 64;
 /// Files in one upload.
 pub const MAX_FILES: usize = 32;
+/// Bytes read while waiting for one part's headers (its boundary line, its
+/// headers, and what arrived in the same network reads). Real part headers
+/// are a few hundred bytes; a part whose headers never end would otherwise be
+/// buffered whole (and searched again at every read: one 190 MiB header took
+/// 390 MB and 17 s of CPU).
+pub const MAX_PART_HEAD_READ: i64 = 256 * 1024;
 
 #[derive(Debug, Serialize)]
 pub struct UploadJson {
@@ -38,11 +52,66 @@ pub struct UploadJson {
 /// blocking pool, so a slow shared volume never stalls the async threads.
 const WRITE_CHUNK: usize = 1 << 20;
 
-/// Whether a body error was the request-body stall timeout.
-fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+/// A part's headers did not end within [`MAX_PART_HEAD_READ`].
+#[derive(Debug, thiserror::Error)]
+#[error("a part's headers are longer than the server accepts")]
+struct PartHeadTooLarge;
+
+/// Counts the body bytes read while the handler waits for a part's headers
+/// (armed), and fails the body past [`MAX_PART_HEAD_READ`].
+#[derive(Clone, Default)]
+struct HeadBudget {
+    /// Bytes still allowed while armed; `i64::MAX` while a part's data is read.
+    left: Arc<AtomicI64>,
+}
+
+impl HeadBudget {
+    fn arm(&self) {
+        self.left.store(MAX_PART_HEAD_READ, Ordering::Relaxed);
+    }
+
+    fn disarm(&self) {
+        self.left.store(i64::MAX, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    struct Budgeted {
+        #[pin]
+        inner: Body,
+        budget: HeadBudget,
+    }
+}
+
+impl HttpBody for Budgeted {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if let Some(Ok(frame)) = &frame {
+            let len = frame.data_ref().map_or(0, |d| d.len());
+            let len = i64::try_from(len).unwrap_or(i64::MAX);
+            if this.budget.left.fetch_sub(len, Ordering::Relaxed) < len {
+                return Poll::Ready(Some(Err(axum::Error::new(PartHeadTooLarge))));
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}
+
+fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut source = Some(e);
     while let Some(e) = source {
-        if e.is::<tower_http::timeout::TimeoutError>() {
+        if e.is::<E>() {
             return true;
         }
         source = e.source();
@@ -51,8 +120,14 @@ fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 }
 
 fn multipart_error(e: MultipartError) -> ApiError {
-    if is_body_timeout(&e) {
+    if crate::http::body_deadline::is_too_slow(&e) {
         return ApiError::RequestTimeout;
+    }
+    if caused_by::<PartHeadTooLarge>(&e) {
+        return ApiError::TooLarge(format!(
+            "a part's headers are longer than the server accepts (at most {} KiB are read looking for their end)",
+            MAX_PART_HEAD_READ / 1024
+        ));
     }
     match e.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!(
@@ -138,11 +213,18 @@ async fn read_form(
     state: &SharedState,
     viewer: &Viewer,
     multipart: &mut Multipart,
+    budget: &HeadBudget,
     mut csrf_checked: bool,
 ) -> ApiResult<Form> {
     let mut form = Form::default();
     let mut parts = 0;
-    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
+    loop {
+        budget.arm();
+        let next = multipart.next_field().await.map_err(multipart_error)?;
+        budget.disarm();
+        let Some(field) = next else {
+            break;
+        };
         parts += 1;
         if parts > MAX_PARTS {
             return Err(ApiError::TooLarge(format!(
@@ -198,7 +280,7 @@ pub async fn upload(
     State(state): State<SharedState>,
     viewer: Viewer,
     headers: HeaderMap,
-    multipart: Result<Multipart, MultipartRejection>,
+    request: Request,
 ) -> ApiResult<(StatusCode, Json<UploadJson>)> {
     // Refuse what can be refused without reading the body.
     let user = viewer.user()?.clone();
@@ -206,8 +288,18 @@ pub async fn upload(
     if header_token {
         viewer.check_csrf(&state, &headers, None)?;
     }
-    let mut multipart = multipart.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let mut form = match read_form(&state, &viewer, &mut multipart, header_token).await {
+    let budget = HeadBudget::default();
+    budget.disarm();
+    let request = request.map(|inner| {
+        Body::new(Budgeted {
+            inner,
+            budget: budget.clone(),
+        })
+    });
+    let mut multipart = Multipart::from_request(request, &state)
+        .await
+        .map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    let mut form = match read_form(&state, &viewer, &mut multipart, &budget, header_token).await {
         Ok(form) => form,
         Err(e) => {
             state.metrics.upload("refused");

@@ -10,6 +10,7 @@
 //!   on the public listener; past that the server stops accepting (the kernel
 //!   queues, then refuses), so no flood can exhaust file descriptors. The
 //!   process's soft descriptor limit is raised to its hard limit at start.
+//!   One client holds at most its share of them ([`client_shares`]).
 //! - **Timeouts** (HTTP/1.1 only; the server does not speak HTTP/2): a request
 //!   head must arrive within `PHOTO_HEADER_TIMEOUT` of its first byte, an idle
 //!   keep-alive connection is closed after `PHOTO_IDLE_TIMEOUT`, a response
@@ -21,6 +22,7 @@
 //!   connections are told to close after their current request, and
 //!   in-flight requests get `PHOTO_SHUTDOWN_TIMEOUT` to finish.
 
+pub mod client_shares;
 pub mod sendfile;
 pub mod timed_io;
 
@@ -43,6 +45,7 @@ use tower::Service;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::state::SharedState;
+use client_shares::ClientShares;
 use sendfile::SendfileStream;
 use timed_io::{RequestClock, TimedIo};
 
@@ -123,7 +126,8 @@ pub async fn serve(state: SharedState, listeners: Listeners) -> anyhow::Result<(
     let signal = shutdown_signal()?;
     let url = format!("http://{}/", listeners.public.local_addr()?);
     let cap = connection_cap(state.config.max_connections);
-    tracing::info!(%url, max_connections = cap, "photo-server listening");
+    let share = client_shares::share_of(cap, state.config.max_connections_per_client);
+    tracing::info!(%url, max_connections = cap, per_client = share, "photo-server listening");
     println!("photo-server listening on {url}");
     if let Some(ops) = &listeners.ops {
         let addr = ops.local_addr()?;
@@ -137,7 +141,13 @@ pub async fn serve(state: SharedState, listeners: Listeners) -> anyhow::Result<(
         listeners.public,
         crate::http::app(state.clone()),
         limits,
-        Arc::new(Semaphore::new(cap)),
+        Cap {
+            total: Arc::new(Semaphore::new(cap)),
+            per_client: Some(ClientShares::new(
+                share,
+                state.config.trusted_proxies.clone(),
+            )),
+        },
         graceful.clone(),
         stopped.clone(),
         Some(state.metrics.clone()),
@@ -147,7 +157,10 @@ pub async fn serve(state: SharedState, listeners: Listeners) -> anyhow::Result<(
             listener,
             crate::http::ops_router(state.clone()),
             limits,
-            Arc::new(Semaphore::new(OPS_CONNECTIONS)),
+            Cap {
+                total: Arc::new(Semaphore::new(OPS_CONNECTIONS)),
+                per_client: None,
+            },
             graceful.clone(),
             stopped,
             None,
@@ -181,12 +194,18 @@ pub async fn serve(state: SharedState, listeners: Listeners) -> anyhow::Result<(
     Ok(())
 }
 
+/// A listener's connection cap, and each client's share of it.
+struct Cap {
+    total: Arc<Semaphore>,
+    per_client: Option<Arc<ClientShares>>,
+}
+
 /// Accepts connections until `stop`, each under the cap and the limits.
 async fn accept_loop<S>(
     listener: TcpListener,
     service: S,
     limits: ConnLimits,
-    cap: Arc<Semaphore>,
+    cap: Cap,
     graceful: Arc<GracefulShutdown>,
     mut stop: watch::Receiver<bool>,
     metrics: Option<Metrics>,
@@ -199,7 +218,7 @@ async fn accept_loop<S>(
 {
     loop {
         let permit = tokio::select! {
-            permit = cap.clone().acquire_owned() => match permit {
+            permit = cap.total.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
                 Err(_) => return,
             },
@@ -218,6 +237,21 @@ async fn accept_loop<S>(
             },
             _ = stop.changed() => return,
         };
+        let slot = match &cap.per_client {
+            Some(shares) => match shares.admit(peer.ip()) {
+                Some(slot) => Some(slot),
+                None => {
+                    // Its client holds its share: closed at once, the permit
+                    // goes back for someone else.
+                    tracing::debug!(%peer, "connection refused: the client holds its share");
+                    if let Some(metrics) = &metrics {
+                        metrics.http_connections_refused.inc();
+                    }
+                    continue;
+                }
+            },
+            None => None,
+        };
         if let Some(metrics) = &metrics {
             metrics.http_connections.inc();
         }
@@ -231,6 +265,7 @@ async fn accept_loop<S>(
             if let Some(metrics) = metrics {
                 metrics.http_connections.dec();
             }
+            drop(slot);
             drop(permit);
         });
     }
