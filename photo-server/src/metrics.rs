@@ -50,6 +50,7 @@ pub struct Metrics {
     pub renders_in_flight: Gauge,
     pub renders_queued: Gauge,
     pub renders_rejected: Counter,
+    pub renders_cancelled: Counter,
     pub render_memory_reserved: Gauge,
     pub render_memory_waits: Counter,
     pub uploads: Family<OutcomeLabels, Counter>,
@@ -86,6 +87,7 @@ impl Metrics {
             renders_in_flight: Gauge::default(),
             renders_queued: Gauge::default(),
             renders_rejected: Counter::default(),
+            renders_cancelled: Counter::default(),
             render_memory_reserved: Gauge::default(),
             render_memory_waits: Counter::default(),
             uploads: Family::default(),
@@ -154,6 +156,11 @@ impl Metrics {
             "renders_rejected",
             "Renders refused with 503 because the queue was full",
             m.renders_rejected.clone(),
+        );
+        registry.register(
+            "renders_cancelled",
+            "Queued renders dropped before they started: every request for them had gone away",
+            m.renders_cancelled.clone(),
         );
         registry.register(
             "render_memory_reserved_bytes",

@@ -720,3 +720,174 @@ async fn a_part_whose_headers_never_end_is_refused_after_a_bounded_read() {
     // A normal upload after it works.
     admin.upload_ok("landscape.jpg", &[]).await;
 }
+
+/// A server on a dual-stack listener where loopback is not a trusted proxy, so that a test
+/// is two clients: one over IPv4 loopback (returned), everyone else over IPv6 loopback (the
+/// server's `url`).
+async fn two_client_server(env: &[(&str, &str)]) -> (ServerProcess, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let listen = format!("[::]:{port}");
+    let mut all = vec![
+        ("PHOTO_LISTEN", listen.as_str()),
+        ("PHOTO_TRUSTED_PROXIES", "203.0.113.1/32"),
+    ];
+    all.extend_from_slice(env);
+    let mut server = ServerProcess::start(&all).await;
+    server.url = format!("http://[::1]:{port}");
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// Uploads `bytes` as a photo and returns its id.
+async fn upload_bytes(
+    client: &common::Client,
+    name: &str,
+    bytes: Vec<u8>,
+    visibility: &str,
+) -> String {
+    let r = client
+        .upload(&[(name, bytes)], &[("visibility", visibility)])
+        .await;
+    assert_eq!(r.status(), 201);
+    let body: serde_json::Value = r.json().await.unwrap();
+    body["photos"][0]["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_render_flood_leaves_everyone_elses_renders_and_hits_served() {
+    // 40 sizes x 4 photos: 160 cold renditions to ask for at once.
+    let widths: Vec<String> = (0..40).map(|i| (200 + 10 * i).to_string()).collect();
+    let widths = widths.join(",");
+    let (server, attacker) = two_client_server(&[("PHOTO_RENDITIONS", widths.as_str())]).await;
+    let admin = server.admin().await;
+    let mut flooded = Vec::new();
+    for n in 0..4u16 {
+        let photo = common::images::jpeg_noise(1600 + n, 1200);
+        flooded.push(upload_bytes(&admin, &format!("{n}.jpg"), photo, "public").await);
+    }
+    let other = upload_bytes(
+        &admin,
+        "other.jpg",
+        common::images::jpeg_noise(1600, 1200),
+        "public",
+    )
+    .await;
+    let own = upload_bytes(
+        &admin,
+        "own.jpg",
+        common::images::jpeg_noise(1600, 1200),
+        "private",
+    )
+    .await;
+    let cached = format!("/img/200/{other}.jpg");
+    assert_eq!(admin.get(&cached).await.status(), 200);
+
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut flood = Vec::new();
+    for id in &flooded {
+        for w in (0..40).map(|i| 200 + 10 * i) {
+            let (http, url) = (http.clone(), format!("{attacker}/img/{w}/{id}.jpg"));
+            flood.push(tokio::spawn(async move {
+                http.get(url)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Meanwhile: another visitor's cold photo, the signed-in user's own cold photo and
+    // their cached one.
+    let started = Instant::now();
+    let visitor = http
+        .get(format!("{}/img/590/{other}.jpg", server.url))
+        .send()
+        .await
+        .unwrap();
+    let visitor_took = started.elapsed();
+    let started = Instant::now();
+    let users = admin.get(&format!("/img/590/{own}.jpg")).await;
+    let user_took = started.elapsed();
+    let started = Instant::now();
+    let hit = admin.get(&cached).await;
+    let hit_took = started.elapsed();
+    assert_eq!(visitor.status(), 200, "another visitor's cold photo");
+    assert_eq!(users.status(), 200, "the signed-in user's cold photo");
+    assert_eq!(hit.status(), 200, "the signed-in user's cached photo");
+
+    let mut statuses = Vec::new();
+    for f in flood {
+        statuses.push(f.await.unwrap());
+    }
+    let refused = statuses.iter().filter(|s| **s == 503).count();
+    let rendered = statuses.iter().filter(|s| **s == 200).count();
+    assert!(
+        refused >= 100,
+        "the flooding visitor had {rendered} renders and only {refused} refusals"
+    );
+    report(
+        "160 cold renditions asked at once by one visitor: rendered / refused (503)",
+        format!("{rendered} / {refused}"),
+    );
+    report(
+        "meanwhile: another visitor's cold photo, the signed-in user's cold photo, their cached photo",
+        format!(
+            "{} ms, {} ms, {} ms",
+            visitor_took.as_millis(),
+            user_took.as_millis(),
+            hit_took.as_millis()
+        ),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_hang_up_on_a_cold_photo_do_not_start_its_render_again() {
+    let server = ServerProcess::start(&[]).await;
+    let admin = server.admin().await;
+    let id = upload_bytes(
+        &admin,
+        "big.jpg",
+        common::images::jpeg_noise(4000, 3000),
+        "public",
+    )
+    .await;
+    let url = format!("{}/img/1440/{id}.jpg", server.url);
+    // 40 clients, 50 ms apart, each hanging up after 0.3 s.
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        let url = url.clone();
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let _ = tokio::time::timeout(Duration::from_millis(300), http.get(url).send()).await;
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    // The render finished meanwhile (once), and is served from the cache.
+    let started = Instant::now();
+    loop {
+        let r = reqwest::get(&url).await.unwrap();
+        if r.status() == 200
+            && r.headers().get("x-cache").and_then(|v| v.to_str().ok()) == Some("hit")
+        {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "never cached");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let renders = server.metric("photo_render_duration_seconds_count").await;
+    report(
+        "renders of one cold photo asked for by 40 clients that each hung up after 0.3 s",
+        format!("{renders}"),
+    );
+    assert_eq!(renders, 1.0, "{renders} renders of one rendition");
+}

@@ -87,7 +87,8 @@ pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Chec
         .await;
     let probe = match result {
         Ok(probe) => probe,
-        Err(PoolError::Overloaded) => return Err(ApiError::Overloaded),
+        // Cancelled only once nobody waits for it.
+        Err(PoolError::Overloaded | PoolError::Cancelled) => return Err(ApiError::Overloaded),
         Err(PoolError::Panicked) => return Err(ApiError::Internal("image check panicked".into())),
         Err(PoolError::Job(e)) => return Err(named(e.into())),
     };

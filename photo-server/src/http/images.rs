@@ -14,13 +14,13 @@ use axum::response::Response;
 use bytes::Bytes;
 
 use crate::auth::{SESSION_COOKIE, cookies};
-use crate::db::{Photo, Visibility};
+use crate::db::{Photo, SessionUser, Visibility};
 use crate::error::{ApiError, ApiResult};
 use crate::ids;
 use crate::metrics::SizeLabels;
 use crate::render::{
     self,
-    pool::{Plan, PoolError},
+    pool::{Plan, PoolError, Requester},
 };
 use crate::renditions::Size;
 use crate::state::{JobError, SharedState};
@@ -40,16 +40,16 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
         .ok_or(ApiError::NotFound)?;
     let photo = state.photo_cached(id).await?.ok_or(ApiError::NotFound)?;
     // Originals keep their location metadata: only their owner and admins
-    // get them. Renditions of public photos are for everyone.
+    // get them. Renditions of public photos are for everyone. The session is
+    // read only when needed (a private photo, an original, a render to queue).
+    let mut viewer = None;
     if photo.visibility == Visibility::Private || size == Size::Original {
-        let viewer = match cookies::get(headers, SESSION_COOKIE) {
-            Some(token) => state.auth.session_user_cached(&state.db, token).await?,
-            None => None,
-        };
+        let user = session_user(&state, headers).await?;
         let allowed = match size {
-            Size::Original => viewer.as_ref().is_some_and(|v| photo.editable_by(v)),
-            Size::Width(_) => photo.visible_to(viewer.as_ref()),
+            Size::Original => user.as_ref().is_some_and(|v| photo.editable_by(v)),
+            Size::Width(_) => photo.visible_to(user.as_ref()),
         };
+        viewer = Some(user);
         if !allowed {
             // Not 403: a private photo is indistinguishable from a missing one.
             return Err(ApiError::NotFound);
@@ -81,7 +81,22 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
     };
     let (bytes, cache_status) = match state.cache.get(&key).await {
         Some(bytes) => (bytes, "hit"),
-        None => (rendition(&state, &photo, key).await?, "miss"),
+        None => {
+            let user = match viewer {
+                Some(user) => user,
+                None => session_user(&state, headers).await?,
+            };
+            let requester = match user {
+                Some(user) => Requester::User(user.user_id),
+                None => Requester::Anonymous(
+                    state
+                        .auth
+                        .client_ip(headers, super::extract::peer(request.extensions()))
+                        .map(crate::server::client_shares::client_of),
+                ),
+            };
+            (rendition(&state, &photo, key, requester).await?, "miss")
+        }
     };
     let mut response = respond(
         StatusCode::OK,
@@ -99,6 +114,14 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
 /// `/img/{size}/{file}` taken apart from the raw path. Sizes and ids are
 /// plain ASCII, so there is nothing to percent-decode (an escaped id is not
 /// an id), and the hot path skips the `Path` extractor's allocations.
+/// The signed-in user of the request's session cookie, if any (the cached lookup).
+async fn session_user(state: &SharedState, headers: &HeaderMap) -> ApiResult<Option<SessionUser>> {
+    Ok(match cookies::get(headers, SESSION_COOKIE) {
+        Some(token) => state.auth.session_user_cached(&state.db, token).await?,
+        None => None,
+    })
+}
+
 fn split_path(path: &str) -> Option<(&str, &str)> {
     path.strip_prefix("/img/")?.split_once('/')
 }
@@ -206,7 +229,12 @@ pub(super) fn respond(
     response
 }
 
-async fn rendition(state: &SharedState, photo: &Photo, key: RenditionKey) -> ApiResult<Bytes> {
+async fn rendition(
+    state: &SharedState,
+    photo: &Photo,
+    key: RenditionKey,
+    requester: Requester,
+) -> ApiResult<Bytes> {
     if let Some(failure) = state.render_failures.get(&key) {
         return Err(render_failure(&failure));
     }
@@ -215,11 +243,15 @@ async fn rendition(state: &SharedState, photo: &Photo, key: RenditionKey) -> Api
     let format = photo.format;
     let result = state
         .renderer
-        .run(key.clone(), move || plan_render(job_state, job_key, format))
+        .run(key.clone(), requester, move || {
+            plan_render(job_state, job_key, format)
+        })
         .await;
     match result {
         Ok(bytes) => Ok(bytes),
         Err(PoolError::Overloaded) => Err(ApiError::Overloaded),
+        // Only a render nobody waits for is cancelled; answered in case.
+        Err(PoolError::Cancelled) => Err(ApiError::Overloaded),
         Err(PoolError::Panicked) => Err(ApiError::Internal("render panicked".into())),
         Err(PoolError::Job(JobError::MissingOriginal)) => {
             tracing::error!(id = %photo.id, "original missing from the originals store");

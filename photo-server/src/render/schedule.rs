@@ -1,29 +1,82 @@
-//! Which planned render runs next: at most one per render thread, and all
-//! of them within one budget of memory.
+//! Which planned render runs next: at most one per render thread, all of
+//! them within one budget of memory, and each requester in turn.
 //!
 //! - Every render comes with the memory it takes, planned from the image's
 //!   headers. A progressive JPEG keeps every DCT coefficient of the image
 //!   while it decodes (72 MB for a 17.9 MP camera photo), so two large ones
 //!   at once would double the process's peak; within the budget
 //!   (`PHOTO_RENDER_MEMORY_BYTES`) they take turns.
-//! - Renders start oldest first as threads come free. One whose memory does
-//!   not fit beside the running ones is passed over for the next one that
-//!   fits, so the CPU goes on with smaller photos instead of idling behind a
-//!   large one. Only running renders hold memory, so it starts as soon as
-//!   enough of them finish.
+//! - **Fair turns.** Of the queued renders that fit, the next to start is
+//!   the one whose requester has the fewest renders running, then whose
+//!   requester was served longest ago, then a signed-in user's before an
+//!   anonymous visitor's, then the oldest. One visitor asking for 160 cold
+//!   renditions no longer makes everyone else's cold photo wait behind all of
+//!   them: requesters take turns.
+//! - One whose memory does not fit beside the running ones is passed over
+//!   for one that fits, so the CPU goes on with smaller photos instead of
+//!   idling behind a large one. Only running renders hold memory, so it
+//!   starts as soon as enough of them finish.
 //! - A render that needs the whole budget (or more) runs alone, and nothing
 //!   queued behind it starts while it waits: it cannot be starved.
+//! - **Cancelled renders never start.** A render nobody waits for any more
+//!   (its requests hung up, `pool.rs`) is dropped from the queue when its
+//!   turn comes; one already running finishes (and is cached).
 //! - A budget of 0 turns the memory accounting off.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::metrics::Metrics;
 
-/// A queued render: runs the work, and returns what to do with its result
-/// once the thread and memory are free again.
-type Job = Box<dyn FnOnce() -> Then + Send>;
+/// Who a render is for: turns are taken per requester.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Requester {
+    /// A signed-in user, by id.
+    User(String),
+    /// An anonymous visitor: their client (an IPv4 address, an IPv6 /64), when known.
+    Anonymous(Option<IpAddr>),
+    /// The checks of uploads (signed-in users all).
+    Uploads,
+}
+
+impl Requester {
+    pub fn is_anonymous(&self) -> bool {
+        matches!(self, Requester::Anonymous(_))
+    }
+}
+
+/// A render's requester, and whether it is still wanted.
+#[derive(Clone, Debug)]
+pub struct Order {
+    pub requester: Requester,
+    pub cancelled: Arc<AtomicBool>,
+}
+
+impl Order {
+    pub fn new(requester: Requester) -> Order {
+        Order {
+            requester,
+            cancelled: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// How a queued render ended.
+#[derive(Debug)]
+pub enum Outcome<T> {
+    /// It ran: its result, or its panic.
+    Ran(std::thread::Result<T>),
+    /// It was cancelled before it started.
+    Cancelled,
+}
+
+/// A queued render: runs the work (or, when `false`, only reports that it
+/// was cancelled), and returns what to do with its outcome once the thread
+/// and memory are free again.
+type Job = Box<dyn FnOnce(bool) -> Then + Send>;
 type Then = Box<dyn FnOnce() + Send>;
 
 pub struct Scheduler {
@@ -43,10 +96,17 @@ struct State {
     queue: VecDeque<Queued>,
     running: usize,
     reserved: u64,
+    /// Renders running per requester.
+    running_for: HashMap<Requester, usize>,
+    /// Renders started so far, and when (in that count) each requester with
+    /// work queued or running last had one started.
+    started: u64,
+    last_started: HashMap<Requester, u64>,
 }
 
 struct Queued {
     memory: u64,
+    order: Order,
     job: Job,
     passed_over: bool,
 }
@@ -75,26 +135,32 @@ impl Scheduler {
         self.inner.threads.current_num_threads()
     }
 
-    /// Queues `job`, which takes `memory` bytes while it runs. `then` gets
-    /// its result (or its panic) once its thread and memory are free again,
-    /// so whoever it tells sees the render finished in the metrics too.
+    /// Queues `job` for `order`, which takes `memory` bytes while it runs.
+    /// `then` gets its outcome once its thread and memory are free again (so
+    /// whoever it tells sees the render finished in the metrics too), or at
+    /// once when it is cancelled before it starts.
     pub fn submit<T: Send + 'static>(
         &self,
         memory: u64,
+        order: Order,
         job: impl FnOnce() -> T + Send + 'static,
-        then: impl FnOnce(std::thread::Result<T>) + Send + 'static,
+        then: impl FnOnce(Outcome<T>) + Send + 'static,
     ) {
         let memory = match self.inner.memory {
             0 => 0,
             budget => memory.min(budget),
         };
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |run| {
+            if !run {
+                return Box::new(move || then(Outcome::Cancelled));
+            }
             let result = std::panic::catch_unwind(AssertUnwindSafe(job));
-            Box::new(move || then(result))
+            Box::new(move || then(Outcome::Ran(result)))
         });
         self.inner.metrics.renders_queued.inc();
         self.inner.lock().queue.push_back(Queued {
             memory,
+            order,
             job,
             passed_over: false,
         });
@@ -108,39 +174,81 @@ impl Inner {
     }
 
     fn start_what_fits(self: &Arc<Self>) {
-        let mut state = self.lock();
-        while state.running < self.threads.current_num_threads() {
-            let Some(next) = self.next_that_fits(&mut state) else {
-                break;
-            };
-            let Some(queued) = state.queue.remove(next) else {
-                break;
-            };
-            state.running += 1;
-            state.reserved += queued.memory;
+        let mut cancelled = Vec::new();
+        {
+            let mut state = self.lock();
+            // Nobody waits for these any more: they never start.
+            let mut i = 0;
+            while i < state.queue.len() {
+                if state.queue[i].order.cancelled.load(Ordering::Relaxed) {
+                    if let Some(queued) = state.queue.remove(i) {
+                        cancelled.push(queued.job);
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+            while state.running < self.threads.current_num_threads() {
+                let Some(next) = self.next_that_fits(&mut state) else {
+                    break;
+                };
+                let Some(queued) = state.queue.remove(next) else {
+                    break;
+                };
+                state.running += 1;
+                state.reserved += queued.memory;
+                *state
+                    .running_for
+                    .entry(queued.order.requester.clone())
+                    .or_insert(0) += 1;
+                state.started += 1;
+                let started = state.started;
+                state
+                    .last_started
+                    .insert(queued.order.requester.clone(), started);
+                self.metrics.renders_queued.dec();
+                self.metrics.renders_in_flight.inc();
+                self.metrics
+                    .render_memory_reserved
+                    .set(i64::try_from(state.reserved).unwrap_or(i64::MAX));
+                let inner = self.clone();
+                let Queued {
+                    memory, order, job, ..
+                } = queued;
+                self.threads.spawn(move || {
+                    // `job` catches the work's panic; `then` must not panic either
+                    // (rayon would abort the process).
+                    let then = job(true);
+                    inner.finished(memory, &order.requester);
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(then));
+                });
+            }
+        }
+        for job in cancelled {
             self.metrics.renders_queued.dec();
-            self.metrics.renders_in_flight.inc();
-            self.metrics
-                .render_memory_reserved
-                .set(i64::try_from(state.reserved).unwrap_or(i64::MAX));
-            let (inner, memory, job) = (self.clone(), queued.memory, queued.job);
-            self.threads.spawn(move || {
-                // `job` catches the work's panic; `then` must not panic either
-                // (rayon would abort the process).
-                let then = job();
-                inner.finished(memory);
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(then));
-            });
+            self.metrics.renders_cancelled.inc();
+            let _ = std::panic::catch_unwind(AssertUnwindSafe(job(false)));
         }
     }
 
     /// A running render's end: its thread and memory are free again, and the
     /// next renders that fit start.
-    fn finished(self: &Arc<Self>, memory: u64) {
+    fn finished(self: &Arc<Self>, memory: u64, requester: &Requester) {
         {
             let mut state = self.lock();
             state.running -= 1;
             state.reserved -= memory;
+            if let Some(n) = state.running_for.get_mut(requester) {
+                *n -= 1;
+                if *n == 0 {
+                    state.running_for.remove(requester);
+                    // Nothing left of theirs: forget them (a requester that comes
+                    // back has not been served lately anyway).
+                    if !state.queue.iter().any(|q| &q.order.requester == requester) {
+                        state.last_started.remove(requester);
+                    }
+                }
+            }
             self.metrics
                 .render_memory_reserved
                 .set(i64::try_from(state.reserved).unwrap_or(i64::MAX));
@@ -149,24 +257,42 @@ impl Inner {
         self.start_what_fits();
     }
 
-    /// The oldest queued render whose memory fits beside the running ones.
+    /// Of the queued renders whose memory fits beside the running ones (and
+    /// that are not behind one needing the whole budget), the one whose
+    /// requester has the fewest running, then was served longest ago, a
+    /// signed-in user's before an anonymous visitor's, then the oldest.
     fn next_that_fits(&self, state: &mut State) -> Option<usize> {
         let State {
-            queue, reserved, ..
+            queue,
+            reserved,
+            running_for,
+            last_started,
+            ..
         } = state;
+        let mut best: Option<(usize, u64, bool, usize)> = None;
         for (i, queued) in queue.iter_mut().enumerate() {
             if self.memory == 0 || *reserved + queued.memory <= self.memory {
-                return Some(i);
+                let requester = &queued.order.requester;
+                let turn = (
+                    running_for.get(requester).copied().unwrap_or(0),
+                    last_started.get(requester).copied().unwrap_or(0),
+                    requester.is_anonymous(),
+                    i,
+                );
+                if best.is_none_or(|b| turn < b) {
+                    best = Some(turn);
+                }
+                continue;
             }
             if !queued.passed_over {
                 queued.passed_over = true;
                 self.metrics.render_memory_waits.inc();
             }
             if queued.memory == self.memory {
-                return None;
+                break;
             }
         }
-        None
+        best.map(|(_, _, _, i)| i)
     }
 }
 
@@ -193,6 +319,10 @@ mod tests {
         (job, release)
     }
 
+    fn order() -> Order {
+        Order::new(Requester::Uploads)
+    }
+
     fn idle_for_a_moment() {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -208,6 +338,7 @@ mod tests {
             // Memory is not counted: any amount fits.
             scheduler.submit(
                 u64::MAX,
+                order(),
                 move || {
                     let now = running.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
@@ -233,6 +364,7 @@ mod tests {
             let (held, peak, done) = (held.clone(), peak.clone(), done.clone());
             scheduler.submit(
                 80 * MIB,
+                order(),
                 move || {
                     let now = held.fetch_add(80 * MIB, Ordering::SeqCst) + 80 * MIB;
                     peak.fetch_max(now, Ordering::SeqCst);
@@ -270,10 +402,10 @@ mod tests {
         let (large, release_large) = held(started.clone(), "large");
         let (second, release_second) = held(started.clone(), "second");
         let (small, release_small) = held(started, "small");
-        scheduler.submit(90 * MIB, large, |_| {});
+        scheduler.submit(90 * MIB, order(), large, |_| {});
         assert_eq!(starts.recv_timeout(WAIT), Ok("large"));
-        scheduler.submit(50 * MIB, second, |_| {});
-        scheduler.submit(5 * MIB, small, |_| {});
+        scheduler.submit(50 * MIB, order(), second, |_| {});
+        scheduler.submit(5 * MIB, order(), small, |_| {});
         // A thread is free: the small render takes it, the second waits.
         assert_eq!(starts.recv_timeout(WAIT), Ok("small"));
         assert_eq!(metrics.render_memory_waits.get(), 1);
@@ -292,11 +424,11 @@ mod tests {
         let (first, release_first) = held(started.clone(), "first");
         let (huge, release_huge) = held(started.clone(), "huge");
         let (late, release_late) = held(started, "late");
-        scheduler.submit(10 * MIB, first, |_| {});
+        scheduler.submit(10 * MIB, order(), first, |_| {});
         assert_eq!(starts.recv_timeout(WAIT), Ok("first"));
-        scheduler.submit(300 * MIB, huge, |_| {});
+        scheduler.submit(300 * MIB, order(), huge, |_| {});
         // Would fit beside the first, but waits behind the huge one.
-        scheduler.submit(10 * MIB, late, |_| {});
+        scheduler.submit(10 * MIB, order(), late, |_| {});
         idle_for_a_moment();
         assert!(
             starts.try_recv().is_err(),
@@ -319,12 +451,12 @@ mod tests {
         let scheduler = Scheduler::new(1, 100 * MIB, Metrics::new()).unwrap();
         let (started, starts) = mpsc::channel();
         let (first, release_first) = held(started.clone(), "first");
-        scheduler.submit(MIB, first, |_| {});
+        scheduler.submit(MIB, order(), first, |_| {});
         assert_eq!(starts.recv_timeout(WAIT), Ok("first"));
         let mut releases = Vec::new();
         for name in ["a", "b", "c"] {
             let (job, release) = held(started.clone(), name);
-            scheduler.submit(MIB, job, |_| {});
+            scheduler.submit(MIB, order(), job, |_| {});
             releases.push(release);
         }
         release_first.send(()).unwrap();
@@ -340,8 +472,13 @@ mod tests {
         let (panicked, reported) = mpsc::channel();
         scheduler.submit(
             100 * MIB,
+            order(),
             || panic!("a bug in a render"),
-            move |result: std::thread::Result<()>| panicked.send(result.is_err()).unwrap(),
+            move |outcome: Outcome<()>| {
+                panicked
+                    .send(matches!(outcome, Outcome::Ran(Err(_))))
+                    .unwrap()
+            },
         );
         assert_eq!(
             reported.recv_timeout(WAIT),
@@ -349,7 +486,7 @@ mod tests {
             "the panic is reported"
         );
         let (done, finished) = mpsc::channel();
-        scheduler.submit(100 * MIB, || (), move |_| done.send(()).unwrap());
+        scheduler.submit(100 * MIB, order(), || (), move |_| done.send(()).unwrap());
         finished
             .recv_timeout(WAIT)
             .expect("the next render runs after the panic");
@@ -362,14 +499,72 @@ mod tests {
         let watched = scheduler.clone();
         scheduler.submit(
             60 * MIB,
+            order(),
             || 7,
-            move |result| {
+            move |outcome| {
                 let inner = watched.inner.lock();
-                state
-                    .send((result.ok(), inner.running, inner.reserved))
-                    .unwrap();
+                let value = match outcome {
+                    Outcome::Ran(Ok(v)) => Some(v),
+                    _ => None,
+                };
+                state.send((value, inner.running, inner.reserved)).unwrap();
             },
         );
         assert_eq!(seen.recv_timeout(WAIT), Ok((Some(7), 0, 0)));
+    }
+
+    #[test]
+    fn requesters_take_turns_however_many_renders_one_of_them_queued() {
+        let scheduler = Scheduler::new(1, 0, Metrics::new()).unwrap();
+        let flooder = Order::new(Requester::Anonymous(Some("203.0.113.9".parse().unwrap())));
+        let visitor = Order::new(Requester::Anonymous(Some("198.51.100.4".parse().unwrap())));
+        let user = Order::new(Requester::User("u1".into()));
+        let (started, starts) = mpsc::channel();
+        let mut releases = Vec::new();
+        for name in ["flood-1", "flood-2", "flood-3", "flood-4"] {
+            let (job, release) = held(started.clone(), name);
+            scheduler.submit(MIB, flooder.clone(), job, |_| {});
+            releases.push(release);
+        }
+        assert_eq!(starts.recv_timeout(WAIT), Ok("flood-1"));
+        let (job, release_visitor) = held(started.clone(), "visitor");
+        scheduler.submit(MIB, visitor, job, |_| {});
+        let (job, release_user) = held(started, "user");
+        scheduler.submit(MIB, user, job, |_| {});
+        // Never served first, the signed-in user before the anonymous visitor,
+        // then the flood again.
+        releases.remove(0).send(()).unwrap();
+        assert_eq!(starts.recv_timeout(WAIT), Ok("user"));
+        release_user.send(()).unwrap();
+        assert_eq!(starts.recv_timeout(WAIT), Ok("visitor"));
+        release_visitor.send(()).unwrap();
+        for name in ["flood-2", "flood-3", "flood-4"] {
+            assert_eq!(starts.recv_timeout(WAIT), Ok(name));
+            releases.remove(0).send(()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_cancelled_render_never_starts_and_says_so() {
+        let metrics = Metrics::new();
+        let scheduler = Scheduler::new(1, 0, metrics.clone()).unwrap();
+        let (started, starts) = mpsc::channel();
+        let (first, release_first) = held(started.clone(), "first");
+        scheduler.submit(MIB, order(), first, |_| {});
+        assert_eq!(starts.recv_timeout(WAIT), Ok("first"));
+        let abandoned = order();
+        let (job, _release) = held(started.clone(), "abandoned");
+        let (told, outcome) = mpsc::channel();
+        scheduler.submit(MIB, abandoned.clone(), job, move |o: Outcome<()>| {
+            told.send(matches!(o, Outcome::Cancelled)).unwrap()
+        });
+        let (next, release_next) = held(started, "next");
+        scheduler.submit(MIB, order(), next, |_| {});
+        abandoned.cancelled.store(true, Ordering::Relaxed);
+        release_first.send(()).unwrap();
+        assert_eq!(starts.recv_timeout(WAIT), Ok("next"));
+        assert_eq!(outcome.recv_timeout(WAIT), Ok(true));
+        assert_eq!(metrics.renders_cancelled.get(), 1);
+        release_next.send(()).unwrap();
     }
 }
