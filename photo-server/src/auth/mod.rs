@@ -189,13 +189,9 @@ pub fn load_key(
     data_dir: &std::path::Path,
 ) -> std::io::Result<Vec<u8>> {
     let strong = |text: &str| {
-        if text.len() < crate::config::MIN_SESSION_KEY_BYTES {
-            Err(std::io::Error::other(
-                crate::config::ConfigError::WeakSessionKey.to_string(),
-            ))
-        } else {
-            Ok(text.as_bytes().to_vec())
-        }
+        crate::config::check_session_key(text.as_bytes())
+            .map(|()| text.as_bytes().to_vec())
+            .map_err(|e| std::io::Error::other(e.to_string()))
     };
     if let Some(v) = value {
         return strong(v.trim());
@@ -312,7 +308,7 @@ mod tests {
         let second = load_key(None, None, dir.path()).unwrap();
         assert_eq!(first, second);
         assert!(first.len() >= 32);
-        let shared = "0123456789abcdef0123456789abcdef";
+        let shared = "Vq3x9L-kT2pWz8RmYc4NbHs7DfJ0aGe1";
         assert_eq!(
             load_key(Some(&format!(" {shared} ")), None, dir.path()).unwrap(),
             shared.as_bytes()
@@ -328,5 +324,10 @@ mod tests {
         std::fs::write(&file, "short\n").unwrap();
         assert!(load_key(None, Some(&file), dir.path()).is_err());
         assert!(load_key(Some(""), None, dir.path()).is_err());
+        // Long enough, but with too little variety.
+        for plain in ["a".repeat(32), "0123456789abcdef".repeat(2), "ab".repeat(20)] {
+            let error = load_key(Some(&plain), None, dir.path()).unwrap_err();
+            assert!(error.to_string().contains("too little variety"), "{error}");
+        }
     }
 }
