@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 
 use crate::auth::{new_token, password, token_hash};
-use crate::db::{SessionUser, User, now_ms};
+use crate::db::{DbStatus, SessionUser, User, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::OutcomeLabels;
 use crate::state::SharedState;
@@ -66,6 +66,11 @@ pub async fn authenticate(
             .get_or_create(&OutcomeLabels { outcome: o.into() })
             .inc()
     };
+    if state.db.status() != DbStatus::Ready {
+        // Still connecting at start, or the admin account not in place yet:
+        // no answer about a password would be right.
+        return Err(ApiError::DatabaseUnavailable);
+    }
     if !is_valid_username(username) || password_text.len() > password::MAX_PASSWORD_BYTES {
         // No such account can exist: nothing to count, look up or log.
         outcome("failure");
