@@ -44,7 +44,9 @@
 //!
 //! The throttle answers before a password-check place is taken
 //! (`auth::password::Passwords`), so a refused guess costs a map lookup and
-//! never a place.
+//! never a place; and a quarter of the places are kept for known clients, so
+//! a flood that no budget stops (every guess from a new address at a new
+//! name) can shed strangers with `503` but not an account's owner.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
@@ -294,7 +296,8 @@ impl LoginThrottle {
 
 impl Attempt<'_> {
     /// Whether the client has logged in to this account before (its cookie or
-    /// its address): it has its own budget.
+    /// its address): it has its own budget and may use the password-check
+    /// places kept for known clients.
     pub fn is_known(&self) -> bool {
         self.known
     }

@@ -88,7 +88,11 @@ pub async fn authenticate(
     };
     // From here an early return (no place, database down) gives the
     // attempt's places back: only a wrong password counts.
-    let check = state.auth.passwords.admit()?;
+    let check = if attempt.is_known() {
+        state.auth.passwords.admit_known()?
+    } else {
+        state.auth.passwords.admit()?
+    };
     let user = state.db.user_by_name(username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let ok = check.verify(password_text, stored).await?;
