@@ -29,7 +29,7 @@
 //! A known client is held by its own budget only, so however many addresses
 //! guess at an account, and whatever else comes from its address, the owner
 //! with the right password gets in. Guessing from many addresses gets 10
-//! checks of an account, then one per 30 s at most. The one who is left
+//! checks of an account, then waits of 1 s doubling to one check per 30 s. The one who is left
 //! waiting is a client the account does not know (its owner on a new device,
 //! at a new address) while an attack goes on: it shares the account's slots
 //! with the guesses, with `429` and a `Retry-After` of at most 30 s.
@@ -38,22 +38,29 @@
 //! for a client the account does not know, the account's count: its owner
 //! is back), gives back its place in the address's count (the address is
 //! shared), and makes its address known to the account. Records are
-//! forgotten 15 minutes after their last counted attempt, known addresses
-//! after 30 days. Counts are per replica; behind N replicas an attacker gets
+//! forgotten 15 minutes after the last attempt at them, known addresses 30
+//! days after the login. Counts are per replica; behind N replicas an attacker gets
 //! at most N times each budget.
 //!
 //! The throttle answers before a password-check place is taken
 //! (`auth::password::Passwords`), so a refused guess costs a map lookup and
-//! never a place; and a quarter of the places are kept for known clients, so
-//! a flood that no budget stops (every guess from a new address at a new
-//! name) can shed strangers with `503` but not an account's owner.
+//! never a place. With `PHOTO_PASSWORD_CHECKS` = n (default: one per CPU):
+//!
+//! | password-check places | bound |
+//! |---|---|
+//! | running | n at once (Argon2, 19 MiB each) |
+//! | admitted (running or waiting) | 4n; past that `503` + `Retry-After: 1` at once |
+//! | for clients an account does not know | 3n of those: the last n are kept for known clients |
+//!
+//! So a flood that no budget stops (every guess from a new address at a new
+//! name) can shed strangers with `503`, but not an account's owner.
 
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use moka::ops::compute::{CompResult, Op};
 
-/// Records are forgotten this long after their last counted attempt.
+/// Records are forgotten this long after the last attempt at them.
 pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// An address stays known to an account this long after a login from it.
 pub const KNOWN_ADDRESS_FOR: Duration = Duration::from_secs(30 * 86400);
