@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::auth::password;
-use crate::config::{Config, ConfigError, MIN_PASSWORD_CHARS};
+use crate::config::{Config, ConfigError};
 use crate::db::{Db, DbError, DbStatus};
 use crate::state::SharedState;
 
@@ -41,7 +41,8 @@ pub enum AdminOutcome {
     Unchanged,
 }
 
-/// The admin password from the flag, the environment or the file, checked.
+/// The admin password from the flag, the environment or the file, checked
+/// (length, and not one of the most common passwords).
 pub fn configured_password(config: &Config) -> Result<Option<String>, BootstrapError> {
     let password = match (&config.admin_password, &config.admin_password_file) {
         (Some(p), _) => p.clone(),
@@ -54,11 +55,7 @@ pub fn configured_password(config: &Config) -> Result<Option<String>, BootstrapE
             .to_string(),
         (None, None) => return Ok(None),
     };
-    if password.chars().count() < MIN_PASSWORD_CHARS
-        || password.len() > password::MAX_PASSWORD_BYTES
-    {
-        return Err(ConfigError::WeakAdminPassword.into());
-    }
+    crate::config::check_admin_password(&password)?;
     Ok(Some(password))
 }
 

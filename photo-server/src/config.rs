@@ -201,6 +201,69 @@ pub struct Config {
 pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Shortest session key accepted: it signs CSRF tokens for every replica.
 pub const MIN_SESSION_KEY_BYTES: usize = 32;
+/// Fewest different bytes in a session key: a random key of 32 characters
+/// has about 25 (hex: 14; fewer than 8 happens about once in 10^7 keys);
+/// `aaaa…` or `passwordpassword…` have 1 and 7.
+pub const MIN_SESSION_KEY_DISTINCT_BYTES: usize = 8;
+
+/// Passwords of at least [`MIN_PASSWORD_CHARS`] characters at the top of
+/// every list of leaked passwords, so the first ones any guessing tries.
+/// Compared ignoring case. Short on purpose: it catches the admin password
+/// left at a placeholder, not every weak one.
+const COMMON_PASSWORDS: &[&str] = &[
+    "password",
+    "password1",
+    "password12",
+    "password123",
+    "password1234",
+    "passw0rd",
+    "p@ssw0rd",
+    "p@ssword",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "0123456789",
+    "12341234",
+    "123123123",
+    "87654321",
+    "11111111",
+    "00000000",
+    "88888888",
+    "1q2w3e4r",
+    "1q2w3e4r5t",
+    "1qaz2wsx",
+    "q1w2e3r4",
+    "1234qwer",
+    "qwertyui",
+    "qwertyuiop",
+    "qwerty123",
+    "qwerty12",
+    "asdfghjkl",
+    "abcd1234",
+    "abc12345",
+    "aa123456",
+    "iloveyou",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "superman",
+    "starwars",
+    "trustno1",
+    "whatever",
+    "computer",
+    "internet",
+    "welcome1",
+    "welcome123",
+    "letmein1",
+    "changeme",
+    "changeit",
+    "admin123",
+    "admin1234",
+    "adminadmin",
+    "administrator",
+    "secret123",
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -209,15 +272,57 @@ pub enum ConfigError {
     )]
     WeakAdminPassword,
     #[error(
+        "the admin password is one of the most common passwords, the first any guessing tries: choose another (PHOTO_ADMIN_PASSWORD or PHOTO_ADMIN_PASSWORD_FILE)"
+    )]
+    CommonAdminPassword,
+    #[error(
         "the session key is too short: at least {MIN_SESSION_KEY_BYTES} bytes (PHOTO_SESSION_KEY or PHOTO_SESSION_KEY_FILE; for example `openssl rand -base64 48`)"
     )]
     WeakSessionKey,
+    #[error(
+        "the session key has too little variety: at least {MIN_SESSION_KEY_DISTINCT_BYTES} different bytes, and not a short run repeated (PHOTO_SESSION_KEY or PHOTO_SESSION_KEY_FILE; for example `openssl rand -base64 48`)"
+    )]
+    PlainSessionKey,
     #[error(
         "PHOTO_ADMIN_USER {0:?} is not a valid username: 1 to 40 letters, digits, `.`, `_` or `-`"
     )]
     BadAdminUser(String),
     #[error("{name} must be more than zero")]
     ZeroTimeout { name: &'static str },
+}
+
+/// Refuses an admin password that is too short or too long, or one of the
+/// most common passwords.
+pub fn check_admin_password(password: &str) -> Result<(), ConfigError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS
+        || password.len() > crate::auth::password::MAX_PASSWORD_BYTES
+    {
+        return Err(ConfigError::WeakAdminPassword);
+    }
+    if COMMON_PASSWORDS
+        .iter()
+        .any(|common| common.eq_ignore_ascii_case(password))
+    {
+        return Err(ConfigError::CommonAdminPassword);
+    }
+    Ok(())
+}
+
+/// Refuses a session key that is too short, has fewer than
+/// [`MIN_SESSION_KEY_DISTINCT_BYTES`] different bytes, or repeats a run of
+/// at most half its length (`abcabcabc…`).
+pub fn check_session_key(key: &[u8]) -> Result<(), ConfigError> {
+    if key.len() < MIN_SESSION_KEY_BYTES {
+        return Err(ConfigError::WeakSessionKey);
+    }
+    let mut seen = [false; 256];
+    key.iter().for_each(|&b| seen[usize::from(b)] = true);
+    let distinct = seen.iter().filter(|&&s| s).count();
+    let repeated = (1..=key.len() / 2).any(|run| key[run..] == key[..key.len() - run]);
+    if distinct < MIN_SESSION_KEY_DISTINCT_BYTES || repeated {
+        return Err(ConfigError::PlainSessionKey);
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -324,6 +429,55 @@ mod tests {
         );
         config.header_timeout = Duration::from_secs(1);
         assert!(config.check().is_ok());
+    }
+
+    #[test]
+    fn weak_secrets_are_refused() {
+        for weak in ["short", "password", "12345678", "PassWord1", "QWERTYUIOP"] {
+            assert!(check_admin_password(weak).is_err(), "{weak}");
+        }
+        assert_eq!(
+            check_admin_password("password"),
+            Err(ConfigError::CommonAdminPassword)
+        );
+        assert!(check_admin_password(&"x".repeat(2000)).is_err());
+        for fine in [
+            "admin-password",
+            "correct horse battery",
+            "passwords are hard",
+        ] {
+            assert_eq!(check_admin_password(fine), Ok(()), "{fine}");
+        }
+        assert_eq!(check_session_key(b"k"), Err(ConfigError::WeakSessionKey));
+        for plain in [
+            "a".repeat(32),
+            "passwordpasswordpasswordpassword".into(),
+            "0123456789abcdef0123456789abcdef".into(),
+            "0123456789".repeat(3) + "01",
+        ] {
+            assert_eq!(
+                check_session_key(plain.as_bytes()),
+                Err(ConfigError::PlainSessionKey),
+                "{plain}"
+            );
+        }
+        for fine in [
+            "test-session-key-0123456789abcdef",
+            "Vq3x9L-kT2pWz8RmYc4NbHs7DfJ0aGe1",
+            "3f1c9a07d2b84e6c5a1f0e9d8c7b6a5f",
+        ] {
+            assert_eq!(check_session_key(fine.as_bytes()), Ok(()), "{fine}");
+        }
+        assert!(
+            ConfigError::PlainSessionKey
+                .to_string()
+                .contains("PHOTO_SESSION_KEY")
+        );
+        assert!(
+            ConfigError::CommonAdminPassword
+                .to_string()
+                .contains("PHOTO_ADMIN_PASSWORD")
+        );
     }
 
     #[test]

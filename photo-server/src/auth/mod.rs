@@ -8,6 +8,11 @@
 //! - The CSRF token is an HMAC, under the key shared by all replicas, of the
 //!   session token (or, before login, of a random `photo_anon` cookie), so it
 //!   needs no storage and verifies on every replica.
+//! - The known-client cookie (`photo_known`), set at every successful login,
+//!   is a random device id and an HMAC of it and the account under the same
+//!   key. It grants no access: it tells the login throttle that this device
+//!   logged in to that account before, so it gets a budget of its own that
+//!   guessing from elsewhere cannot use up (see [`throttle`]).
 
 pub mod cookies;
 pub mod password;
@@ -31,6 +36,9 @@ use crate::db::{Db, DbResult, SessionUser};
 pub const SESSION_COOKIE: &str = "photo_session";
 pub const ANON_COOKIE: &str = "photo_anon";
 pub const CSRF_HEADER: &str = "x-csrf-token";
+pub const KNOWN_COOKIE: &str = "photo_known";
+/// How long a device stays known to an account after a login from it.
+pub const KNOWN_CLIENT_TTL: Duration = Duration::from_secs(365 * 86400);
 
 pub struct Auth {
     key: Vec<u8>,
@@ -96,6 +104,33 @@ impl Auth {
         mac.update(b"csrf\0");
         mac.update(binding.as_bytes());
         mac.verify_slice(&tag).is_ok()
+    }
+
+    fn known_tag(&self, device: &str, username: &str) -> Hmac<Sha256> {
+        let mut mac = self.mac();
+        mac.update(b"known\0");
+        mac.update(username.to_lowercase().as_bytes());
+        mac.update(b"\0");
+        mac.update(device.as_bytes());
+        mac
+    }
+
+    /// A new known-client cookie value for `username`: `device.tag`.
+    pub fn known_client_token(&self, username: &str) -> String {
+        let device = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>());
+        let tag = URL_SAFE_NO_PAD.encode(self.known_tag(&device, username).finalize().into_bytes());
+        format!("{device}.{tag}")
+    }
+
+    /// The device id of a known-client cookie, when it is genuine and was
+    /// set by a login to `username` (checked in constant time).
+    pub fn known_device<'a>(&self, token: &'a str, username: &str) -> Option<&'a str> {
+        let (device, tag) = token.split_once('.')?;
+        let tag = URL_SAFE_NO_PAD.decode(tag).ok()?;
+        self.known_tag(device, username)
+            .verify_slice(&tag)
+            .is_ok()
+            .then_some(device)
     }
 
     /// The session's user, read from the database.
@@ -189,13 +224,9 @@ pub fn load_key(
     data_dir: &std::path::Path,
 ) -> std::io::Result<Vec<u8>> {
     let strong = |text: &str| {
-        if text.len() < crate::config::MIN_SESSION_KEY_BYTES {
-            Err(std::io::Error::other(
-                crate::config::ConfigError::WeakSessionKey.to_string(),
-            ))
-        } else {
-            Ok(text.as_bytes().to_vec())
-        }
+        crate::config::check_session_key(text.as_bytes())
+            .map(|()| text.as_bytes().to_vec())
+            .map_err(|e| std::io::Error::other(e.to_string()))
     };
     if let Some(v) = value {
         return strong(v.trim());
@@ -312,7 +343,7 @@ mod tests {
         let second = load_key(None, None, dir.path()).unwrap();
         assert_eq!(first, second);
         assert!(first.len() >= 32);
-        let shared = "0123456789abcdef0123456789abcdef";
+        let shared = "Vq3x9L-kT2pWz8RmYc4NbHs7DfJ0aGe1";
         assert_eq!(
             load_key(Some(&format!(" {shared} ")), None, dir.path()).unwrap(),
             shared.as_bytes()
@@ -328,5 +359,29 @@ mod tests {
         std::fs::write(&file, "short\n").unwrap();
         assert!(load_key(None, Some(&file), dir.path()).is_err());
         assert!(load_key(Some(""), None, dir.path()).is_err());
+        // Long enough, but with too little variety.
+        for plain in [
+            "a".repeat(32),
+            "0123456789abcdef".repeat(2),
+            "ab".repeat(20),
+        ] {
+            let error = load_key(Some(&plain), None, dir.path()).unwrap_err();
+            assert!(error.to_string().contains("too little variety"), "{error}");
+        }
+    }
+
+    #[test]
+    fn known_client_cookies_are_bound_to_their_account_and_key() {
+        let a = auth("key one");
+        let token = a.known_client_token("Alice");
+        let device = a.known_device(&token, "alice").expect("genuine");
+        assert!(token.starts_with(device));
+        assert_eq!(auth("key one").known_device(&token, "ALICE"), Some(device));
+        assert_eq!(a.known_device(&token, "bob"), None);
+        assert_eq!(auth("key two").known_device(&token, "alice"), None);
+        assert_eq!(a.known_device(&format!("other{token}"), "alice"), None);
+        assert_eq!(a.known_device("no-dot", "alice"), None);
+        assert_eq!(a.known_device("x.not base64!", "alice"), None);
+        assert_ne!(a.known_client_token("alice"), a.known_client_token("alice"));
     }
 }

@@ -3,6 +3,8 @@
 //! CPU per hash). Hashing is deliberately expensive, so it runs on the
 //! blocking pool, never on the async threads, and [`Passwords`] bounds how
 //! many run at once: without a bound, sixty concurrent logins took 1.2 GB.
+//! A quarter of its places are kept for clients known to the account they
+//! log in to (see `auth::throttle`), so guesses cannot crowd out the owner.
 
 use std::sync::Arc;
 
@@ -16,17 +18,23 @@ use crate::error::ApiError;
 /// but nobody needs more and a megabyte-long one is an attack).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// Bounded password checking: `running` hashes at once, and as many again
-/// times three waiting for a turn; past that, [`ApiError::LoginsBusy`]
-/// (503 with Retry-After) at once. Memory is held only while running.
+/// Bounded password checking: `running` hashes at once, and four times
+/// that admitted in all (running or waiting for a turn); past that,
+/// [`ApiError::LoginsBusy`] (503 with Retry-After) at once. Anyone may take
+/// three of those four places; the last one is kept for known clients
+/// ([`Passwords::admit_known`]). Memory is held only while running.
 pub struct Passwords {
+    /// All places.
     admission: Arc<Semaphore>,
+    /// The places anyone may take.
+    open: Arc<Semaphore>,
     running: Arc<Semaphore>,
 }
 
 /// A place among the admitted checks; hashing waits for a running slot.
 pub struct Admitted {
     _admission: OwnedSemaphorePermit,
+    _open: Option<OwnedSemaphorePermit>,
     running: Arc<Semaphore>,
 }
 
@@ -40,12 +48,28 @@ impl Passwords {
         };
         Passwords {
             admission: Arc::new(Semaphore::new(running * 4)),
+            open: Arc::new(Semaphore::new(running * 3)),
             running: Arc::new(Semaphore::new(running)),
         }
     }
 
-    /// Takes a place, or refuses at once when too many are waiting.
+    /// Takes one of the places open to anyone, or refuses at once.
     pub fn admit(&self) -> Result<Admitted, ApiError> {
+        let open = self
+            .open
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| ApiError::LoginsBusy)?;
+        self.place(Some(open))
+    }
+
+    /// Takes any place, those kept for known clients included: for a client
+    /// known to the account (or a signed-in admin), or refuses at once.
+    pub fn admit_known(&self) -> Result<Admitted, ApiError> {
+        self.place(None)
+    }
+
+    fn place(&self, open: Option<OwnedSemaphorePermit>) -> Result<Admitted, ApiError> {
         let admission = self
             .admission
             .clone()
@@ -53,13 +77,15 @@ impl Passwords {
             .map_err(|_| ApiError::LoginsBusy)?;
         Ok(Admitted {
             _admission: admission,
+            _open: open,
             running: self.running.clone(),
         })
     }
 
-    /// Hashes a new password (admission included).
+    /// Hashes a new password (admission included): for signed-in admins, so
+    /// from the places kept for known clients too.
     pub async fn hash(&self, password: String) -> Result<String, ApiError> {
-        self.admit()?.hash(password).await
+        self.admit_known()?.hash(password).await
     }
 }
 
@@ -149,10 +175,16 @@ mod tests {
     #[tokio::test]
     async fn checks_past_the_bound_are_refused_at_once() {
         let passwords = Passwords::new(1);
-        // One running place, four admitted in all.
-        let held: Vec<_> = (0..4).map(|_| passwords.admit().unwrap()).collect();
+        // One running place, four admitted in all, three of them for anyone.
+        let anyone: Vec<_> = (0..3).map(|_| passwords.admit().unwrap()).collect();
         assert!(matches!(passwords.admit(), Err(ApiError::LoginsBusy)));
-        drop(held);
+        let known = passwords.admit_known().unwrap();
+        assert!(matches!(passwords.admit_known(), Err(ApiError::LoginsBusy)));
+        drop(anyone);
+        // Known clients may take the open places too.
+        let more: Vec<_> = (0..3).map(|_| passwords.admit_known().unwrap()).collect();
+        assert!(matches!(passwords.admit(), Err(ApiError::LoginsBusy)));
+        drop((known, more));
         let hash = passwords.hash("correct horse".into()).await.unwrap();
         let admitted = passwords.admit().unwrap();
         assert!(

@@ -3,14 +3,14 @@
 //! Login input is bounded before anything else looks at it: a username that
 //! cannot exist (too long, odd characters) or an oversized password is
 //! refused without a database query, a throttle entry or a log line with its
-//! raw text. Every attempt that gets further is counted by the throttle
-//! before its password is checked, and password checks are bounded
-//! (`auth::password::Passwords`).
+//! raw text. Then the throttle (`auth::throttle`) decides, before a
+//! password-check place is taken (`auth::password::Passwords`), so a refused
+//! guess costs neither a place nor a query; only wrong passwords count.
 
 use std::net::IpAddr;
 
 use crate::auth::{new_token, password, token_hash};
-use crate::db::{SessionUser, User, now_ms};
+use crate::db::{DbStatus, SessionUser, User, now_ms};
 use crate::error::{ApiError, ApiResult};
 use crate::metrics::OutcomeLabels;
 use crate::state::SharedState;
@@ -53,9 +53,11 @@ pub fn validate_password(password: &str) -> ApiResult<()> {
 }
 
 /// Checks credentials and opens a session: returns its token and the user.
+/// `known_cookie` is the `photo_known` cookie the client sent, if any.
 pub async fn authenticate(
     state: &SharedState,
     ip: Option<IpAddr>,
+    known_cookie: Option<&str>,
     username: &str,
     password_text: String,
 ) -> ApiResult<(String, User)> {
@@ -66,25 +68,41 @@ pub async fn authenticate(
             .get_or_create(&OutcomeLabels { outcome: o.into() })
             .inc()
     };
+    if state.db.status() != DbStatus::Ready {
+        // Still connecting at start, or the admin account not in place yet:
+        // no answer about a password would be right.
+        return Err(ApiError::DatabaseUnavailable);
+    }
     if !is_valid_username(username) || password_text.len() > password::MAX_PASSWORD_BYTES {
         // No such account can exist: nothing to count, look up or log.
         outcome("failure");
         return Err(ApiError::BadCredentials);
     }
-    let check = state.auth.passwords.admit()?;
-    if let Err(wait) = state.auth.throttle.attempt(ip, username) {
-        outcome("rate_limited");
-        return Err(ApiError::RateLimited { retry_after: wait });
-    }
+    let device = known_cookie.and_then(|c| state.auth.known_device(c, username));
+    let attempt = match state.auth.throttle.attempt(ip, device, username) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            outcome("rate_limited");
+            return Err(ApiError::RateLimited { retry_after: wait });
+        }
+    };
+    // From here an early return (no place, database down) gives the
+    // attempt's places back: only a wrong password counts.
+    let check = if attempt.is_known() {
+        state.auth.passwords.admit_known()?
+    } else {
+        state.auth.passwords.admit()?
+    };
     let user = state.db.user_by_name(username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let ok = check.verify(password_text, stored).await?;
     let Some(user) = user.filter(|_| ok) else {
+        attempt.failed();
         outcome("failure");
         tracing::info!(username, ip = ?ip, "login failed");
         return Err(ApiError::BadCredentials);
     };
-    state.auth.throttle.succeeded(ip, username);
+    attempt.succeeded();
     let token = new_token();
     let expires = now_ms() + state.auth.session_ttl.as_millis() as i64;
     state

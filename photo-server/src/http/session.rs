@@ -1,13 +1,15 @@
 //! `POST /rest/login`, `POST /rest/logout`, `GET /rest/session`.
 
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use axum::response::{AppendHeaders, IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{ANON_COOKIE, SESSION_COOKIE, cookies, new_token};
+use crate::auth::{
+    ANON_COOKIE, KNOWN_CLIENT_TTL, KNOWN_COOKIE, SESSION_COOKIE, cookies, new_token,
+};
 use crate::domain::accounts;
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{Viewer, peer};
@@ -74,6 +76,27 @@ pub fn session_cookie(state: &SharedState, token: &str, tls: bool) -> ApiResult<
     ))
 }
 
+/// The `Set-Cookie` headers of a successful login: the session, and the
+/// known-client cookie that gives this device a login budget of its own for
+/// the account (see `auth::throttle`).
+pub fn login_cookies(
+    state: &SharedState,
+    token: &str,
+    username: &str,
+    tls: bool,
+) -> ApiResult<AppendHeaders<[(HeaderName, HeaderValue); 2]>> {
+    let known = cookies::set(
+        KNOWN_COOKIE,
+        &state.auth.known_client_token(username),
+        KNOWN_CLIENT_TTL,
+        tls,
+    );
+    Ok(AppendHeaders([
+        (header::SET_COOKIE, session_cookie(state, token, tls)?),
+        (header::SET_COOKIE, header_value(&known)?),
+    ]))
+}
+
 pub async fn login(State(state): State<SharedState>, request: Request) -> ApiResult<Response> {
     let headers = request.headers().clone();
     let ip = state.auth.client_ip(&headers, peer(request.extensions()));
@@ -84,14 +107,16 @@ pub async fn login(State(state): State<SharedState>, request: Request) -> ApiRes
         return Err(ApiError::Forbidden("cross-site login refused".into()));
     }
     let creds = credentials(request, &state).await?;
-    let (token, user) = accounts::authenticate(&state, ip, &creds.username, creds.password).await?;
+    let known = cookies::get(&headers, KNOWN_COOKIE);
+    let (token, user) =
+        accounts::authenticate(&state, ip, known, &creds.username, creds.password).await?;
     let body = json!({
         "user": user.username,
         "admin": user.is_admin,
         "csrf": state.auth.csrf_token(&token),
     });
     Ok((
-        [(header::SET_COOKIE, session_cookie(&state, &token, tls)?)],
+        login_cookies(&state, &token, &user.username, tls)?,
         Json(body),
     )
         .into_response())

@@ -3,16 +3,16 @@
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
-use crate::auth::{SESSION_COOKIE, cookies};
+use crate::auth::{KNOWN_COOKIE, SESSION_COOKIE, cookies};
 use crate::domain::accounts;
 use crate::error::ApiError;
 use crate::http::extract::Viewer;
-use crate::http::session::{header_value, same_origin, session_cookie};
+use crate::http::session::{header_value, login_cookies, same_origin};
 use crate::state::SharedState;
 use crate::web::PageContext;
 
@@ -112,40 +112,44 @@ pub async fn submit(
             Some("Cross-site login refused."),
         );
     }
-    match accounts::authenticate(&state, viewer.ip, &input.username, input.password).await {
-        Ok((token, _user)) => match session_cookie(&state, &token, viewer.tls) {
-            Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response(),
-            Err(e) => e.into_response(),
-        },
-        Err(ApiError::BadCredentials) => form(
-            &ctx,
-            StatusCode::UNAUTHORIZED,
-            &next,
-            &input.username,
-            Some("Wrong username or password."),
-        ),
-        Err(ApiError::RateLimited { .. }) => form(
-            &ctx,
-            StatusCode::TOO_MANY_REQUESTS,
-            &next,
-            &input.username,
-            Some("Too many failed attempts. Wait a few minutes and try again."),
-        ),
-        Err(e @ (ApiError::LoginsBusy | ApiError::DatabaseUnavailable)) => {
-            let mut page = form(
-                &ctx,
-                e.status(),
-                &next,
-                &input.username,
-                Some("The site is busy. Try again in a moment."),
-            );
-            if let Ok(value) = header_value("2") {
-                page.headers_mut().insert(header::RETRY_AFTER, value);
-            }
-            page
+    let known = cookies::get(&headers, KNOWN_COOKIE);
+    let result =
+        accounts::authenticate(&state, viewer.ip, known, &input.username, input.password).await;
+    let (status, message, retry_after) = match result {
+        Ok((token, user)) => {
+            return match login_cookies(&state, &token, &user.username, viewer.tls) {
+                Ok(cookies) => (cookies, Redirect::to(&next)).into_response(),
+                Err(e) => e.into_response(),
+            };
         }
-        Err(e) => e.into_response(),
+        Err(ApiError::BadCredentials) => (
+            StatusCode::UNAUTHORIZED,
+            "Wrong username or password.",
+            None,
+        ),
+        Err(ApiError::RateLimited { retry_after }) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed attempts. Wait a few minutes and try again.",
+            Some(retry_after.as_secs().max(1)),
+        ),
+        Err(ApiError::LoginsBusy) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The site is busy. Try again in a moment.",
+            Some(1),
+        ),
+        Err(ApiError::DatabaseUnavailable) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The site cannot reach its database just now (it may be starting). Try again in a moment.",
+            Some(2),
+        ),
+        Err(e) => return e.into_response(),
+    };
+    let mut page = form(&ctx, status, &next, &input.username, Some(message));
+    if let Some(seconds) = retry_after {
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
+    page
 }
 
 pub async fn logout(
