@@ -55,7 +55,7 @@
 //! So a flood that no budget stops (every guess from a new address at a new
 //! name) can shed strangers with `503`, but not an account's owner.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use moka::ops::compute::{CompResult, Op};
@@ -105,13 +105,10 @@ impl Budget {
 /// The throttle's name for a client's address: IPv4 as it is, IPv6 by its
 /// /64. Empty when the address is unknown (no peer: tests only).
 pub fn address_group(ip: Option<IpAddr>) -> String {
-    match ip.map(|ip| ip.to_canonical()) {
+    match ip.map(super::client_of) {
         None => String::new(),
         Some(IpAddr::V4(v4)) => v4.to_string(),
-        Some(IpAddr::V6(v6)) => {
-            let prefix = Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64));
-            format!("{prefix}/64")
-        }
+        Some(IpAddr::V6(prefix)) => format!("{prefix}/64"),
     }
 }
 

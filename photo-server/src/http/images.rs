@@ -92,7 +92,7 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
                     state
                         .auth
                         .client_ip(headers, super::extract::peer(request.extensions()))
-                        .map(crate::server::client_shares::client_of),
+                        .map(crate::auth::client_of),
                 ),
             };
             (rendition(&state, &photo, key, requester).await?, "miss")

@@ -37,10 +37,7 @@ async fn credentials(request: Request, state: &SharedState) -> ApiResult<Credent
         Form::<Credentials>::from_request(request, state)
             .await
             .map(|Form(c)| c)
-            .map_err(|e| match e.status() {
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(e.body_text()),
-                _ => ApiError::BadRequest(e.body_text()),
-            })
+            .map_err(ApiError::from)
     }
 }
 

@@ -14,23 +14,10 @@
 //! from a few proxy pods, and the proxy applies its own per-client limits.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// The client an address belongs to: itself for IPv4 (and IPv4-mapped IPv6),
-/// its /64 for IPv6.
-pub fn client_of(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let s = v6.segments();
-                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-        },
-    }
-}
+use crate::auth::client_of;
 
 /// The per-client share of a connection cap (0: derived from the cap).
 pub fn share_of(cap: usize, configured: usize) -> usize {
