@@ -46,10 +46,12 @@ COPY --from=build /out/photo-server /usr/local/bin/photo-server
 # are volumes (originals claim, cache emptyDir), locally they keep `docker run` working.
 COPY --from=build --chown=65532:65532 /out/var/lib/photo /var/lib/photo
 COPY --from=build --chown=65532:65532 /out/var/cache/photo /var/cache/photo
+# Metrics and probes on a port of their own: never on the public one.
 ENV PHOTO_LISTEN=0.0.0.0:8080 \
+    PHOTO_METRICS_LISTEN=0.0.0.0:9090 \
     PHOTO_DATA_DIR=/var/lib/photo \
     PHOTO_CACHE_DIR=/var/cache/photo
 USER 65532:65532
-EXPOSE 8080
+EXPOSE 8080 9090
 VOLUME ["/var/lib/photo"]
 ENTRYPOINT ["/usr/local/bin/photo-server"]

@@ -19,7 +19,8 @@ pub struct Config {
     pub listen: SocketAddr,
 
     /// A second address serving only `/metrics`, `/healthz` and `/readyz` (for the kubelet
-    /// and Prometheus). When set, the public address answers 404 for `/metrics`.
+    /// and Prometheus; the image sets 0.0.0.0:9090). Unset: `/metrics` is served on
+    /// PHOTO_LISTEN only when that is a loopback address (a local run), never to the network.
     #[arg(long, env = "PHOTO_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
@@ -127,6 +128,11 @@ pub struct Config {
     /// Largest accepted original, in bytes.
     #[arg(long, env = "PHOTO_MAX_UPLOAD_BYTES", default_value_t = 50 << 20)]
     pub max_upload_bytes: u64,
+
+    /// Bytes of originals one user may store; past it an upload is refused (413) and
+    /// nothing of it is kept. Admins are not limited. 0: no quota.
+    #[arg(long, env = "PHOTO_USER_QUOTA_BYTES", default_value_t = 10 << 30)]
+    pub user_quota_bytes: u64,
 
     /// Largest accepted request body for `POST /rest/edit` (several files), in bytes.
     #[arg(long, env = "PHOTO_MAX_REQUEST_BYTES", default_value_t = 200 << 20)]
@@ -351,6 +357,12 @@ impl Config {
         Ok(())
     }
 
+    /// Whether the public listener serves `/metrics`: only without a metrics
+    /// listener, and only on loopback.
+    pub fn metrics_on_public_listener(&self) -> bool {
+        self.metrics_listen.is_none() && self.listen.ip().is_loopback()
+    }
+
     pub fn originals_dir(&self) -> PathBuf {
         self.originals_dir
             .clone()
@@ -478,6 +490,25 @@ mod tests {
                 .to_string()
                 .contains("PHOTO_ADMIN_PASSWORD")
         );
+    }
+
+    #[test]
+    fn metrics_reach_the_network_only_on_their_own_listener() {
+        let local = Config::parse_from(["photo-server"]);
+        assert!(
+            local.metrics_on_public_listener(),
+            "a local run keeps /metrics"
+        );
+        let exposed = Config::parse_from(["photo-server", "--listen", "0.0.0.0:8080"]);
+        assert!(!exposed.metrics_on_public_listener());
+        let separate = Config::parse_from([
+            "photo-server",
+            "--listen",
+            "127.0.0.1:8080",
+            "--metrics-listen",
+            "127.0.0.1:9090",
+        ]);
+        assert!(!separate.metrics_on_public_listener());
     }
 
     #[test]

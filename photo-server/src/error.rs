@@ -28,7 +28,7 @@ pub enum ApiError {
     NotFound,
     #[error("{0}")]
     Conflict(String),
-    #[error("the request body stalled; send it without pauses")]
+    #[error("the request body stalled or arrived too slowly")]
     RequestTimeout,
     #[error("{0}")]
     TooLarge(String),
@@ -46,6 +46,13 @@ pub enum ApiError {
     DatabaseUnavailable,
     #[error("{0}")]
     StorageFull(String),
+    #[error(
+        "this upload would pass your storage quota of {} ({} stored, {} more in this upload); delete photos or ask an admin for more",
+        crate::units::bytes(*quota),
+        crate::units::bytes(*used),
+        crate::units::bytes(*adding)
+    )]
+    QuotaExceeded { quota: u64, used: u64, adding: u64 },
     #[error("the server is shutting down")]
     Unavailable,
     #[error("internal error")]
@@ -61,7 +68,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooLarge(_) | ApiError::QuotaExceeded { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,

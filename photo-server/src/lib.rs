@@ -25,6 +25,7 @@ pub mod server;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
+pub mod units;
 pub mod web;
 pub mod zero_copy;
 

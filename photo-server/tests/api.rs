@@ -28,6 +28,7 @@ both_backends!(
     bytes_after_the_image_are_not_stored,
     login_throttling_cannot_be_bypassed_or_turned_against_the_owner,
     a_down_database_means_503_with_retry_after,
+    one_user_cannot_store_past_their_quota_even_in_parallel,
 );
 
 async fn session_login_and_logout(backend: Backend) {
@@ -1168,4 +1169,118 @@ async fn a_down_database_means_503_with_retry_after(backend: Backend) {
     // A photo it has never looked up is a 503, not a 404.
     let unknown = anonymous.get("/img/240/aaaaaaaaaaaaaaaaaaaa.jpg").await;
     assert_eq!(unknown.status(), 503);
+}
+
+/// `PHOTO_USER_QUOTA_BYTES`: one user fills their quota, not the volume. A file past it is
+/// refused with 413 naming the quota and nothing of it is kept; uploads sent at once cannot
+/// pass it together; editing still works; other users and admins are not held back; the
+/// admin API says who stores what.
+async fn one_user_cannot_store_past_their_quota_even_in_parallel(backend: Backend) {
+    let photo = images::jpeg_noise(600, 400); // about 480 KB
+    let size = photo.len() as u64;
+    let quota = size * 5 / 2; // room for two
+    let server = TestServer::start_with(backend, |c| c.user_quota_bytes = quota).await;
+    let user = server.user("filler").await;
+    let originals = server.state.config.originals_dir();
+    let count = || {
+        walk(&originals)
+            .into_iter()
+            .filter(|p| !p.to_string_lossy().contains(".incoming"))
+            .count()
+    };
+    let first = user.upload(&[("a.jpg", photo.clone())], &[]).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    let id = first["photos"][0]["id"].as_str().unwrap().to_string();
+    let stored = count();
+
+    // Four uploads at once, room for one more: one goes in, three are refused.
+    let files: Vec<[(&str, Vec<u8>); 1]> = ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+        .into_iter()
+        .map(|name| [(name, photo.clone())])
+        .collect();
+    let uploads = files.iter().map(|f| user.upload(f, &[]));
+    let answers = futures_util::future::join_all(uploads).await;
+    let mut statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+    statuses.sort();
+    assert_eq!(statuses, vec![201, 413, 413, 413]);
+    for r in answers {
+        if r.status() == 413 {
+            let body: Value = r.json().await.unwrap();
+            let message = body["error"].as_str().unwrap();
+            assert!(message.contains("storage quota"), "{message}");
+        }
+    }
+    assert_eq!(count(), stored + 1, "refused uploads left originals behind");
+
+    // Full: refused, but editing a photo still works.
+    let full = user.upload(&[("x.jpg", photo.clone())], &[]).await;
+    assert_eq!(full.status(), 413);
+    let edited = user
+        .patch(
+            &format!("/rest/photos/{id}"),
+            json!({"title": "still editable"}),
+        )
+        .await;
+    assert_eq!(edited.status(), 200);
+    // Someone else, and the admin, upload as usual.
+    let other = server.user("other").await;
+    assert_eq!(
+        other
+            .upload(&[("o.jpg", photo.clone())], &[])
+            .await
+            .status(),
+        201
+    );
+    let admin = server.admin().await;
+    for n in 0..3 {
+        let r = admin
+            .upload(&[(&format!("admin{n}.jpg"), photo.clone())], &[])
+            .await;
+        assert_eq!(r.status(), 201, "admins are not limited");
+    }
+    let listing = admin.get_json("/rest/admin/users").await;
+    let filler = listing["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "filler")
+        .unwrap()
+        .clone();
+    assert_eq!(filler["storage"]["photos"], 2);
+    assert_eq!(filler["storage"]["bytes"], json!(size * 2));
+    assert_eq!(filler["quota"], json!(quota));
+    let admin_row = listing["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["username"] == "admin")
+        .unwrap()
+        .clone();
+    assert_eq!(admin_row["quota"], Value::Null);
+    // Deleting makes room again.
+    assert_eq!(
+        user.delete(&format!("/rest/photos/{id}")).await.status(),
+        204
+    );
+    assert_eq!(
+        user.upload(&[("again.jpg", photo)], &[]).await.status(),
+        201
+    );
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
 }

@@ -114,8 +114,37 @@ impl Db {
     /// Inserts the rows in one transaction. `commit_sent` is set just before
     /// COMMIT goes out: an error after that (the connection lost while the
     /// database committed) leaves the outcome unknown, and the rows may exist.
-    pub async fn insert_photos(&self, photos: &[Photo], commit_sent: &AtomicBool) -> DbResult<()> {
+    /// Inserts the rows of one upload in one transaction. With a `quota`, the
+    /// owner's stored bytes and the new ones must fit in it, counted inside the
+    /// transaction after locking the owner's row (an empty update: PostgreSQL
+    /// holds the row lock until COMMIT, SQLite has one writer anyway), so two
+    /// uploads of one user at once cannot both pass. Past it nothing is
+    /// inserted and `Ok(Err(used))` says how much was stored already.
+    pub async fn insert_photos(
+        &self,
+        photos: &[Photo],
+        commit_sent: &AtomicBool,
+        quota: Option<u64>,
+    ) -> DbResult<Result<(), u64>> {
         let mut tx = self.pool()?.begin().await?;
+        if let (Some(quota), Some(first)) = (quota, photos.first()) {
+            sqlx::query("UPDATE users SET id = id WHERE id = $1")
+                .bind(&first.owner_id)
+                .execute(&mut *tx)
+                .await?;
+            let row = sqlx::query(
+                "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM photos WHERE owner_id = $1",
+            )
+            .bind(&first.owner_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let used: i64 = row.try_get(0)?;
+            let used = used.max(0) as u64;
+            let adding: u64 = photos.iter().map(|p| p.bytes).sum();
+            if used.saturating_add(adding) > quota {
+                return Ok(Err(used));
+            }
+        }
         for p in photos {
             sqlx::query(
                 "INSERT INTO photos (id, owner_id, title, description, visibility, format, width, height, \
@@ -141,7 +170,7 @@ impl Db {
         }
         commit_sent.store(true, Ordering::SeqCst);
         tx.commit().await?;
-        Ok(())
+        Ok(Ok(()))
     }
 
     pub async fn photo(&self, id: &str) -> DbResult<Option<Photo>> {
@@ -253,6 +282,38 @@ impl Db {
                 let format = crate::render::Format::parse(&format)
                     .ok_or_else(|| DbError::BadRow(format!("format {format:?}")))?;
                 Ok((row.try_get(0)?, format))
+            })
+            .collect()
+    }
+
+    /// Number of photos and bytes of originals of one owner.
+    pub async fn storage_of(&self, owner_id: &str) -> DbResult<(u64, u64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM photos WHERE owner_id = $1",
+        )
+        .bind(owner_id)
+        .fetch_one(self.pool()?)
+        .await?;
+        let count: i64 = row.try_get(0)?;
+        let bytes: i64 = row.try_get(1)?;
+        Ok((count.max(0) as u64, bytes.max(0) as u64))
+    }
+
+    /// Number of photos and bytes of originals per owner (owners with photos).
+    pub async fn storage_by_owner(
+        &self,
+    ) -> DbResult<std::collections::HashMap<String, (u64, u64)>> {
+        let rows = sqlx::query(
+            "SELECT owner_id, COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM photos GROUP BY owner_id",
+        )
+        .fetch_all(self.pool()?)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let owner: String = row.try_get(0)?;
+                let count: i64 = row.try_get(1)?;
+                let bytes: i64 = row.try_get(2)?;
+                Ok((owner, (count.max(0) as u64, bytes.max(0) as u64)))
             })
             .collect()
     }

@@ -208,10 +208,26 @@ async fn store_all(
     })
     .await
     .map_err(ApiError::internal)??;
-    let inserted = state.db.insert_photos(&rows, &guard.commit_sent).await;
-    let Err(error) = inserted else {
-        guard.keep();
-        return Ok(rows);
+    let quota = super::quota::of(state, owner);
+    let inserted = state
+        .db
+        .insert_photos(&rows, &guard.commit_sent, quota)
+        .await;
+    let error = match inserted {
+        Ok(Ok(())) => {
+            guard.keep();
+            return Ok(rows);
+        }
+        // Nothing inserted: the guard removes the originals.
+        Ok(Err(used)) => {
+            let adding = rows.iter().map(|r| r.bytes).sum();
+            let room = super::quota::Room {
+                quota: quota.unwrap_or_default(),
+                used,
+            };
+            return Err(room.exceeded(adding));
+        }
+        Err(error) => error,
     };
     if !guard.commit_sent.load(Ordering::SeqCst) {
         // Failed before COMMIT: rolled back; the guard removes the originals.

@@ -1,4 +1,5 @@
-//! Admin API: `GET /rest/admin/users` (users and storage used),
+//! Admin API: `GET /rest/admin/users` (users, each one's storage and quota,
+//! and the storage used in all),
 //! `POST /rest/admin/users` (create), `POST /rest/admin/users/{username}/password` (reset).
 
 use axum::Json;
@@ -17,6 +18,16 @@ pub struct UserJson {
     pub username: String,
     pub admin: bool,
     pub created_at: i64,
+    /// What the user stores.
+    pub storage: StorageJson,
+    /// Their quota in bytes (`PHOTO_USER_QUOTA_BYTES`); null: not limited.
+    pub quota: Option<u64>,
+}
+
+/// The quota of a user who is, or is not, an admin.
+fn quota_of(state: &SharedState, admin: bool) -> Option<u64> {
+    let quota = state.config.user_quota_bytes;
+    (quota > 0 && !admin).then_some(quota)
 }
 
 #[derive(Debug, Serialize)]
@@ -49,14 +60,20 @@ pub struct NewPassword {
 pub async fn users(State(state): State<SharedState>, viewer: Viewer) -> ApiResult<Json<UsersJson>> {
     accounts::require_admin(viewer.user()?)?;
     let users = state.db.list_users().await?;
+    let by_owner = state.db.storage_by_owner().await?;
     let (photos, bytes) = state.db.storage_used().await?;
     Ok(Json(UsersJson {
         users: users
             .into_iter()
-            .map(|u| UserJson {
-                username: u.username,
-                admin: u.is_admin,
-                created_at: u.created_at,
+            .map(|u| {
+                let (photos, bytes) = by_owner.get(&u.id).copied().unwrap_or_default();
+                UserJson {
+                    storage: StorageJson { photos, bytes },
+                    quota: quota_of(&state, u.is_admin),
+                    username: u.username,
+                    admin: u.is_admin,
+                    created_at: u.created_at,
+                }
             })
             .collect(),
         storage: StorageJson { photos, bytes },
@@ -74,6 +91,11 @@ pub async fn create_user(
     Ok((
         StatusCode::CREATED,
         Json(UserJson {
+            storage: StorageJson {
+                photos: 0,
+                bytes: 0,
+            },
+            quota: quota_of(&state, user.is_admin),
             username: user.username,
             admin: user.is_admin,
             created_at: user.created_at,

@@ -93,7 +93,7 @@ fn router_with(state: SharedState, observe: observe::ObserveLayer) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
-    if state.config.metrics_listen.is_none() {
+    if state.config.metrics_on_public_listener() {
         router = router.route("/metrics", get(health::metrics));
     }
     router

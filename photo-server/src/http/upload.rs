@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::db::{PhotoPatch, SessionUser, Visibility};
 use crate::domain::photos::{self, MAX_DESCRIPTION, MAX_TITLE};
+use crate::domain::quota::{self, Room};
 use crate::domain::upload::{self, SpooledFile, UploadMeta};
 use crate::error::{ApiError, ApiResult};
 use crate::http::extract::{Viewer, csrf_header};
@@ -166,7 +167,13 @@ async fn flush(
     .map_err(upload::storage_error)
 }
 
-async fn spool_file(state: &SharedState, mut field: Field<'_>) -> ApiResult<SpooledFile> {
+/// Spools one file part; `room` is what the user's quota leaves for this
+/// upload's files (`None`: no quota), less what earlier files took.
+async fn spool_file(
+    state: &SharedState,
+    mut field: Field<'_>,
+    room: Option<(Room, u64)>,
+) -> ApiResult<SpooledFile> {
     let name: String = field
         .file_name()
         .unwrap_or("upload")
@@ -178,10 +185,16 @@ async fn spool_file(state: &SharedState, mut field: Field<'_>) -> ApiResult<Spoo
     let mut spool = state.originals.spool().map_err(upload::storage_error)?;
     let mut buffer = Vec::with_capacity(WRITE_CHUNK);
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-        if spool.bytes() + (buffer.len() + chunk.len()) as u64 > max {
+        let size = spool.bytes() + (buffer.len() + chunk.len()) as u64;
+        if size > max {
             return Err(ApiError::TooLarge(format!(
                 "{name}: larger than the {max}-byte limit for one photo"
             )));
+        }
+        if let Some((room, earlier)) = room
+            && !room.fits(earlier + size)
+        {
+            return Err(room.exceeded(earlier + size));
         }
         buffer.extend_from_slice(&chunk);
         if buffer.len() >= WRITE_CHUNK {
@@ -214,6 +227,7 @@ async fn read_form(
     viewer: &Viewer,
     multipart: &mut Multipart,
     budget: &HeadBudget,
+    room: Option<Room>,
     mut csrf_checked: bool,
 ) -> ApiResult<Form> {
     let mut form = Form::default();
@@ -249,7 +263,9 @@ async fn read_form(
                         "too many files in one upload (at most {MAX_FILES})"
                     )));
                 }
-                form.files.push(spool_file(state, field).await?);
+                let earlier = form.files.iter().map(|f| f.spool.bytes()).sum();
+                let room = room.map(|r| (r, earlier));
+                form.files.push(spool_file(state, field, room).await?);
             }
             "title" => {
                 let text = read_text(field, "title", MAX_TITLE * 4).await?;
@@ -288,6 +304,8 @@ pub async fn upload(
     if header_token {
         viewer.check_csrf(&state, &headers, None)?;
     }
+    // What the user's quota leaves: a file past it is refused as it arrives.
+    let room = quota::room(&state, &user).await?;
     let budget = HeadBudget::default();
     budget.disarm();
     let request = request.map(|inner| {
@@ -299,13 +317,14 @@ pub async fn upload(
     let mut multipart = Multipart::from_request(request, &state)
         .await
         .map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    let mut form = match read_form(&state, &viewer, &mut multipart, &budget, header_token).await {
-        Ok(form) => form,
-        Err(e) => {
-            state.metrics.upload("refused");
-            return Err(e);
-        }
-    };
+    let mut form =
+        match read_form(&state, &viewer, &mut multipart, &budget, room, header_token).await {
+            Ok(form) => form,
+            Err(e) => {
+                state.metrics.upload("refused");
+                return Err(e);
+            }
+        };
     if let Some(id) = form.edit_id.take() {
         return edit(&state, &user, &id, form).await;
     }

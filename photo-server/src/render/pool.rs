@@ -19,12 +19,12 @@
 //!   started it: a client that hangs up no longer abandons a render halfway
 //!   for the next request to start again (40 clients hanging up after 0.3 s
 //!   made 10 renders of one photo). When every request for it has gone away
-//!   before it started, it is cancelled and never runs.
+//!   before it started, it is cancelled and never runs; one that has started
+//!   finishes, and requests that come meanwhile wait for it.
 
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -147,7 +147,7 @@ struct Flight<E> {
     result: watch::Sender<Option<Result<Bytes, PoolError<E>>>>,
     /// Requests waiting for it (changed only under the flights' lock).
     waiters: usize,
-    cancelled: Arc<AtomicBool>,
+    order: Order,
 }
 
 type Flights<K, E> = Mutex<HashMap<K, Arc<Mutex<Flight<E>>>>>;
@@ -176,25 +176,27 @@ impl<K: Hash + Eq, E> Drop for Waiting<K, E> {
         let mut flights = lock(&self.flights);
         let mut flight = lock(&self.flight);
         flight.waiters -= 1;
-        if flight.waiters == 0 && flight.result.borrow().is_none() {
-            flight.cancelled.store(true, Ordering::Relaxed);
-            if flights
+        // Cancelled if it has not started; a started one stays to be joined.
+        if flight.waiters == 0
+            && flight.result.borrow().is_none()
+            && flight.order.cancel()
+            && flights
                 .get(&self.key)
                 .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-            {
-                flights.remove(&self.key);
-            }
+        {
+            flights.remove(&self.key);
         }
     }
 }
 
-/// Cancels work when the future waiting for it is dropped before it ends.
-struct CancelOnDrop(Option<Arc<AtomicBool>>);
+/// Cancels work (unless started) when the future waiting for it is dropped
+/// before it ends.
+struct CancelOnDrop(Option<Order>);
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        if let Some(cancelled) = self.0.take() {
-            cancelled.store(true, Ordering::Relaxed);
+        if let Some(order) = self.0.take() {
+            order.cancel();
         }
     }
 }
@@ -242,7 +244,7 @@ where
                     let flight = Arc::new(Mutex::new(Flight {
                         result: watch::Sender::new(None),
                         waiters: 0,
-                        cancelled: order.cancelled.clone(),
+                        order: order.clone(),
                     }));
                     flights.insert(key.clone(), flight.clone());
                     self.spawn_flight(key.clone(), flight.clone(), order, ticket, plan);
@@ -304,7 +306,7 @@ where
             return Err(PoolError::Overloaded);
         };
         let order = Order::new(requester);
-        let mut guard = CancelOnDrop(Some(order.cancelled.clone()));
+        let mut guard = CancelOnDrop(Some(order.clone()));
         let result = execute(&self.scheduler, order, ticket, plan).await;
         guard.0 = None;
         result
@@ -324,7 +326,7 @@ where
     J: Send + 'static,
     F: FnOnce() -> Result<Plan<T, J>, J> + Send + 'static,
 {
-    if order.cancelled.load(Ordering::Relaxed) {
+    if order.is_cancelled() {
         return Err(PoolError::Cancelled);
     }
     let planned =
@@ -616,5 +618,31 @@ mod tests {
         for task in held {
             assert!(task.await.unwrap().is_ok());
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_started_render_whose_requests_left_is_joined_not_started_again() {
+        let pool = Arc::new(Pool::new(2, 8, 0, Metrics::new()).unwrap());
+        let runs = Arc::new(AtomicUsize::new(0));
+        let ask = |pool: Arc<Pool>, runs: Arc<AtomicUsize>| {
+            tokio::spawn(async move {
+                pool.run(7, anon(), move || {
+                    Ok(Plan::new(0, move || {
+                        runs.fetch_add(1, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(500));
+                        Ok(Bytes::from_static(b"rendered"))
+                    }))
+                })
+                .await
+            })
+        };
+        let first = ask(pool.clone(), runs.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "started");
+        first.abort(); // its only client hung up mid-render
+        let _ = first.await;
+        let second = ask(pool.clone(), runs.clone());
+        assert_eq!(second.await.unwrap(), Ok(Bytes::from_static(b"rendered")));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
     }
 }

@@ -26,7 +26,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::metrics::Metrics;
@@ -48,19 +48,47 @@ impl Requester {
     }
 }
 
-/// A render's requester, and whether it is still wanted.
+/// A render's requester, and where it stands: queued, started, or
+/// cancelled before it started (one atomic, so a render is either started
+/// or cancelled, never both). Its clones are the same render's.
 #[derive(Clone, Debug)]
 pub struct Order {
     pub requester: Requester,
-    pub cancelled: Arc<AtomicBool>,
+    stage: Arc<AtomicU8>,
 }
+
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const CANCELLED: u8 = 2;
 
 impl Order {
     pub fn new(requester: Requester) -> Order {
         Order {
             requester,
-            cancelled: Arc::new(AtomicBool::new(false)),
+            stage: Arc::new(AtomicU8::new(QUEUED)),
         }
+    }
+
+    /// Cancels the render unless it has started; whether it was cancelled.
+    pub fn cancel(&self) -> bool {
+        match self
+            .stage
+            .compare_exchange(QUEUED, CANCELLED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(stage) => stage == CANCELLED,
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.stage.load(Ordering::Acquire) == CANCELLED
+    }
+
+    /// Marks the render started unless it was cancelled; whether it may run.
+    fn start(&self) -> bool {
+        self.stage
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 }
 
@@ -180,7 +208,7 @@ impl Inner {
             // Nobody waits for these any more: they never start.
             let mut i = 0;
             while i < state.queue.len() {
-                if state.queue[i].order.cancelled.load(Ordering::Relaxed) {
+                if state.queue[i].order.is_cancelled() {
                     if let Some(queued) = state.queue.remove(i) {
                         cancelled.push(queued.job);
                     }
@@ -195,6 +223,11 @@ impl Inner {
                 let Some(queued) = state.queue.remove(next) else {
                     break;
                 };
+                if !queued.order.start() {
+                    // Cancelled since the sweep above.
+                    cancelled.push(queued.job);
+                    continue;
+                }
                 state.running += 1;
                 state.reserved += queued.memory;
                 *state
@@ -516,14 +549,14 @@ mod tests {
     #[test]
     fn requesters_take_turns_however_many_renders_one_of_them_queued() {
         let scheduler = Scheduler::new(1, 0, Metrics::new()).unwrap();
-        let flooder = Order::new(Requester::Anonymous(Some("203.0.113.9".parse().unwrap())));
+        let flooder = Requester::Anonymous(Some("203.0.113.9".parse().unwrap()));
         let visitor = Order::new(Requester::Anonymous(Some("198.51.100.4".parse().unwrap())));
         let user = Order::new(Requester::User("u1".into()));
         let (started, starts) = mpsc::channel();
         let mut releases = Vec::new();
         for name in ["flood-1", "flood-2", "flood-3", "flood-4"] {
             let (job, release) = held(started.clone(), name);
-            scheduler.submit(MIB, flooder.clone(), job, |_| {});
+            scheduler.submit(MIB, Order::new(flooder.clone()), job, |_| {});
             releases.push(release);
         }
         assert_eq!(starts.recv_timeout(WAIT), Ok("flood-1"));
@@ -560,7 +593,7 @@ mod tests {
         });
         let (next, release_next) = held(started, "next");
         scheduler.submit(MIB, order(), next, |_| {});
-        abandoned.cancelled.store(true, Ordering::Relaxed);
+        assert!(abandoned.cancel());
         release_first.send(()).unwrap();
         assert_eq!(starts.recv_timeout(WAIT), Ok("next"));
         assert_eq!(outcome.recv_timeout(WAIT), Ok(true));

@@ -132,6 +132,10 @@ pub async fn serve(state: SharedState, listeners: Listeners) -> anyhow::Result<(
     if let Some(ops) = &listeners.ops {
         let addr = ops.local_addr()?;
         tracing::info!(%addr, "metrics and probes listening");
+    } else if !state.config.metrics_on_public_listener() {
+        tracing::warn!(
+            "/metrics is not served: set PHOTO_METRICS_LISTEN (for example 0.0.0.0:9090) to serve it on a port of its own"
+        );
     }
 
     let limits = ConnLimits::of(&state.config);

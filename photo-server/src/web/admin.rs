@@ -23,11 +23,17 @@ pub async fn page(State(state): State<SharedState>, viewer: Viewer) -> Response 
         }
         Some(_) => {}
     }
-    let (users, (photos, stored)) =
-        match (state.db.list_users().await, state.db.storage_used().await) {
-            (Ok(u), Ok(s)) => (u, s),
-            (Err(e), _) | (_, Err(e)) => return ApiError::from(e).into_response(),
-        };
+    let (users, by_owner, (photos, stored)) = match (
+        state.db.list_users().await,
+        state.db.storage_by_owner().await,
+        state.db.storage_used().await,
+    ) {
+        (Ok(u), Ok(o), Ok(s)) => (u, o, s),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return ApiError::from(e).into_response();
+        }
+    };
+    let quota = state.config.user_quota_bytes;
     ctx.render(
         StatusCode::OK,
         "Admin",
@@ -37,10 +43,23 @@ pub async fn page(State(state): State<SharedState>, viewer: Viewer) -> Response 
             section {
                 h2 { "Users" }
                 table id="users" {
-                    thead { tr { th scope="col" { "Username" } th scope="col" { "Role" } } }
+                    thead { tr {
+                        th scope="col" { "Username" } th scope="col" { "Role" }
+                        th scope="col" { "Photos" } th scope="col" { "Stored" } th scope="col" { "Quota" }
+                    } }
                     tbody {
                         @for u in &users {
-                            tr { td { (u.username) } td { @if u.is_admin { "admin" } @else { "user" } } }
+                            @let (count, used) = by_owner.get(&u.id).copied().unwrap_or_default();
+                            tr {
+                                td { (u.username) }
+                                td { @if u.is_admin { "admin" } @else { "user" } }
+                                td.num { (count) }
+                                td.num { (bytes(used)) }
+                                td.num {
+                                    @if quota == 0 || u.is_admin { "none" }
+                                    @else { (bytes(quota)) " (" (used.saturating_mul(100) / quota) "% used)" }
+                                }
+                            }
                         }
                     }
                 }
