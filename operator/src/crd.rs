@@ -380,6 +380,11 @@ pub struct UploadsSpec {
     /// `maxRequestSize`.
     #[serde(default = "default_max_file_size")]
     pub max_file_size: Quantity,
+    /// Originals one user may store (`PHOTO_USER_QUOTA_BYTES`); an upload past it is refused
+    /// (413, naming the quota) and nothing of it is kept. Admins are not limited. `0`: no
+    /// quota.
+    #[serde(default = "default_user_quota")]
+    pub user_quota: Quantity,
 }
 
 impl Default for UploadsSpec {
@@ -387,6 +392,7 @@ impl Default for UploadsSpec {
         Self {
             max_request_size: default_max_request_size(),
             max_file_size: default_max_file_size(),
+            user_quota: default_user_quota(),
         }
     }
 }
@@ -857,6 +863,9 @@ fn default_max_request_size() -> Quantity {
 }
 fn default_max_file_size() -> Quantity {
     Quantity("50Mi".into())
+}
+fn default_user_quota() -> Quantity {
+    Quantity("10Gi".into())
 }
 fn default_admin_user() -> String {
     "admin".into()

@@ -84,6 +84,10 @@ pub fn build(site: &ValidatedSite) -> ConfigMap {
             "PHOTO_MAX_UPLOAD_BYTES".to_string(),
             site.max_file_bytes.to_string(),
         ),
+        (
+            "PHOTO_USER_QUOTA_BYTES".to_string(),
+            site.user_quota_bytes.to_string(),
+        ),
         ("PHOTO_TRUSTED_PROXIES".to_string(), trusted_proxies(site)),
         ("PHOTO_RENDITIONS".to_string(), renditions),
         ("PHOTO_ADMIN_USER".to_string(), spec.admin_user.clone()),
@@ -142,13 +146,16 @@ mod tests {
         // photo-server's defaults, stated so that the Ingress limit can follow them
         assert_eq!(d["PHOTO_MAX_REQUEST_BYTES"], (200u64 << 20).to_string());
         assert_eq!(d["PHOTO_MAX_UPLOAD_BYTES"], (50u64 << 20).to_string());
+        assert_eq!(d["PHOTO_USER_QUOTA_BYTES"], (10u64 << 30).to_string());
         let s = with(demo(), |s| {
             s.spec.uploads.max_request_size.0 = "1Gi".into();
             s.spec.uploads.max_file_size.0 = "300M".into();
+            s.spec.uploads.user_quota.0 = "0".into();
         });
         let d = build(&valid(&s)).data.unwrap();
         assert_eq!(d["PHOTO_MAX_REQUEST_BYTES"], (1u64 << 30).to_string());
         assert_eq!(d["PHOTO_MAX_UPLOAD_BYTES"], "300000000");
+        assert_eq!(d["PHOTO_USER_QUOTA_BYTES"], "0");
     }
 
     #[test]

@@ -314,6 +314,8 @@ pub struct ValidatedSite<'a> {
     pub max_request_bytes: u64,
     /// `uploads.maxFileSize` in bytes.
     pub max_file_bytes: u64,
+    /// `uploads.userQuota` in bytes (0: none).
+    pub user_quota_bytes: u64,
     /// `networkPolicy.ingressCIDRs`, checked to be canonical CIDRs.
     pub ingress_cidrs: Vec<String>,
     /// `spec.backup`, checked.
@@ -511,6 +513,7 @@ pub fn validate(site: &PhotoSite) -> Result<ValidatedSite<'_>, Error> {
     bytes("database.storage.size", &spec.database.storage.size.0)?;
     let max_request_bytes = bytes("uploads.maxRequestSize", &spec.uploads.max_request_size.0)?;
     let max_file_bytes = bytes("uploads.maxFileSize", &spec.uploads.max_file_size.0)?;
+    let user_quota_bytes = bytes("uploads.userQuota", &spec.uploads.user_quota.0)?;
     if max_request_bytes == 0 || max_file_bytes == 0 || max_file_bytes > max_request_bytes {
         return Err(invalid(
             "uploads.maxFileSize must be positive and at most uploads.maxRequestSize",
@@ -575,6 +578,7 @@ pub fn validate(site: &PhotoSite) -> Result<ValidatedSite<'_>, Error> {
         cache_bytes,
         max_request_bytes,
         max_file_bytes,
+        user_quota_bytes,
         ingress_cidrs,
         backup,
         restore,
