@@ -183,7 +183,7 @@ fn stack_config(
     tmpfs: Option<u64>,
 ) -> anyhow::Result<StackConfig> {
     drill::haproxy::program()?;
-    drill::postgres::bin("initdb")?;
+    harness::postgres::bin("initdb").map_err(anyhow::Error::msg)?;
     Ok(StackConfig {
         replicas: usize::from(args.replicas),
         server_bin: server_bin(args.server_bin.clone())?,
@@ -323,7 +323,10 @@ async fn run(args: RunArgs, mut form: Form) -> anyhow::Result<bool> {
                 .join(", "),
             version(&drill::haproxy::program()?, &["-v"]),
             stack.config.shutdown_delay.as_secs(),
-            version(&drill::postgres::bin("postgres")?, &["--version"]),
+            version(
+                &harness::postgres::bin("postgres").map_err(anyhow::Error::msg)?,
+                &["--version"],
+            ),
             match stack.tmpfs {
                 Some(size) => format!("a {} MiB tmpfs", size >> 20),
                 None => "a plain directory".into(),

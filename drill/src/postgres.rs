@@ -3,9 +3,11 @@
 //! `pg_ctl promote`. As root they run as the `postgres` user (PostgreSQL
 //! refuses to run as root), like the tests' throwaway server.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use harness::postgres::{self, run_as};
 
 use crate::procs::Proc;
 use crate::{Error, Result};
@@ -14,57 +16,8 @@ use crate::{Error, Result};
 pub const DATABASE: &str = "photos";
 pub const OWNER: &str = "app";
 
-/// The uid/gid PostgreSQL runs as: `postgres` when we are root, else ourselves.
-pub fn run_as() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.first() == Some(&"postgres"))
-            .then(|| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))?
-    })
-}
-
-/// A PostgreSQL program: from PATH, or else from the newest
-/// `/usr/lib/postgresql/<major>/bin` (Debian keeps the server programs off PATH).
-pub fn bin(name: &str) -> Result<PathBuf> {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if let Some(p) = on_path {
-        return Ok(p);
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let major = e.file_name().to_str()?.parse().ok()?;
-            let p = e.path().join("bin").join(name);
-            p.is_file().then_some((major, p))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, p)| p).ok_or_else(|| {
-        Error::Setup(format!(
-            "PostgreSQL's `{name}` is neither on PATH nor in /usr/lib/postgresql/*/bin: install PostgreSQL (scripts/drill.sh does)"
-        ))
-    })
-}
-
 fn command(program: &str, user: Option<(u32, u32)>) -> Result<Command> {
-    let mut cmd = Command::new(bin(program)?);
-    if let Some((uid, gid)) = user {
-        use std::os::unix::process::CommandExt;
-        cmd.uid(uid).gid(gid);
-    }
-    cmd.env_remove("PGDATA").env("LC_ALL", "C");
-    Ok(cmd)
+    postgres::command(program, user).map_err(Error::Setup)
 }
 
 /// Runs a short PostgreSQL program to its end, off the async threads.
@@ -90,12 +43,11 @@ async fn run(program: &str, mut cmd: Command) -> Result<String> {
 /// Runs `sql` with psql on `port` as the superuser; returns unaligned,
 /// tuples-only output (`|` between fields).
 pub async fn psql(port: u16, database: &str, sql: &str) -> Result<String> {
-    let mut cmd = command("psql", None)?;
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres"])
-        .args(["-d", database, "-X", "-q", "-A", "-t", "-F", "|"])
-        .args(["-v", "ON_ERROR_STOP=1", "-c", sql])
-        .env("PGCONNECT_TIMEOUT", "2");
-    run("psql", cmd).await
+    run(
+        "psql",
+        postgres::psql(port, database, sql).map_err(Error::Setup)?,
+    )
+    .await
 }
 
 /// Whether commits on the primary at `port` wait until a standby has them
@@ -152,12 +104,6 @@ pub async fn wait_accepting(port: u16, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-fn chown(path: &Path, user: Option<(u32, u32)>) {
-    if let Some((uid, gid)) = user {
-        let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
-    }
-}
-
 /// One PostgreSQL server: its data directory, port and process.
 #[derive(Debug)]
 pub struct PgNode {
@@ -175,7 +121,7 @@ impl PgNode {
     pub fn new(name: &str, port: u16, home: PathBuf, log: PathBuf) -> Result<PgNode> {
         std::fs::create_dir_all(&home).map_err(Error::io(format!("mkdir {}", home.display())))?;
         let user = run_as();
-        chown(&home, user);
+        postgres::chown_tree(&home, user);
         Ok(PgNode {
             name: name.to_string(),
             port,
@@ -192,10 +138,7 @@ impl PgNode {
 
     /// A fresh primary: `initdb`, started, with the site's database and owner.
     pub async fn init_primary(&mut self) -> Result<()> {
-        let mut cmd = command("initdb", self.user)?;
-        cmd.arg("-D")
-            .arg(self.data())
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8"]);
+        let cmd = postgres::initdb(&self.data(), self.user).map_err(Error::Setup)?;
         run("initdb", cmd).await?;
         self.start().await?;
         psql(self.port, "postgres", &format!("CREATE ROLE {OWNER} LOGIN")).await?;
@@ -245,17 +188,9 @@ impl PgNode {
             "=== drill: starting {} on port {}",
             self.name, self.port
         );
-        let mut cmd = command("postgres", self.user)?;
-        cmd.arg("-D")
-            .arg(self.data())
-            .args(["-p", &self.port.to_string()])
-            .args(["-c", "listen_addresses=127.0.0.1"])
-            .arg("-k")
-            .arg(&self.home)
-            .args(["-c", "max_connections=200"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
+        let mut cmd = postgres::server(&self.data(), self.port, &self.home, self.user)
+            .map_err(Error::Setup)?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
         // SIGQUIT: immediate shutdown, the postmaster takes its backends along.
         self.process = Some(Proc::spawn(&self.name, cmd, libc::SIGQUIT)?);
         wait_accepting(self.port, Duration::from_secs(60)).await

@@ -1,8 +1,7 @@
 //! Child processes that never outlive the drill.
 //!
 //! Every long-running child (photo-server, PostgreSQL, HAProxy) is spawned
-//! from one thread that lives as long as the process, with
-//! `PR_SET_PDEATHSIG`: if the drill itself is killed, the kernel signals
+//! by `harness::process`: if the drill itself is killed, the kernel signals
 //! them. Each child gets a process group of its own, so a Ctrl-C in the
 //! terminal reaches the drill only, which then stops them in order; and a
 //! group can be killed at once (PostgreSQL's postmaster and its backends,
@@ -11,42 +10,9 @@
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
-use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::{Error, Result};
-
-type Job = (Command, i32, mpsc::Sender<std::io::Result<Child>>);
-
-fn spawner() -> &'static Mutex<mpsc::Sender<Job>> {
-    static SPAWNER: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
-    SPAWNER.get_or_init(|| {
-        let (tx, rx) = mpsc::channel::<Job>();
-        // The parent-death signal follows the thread that spawned the child,
-        // so this thread must live as long as the process: it does, since
-        // the sender above is never dropped.
-        std::thread::Builder::new()
-            .name("drill-spawner".into())
-            .spawn(move || {
-                for (mut command, death_signal, reply) in rx {
-                    // SAFETY: prctl is async-signal-safe and only asks the
-                    // kernel to signal the child when this thread exits.
-                    unsafe {
-                        command.pre_exec(move || {
-                            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) != 0 {
-                                return Err(std::io::Error::last_os_error());
-                            }
-                            Ok(())
-                        });
-                    }
-                    let _ = reply.send(command.spawn());
-                }
-            })
-            .expect("spawner thread");
-        Mutex::new(tx)
-    })
-}
 
 /// A running child. Dropped, it is stopped with `stop_signal` (then
 /// SIGKILL after a few seconds) and reaped.
@@ -63,15 +29,7 @@ impl Proc {
     /// to the child if the drill dies and when the `Proc` is dropped.
     pub fn spawn(name: &str, mut command: Command, stop_signal: i32) -> Result<Proc> {
         command.process_group(0);
-        let (tx, rx) = mpsc::channel();
-        spawner()
-            .lock()
-            .map_err(|_| Error::Setup("the spawner thread is gone".into()))?
-            .send((command, stop_signal, tx))
-            .map_err(|_| Error::Setup("the spawner thread is gone".into()))?;
-        let child = rx
-            .recv()
-            .map_err(|_| Error::Setup("the spawner thread is gone".into()))?
+        let child = harness::process::spawn_tied(command, stop_signal)
             .map_err(Error::io(format!("cannot start {name}")))?;
         tracing::debug!(name, pid = child.id(), "started");
         Ok(Proc {

@@ -10,6 +10,23 @@ use axum::response::{IntoResponse, Response};
 use crate::db::DbError;
 use crate::render::RenderError;
 
+/// A request body that missed its deadline (`http::body_deadline`).
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
+#[error("the request body arrived too slowly")]
+pub struct BodyTooSlow;
+
+/// Whether `e` or one of its sources is an `E`.
+pub fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(e) = source {
+        if e.is::<E>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{0}")]
@@ -101,7 +118,7 @@ impl From<DbError> for ApiError {
 /// when too large, `408` when it arrived too slowly, `400` otherwise.
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(e: axum::extract::rejection::JsonRejection) -> Self {
-        if crate::http::body_deadline::is_too_slow(&e) {
+        if caused_by::<BodyTooSlow>(&e) {
             return ApiError::RequestTimeout;
         }
         match e.status() {
@@ -116,7 +133,7 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
 /// arrived too slowly, `400` otherwise.
 impl From<axum::extract::rejection::FormRejection> for ApiError {
     fn from(e: axum::extract::rejection::FormRejection) -> Self {
-        if crate::http::body_deadline::is_too_slow(&e) {
+        if caused_by::<BodyTooSlow>(&e) {
             return ApiError::RequestTimeout;
         }
         match e.status() {

@@ -90,7 +90,7 @@ fn cli(command: &str, data_dir: &Path, database_url: Option<&str>, backup_url: &
 }
 
 fn pg(program: &str, args: &[&str]) {
-    let out = Command::new(common::postgres::bin(program))
+    let out = Command::new(harness::postgres::bin(program).unwrap_or_else(|e| panic!("{e}")))
         .args(args)
         .output()
         .unwrap();

@@ -28,21 +28,11 @@ use axum::response::Response;
 use http_body::Frame;
 use tokio::time::{Instant, Sleep};
 
-/// A body that missed its deadline.
-#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
-#[error("the request body arrived too slowly")]
-pub struct BodyTooSlow;
+use crate::error::{BodyTooSlow, caused_by};
 
 /// Whether an error (or one of its sources) is [`BodyTooSlow`].
 pub fn is_too_slow(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(e) = source {
-        if e.is::<BodyTooSlow>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
+    caused_by::<BodyTooSlow>(e)
 }
 
 /// The deadlines of one request's body.

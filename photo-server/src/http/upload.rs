@@ -28,7 +28,7 @@ use crate::db::{PhotoPatch, SessionUser, Visibility};
 use crate::domain::photos::{self, MAX_DESCRIPTION, MAX_TITLE};
 use crate::domain::quota::{self, Room};
 use crate::domain::upload::{self, SpooledFile, UploadMeta};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, caused_by};
 use crate::http::extract::{Viewer, csrf_header};
 use crate::http::photos::{PhotoJson, to_json};
 use crate::state::SharedState;
@@ -107,17 +107,6 @@ impl HttpBody for Budgeted {
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
     }
-}
-
-fn caused_by<E: std::error::Error + 'static>(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(e);
-    while let Some(e) = source {
-        if e.is::<E>() {
-            return true;
-        }
-        source = e.source();
-    }
-    false
 }
 
 fn multipart_error(e: MultipartError) -> ApiError {

@@ -159,10 +159,7 @@ impl TestServer {
             .text()
             .await
             .expect("metrics body");
-        text.lines()
-            .filter(|l| l.starts_with(prefix))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        harness::metrics::sum(&text, prefix)
     }
 }
 
@@ -315,28 +312,11 @@ macro_rules! both_backends {
 }
 
 /// Starts a helper server that lives as long as the test process and no
-/// longer, however the run ends: its spawning thread parks forever, and the
-/// child gets SIGTERM when that thread goes (PR_SET_PDEATHSIG), so a shared
-/// server is neither killed under a running test nor left behind.
-pub fn spawn_tied_to_process(mut cmd: std::process::Command) -> std::io::Result<u32> {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to signal
-    // this child when the spawning thread exits.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let child = cmd.spawn();
-        let _ = tx.send(child.map(|c| c.id()));
-        loop {
-            std::thread::park();
-        }
-    });
-    rx.recv().map_err(std::io::Error::other)?
+/// longer, however the run ends (`harness::process`: SIGTERM when the
+/// process goes), so a shared server is neither killed under a running test
+/// nor left behind.
+pub fn spawn_tied_to_process(cmd: std::process::Command) -> std::io::Result<u32> {
+    harness::process::spawn_tied(cmd, libc::SIGTERM).map(|child| child.id())
 }
 
 /// The photo-server binary as a one-off command (`backup`, `restore`,

@@ -5,9 +5,10 @@
 //! PR_SET_PDEATHSIG, so it goes away with the process however the run ends.
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
+
+use harness::postgres::{self, run_as};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -16,64 +17,8 @@ pub struct Postgres {
     _dir: tempfile::TempDir,
 }
 
-/// The uid/gid to run PostgreSQL as: itself refuses to run as root.
-fn run_as() -> Option<(u32, u32)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return None;
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.first() == Some(&"postgres"))
-            .then(|| Some((fields.get(2)?.parse().ok()?, fields.get(3)?.parse().ok()?)))?
-    })
-}
-
-/// A PostgreSQL program: from PATH, or else from the newest
-/// `/usr/lib/postgresql/<major>/bin` (Debian keeps `initdb` and `postgres`
-/// off PATH).
-pub fn bin(name: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file());
-    if let Some(p) = on_path {
-        return p;
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let major = e.file_name().to_str()?.parse().ok()?;
-            let p = e.path().join("bin").join(name);
-            p.is_file().then_some((major, p))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().map(|(_, p)| p).unwrap_or_else(|| {
-        panic!("PostgreSQL's `{name}` is neither on PATH nor in /usr/lib/postgresql/*/bin: install PostgreSQL (scripts/test-all.sh does)")
-    })
-}
-
 fn command(program: &str, user: Option<(u32, u32)>) -> Command {
-    let mut cmd = Command::new(bin(program));
-    if let Some((uid, gid)) = user {
-        cmd.uid(uid).gid(gid);
-    }
-    cmd.env_remove("PGDATA").env("LC_ALL", "C");
-    cmd
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) {
-    let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            chown_tree(&e.path(), uid, gid);
-        }
-    }
+    postgres::command(program, user).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn free_port() -> u16 {
@@ -100,14 +45,11 @@ impl Postgres {
             .prefix("photo-pg-")
             .tempdir()
             .expect("temp dir");
-        if let Some((uid, gid)) = user {
-            chown_tree(dir.path(), uid, gid);
-        }
+        postgres::chown_tree(dir.path(), user);
         let data = dir.path().join("data");
-        let out = command("initdb", user)
-            .args(["-D"])
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+        let out = postgres::initdb(&data, user)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .arg("--no-sync")
             .output()
             .expect("initdb runs (PostgreSQL 15 binaries must be installed)");
         assert!(
@@ -121,13 +63,9 @@ impl Postgres {
         if let Some((uid, gid)) = user {
             let _ = std::os::unix::fs::chown(dir.path().join("postgres.log"), Some(uid), Some(gid));
         }
-        let mut cmd = command("postgres", user);
-        cmd.arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-k")
-            .arg(&socket_dir)
-            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+        let mut cmd =
+            postgres::server(&data, port, &socket_dir, user).unwrap_or_else(|e| panic!("{e}"));
+        cmd.args(["-c", "fsync=off"])
             .stdout(Stdio::null())
             .stderr(log);
         if let Some((cert, key)) = tls {
@@ -155,17 +93,8 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(50));
         }
         // Accepting TCP is not quite accepting logins; wait for that too.
-        while !command("psql", None)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-c",
-                "select 1",
-            ])
+        while !postgres::psql(port, "postgres", "select 1")
+            .unwrap_or_else(|e| panic!("{e}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -203,18 +132,8 @@ impl Postgres {
     }
 
     pub fn create_database(&self, name: &str) {
-        let status = command("psql", None)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-q",
-                "-c",
-            ])
-            .arg(format!("CREATE DATABASE {name}"))
+        let status = postgres::psql(self.port, "postgres", &format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("{e}"))
             .status()
             .expect("psql runs");
         assert!(status.success(), "CREATE DATABASE failed");

@@ -129,10 +129,7 @@ impl ServerProcess {
             .text()
             .await
             .expect("metrics body");
-        text.lines()
-            .filter(|l| l.split([' ', '{']).next() == Some(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        harness::metrics::sum(&text, name)
     }
 
     /// A client logged in as the admin.
