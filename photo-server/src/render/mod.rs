@@ -852,6 +852,37 @@ mod tests {
     }
 
     #[test]
+    fn a_jpeg_with_more_scans_than_any_encoder_writes_is_refused_by_the_check_and_renders() {
+        let fixture =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scans.jpg");
+        let bytes = std::fs::read(fixture).unwrap();
+        // A valid image: libjpeg alone decodes it, all 2001 scans of it.
+        let mut decoder = mozjpeg::Decompress::new_mem(&bytes).unwrap();
+        decoder.scale(8);
+        let mut started = decoder.grayscale().unwrap();
+        let pixels = started.read_scanlines::<u8>().unwrap();
+        assert_eq!(pixels.len(), 64 * 48);
+        let limits = DecodeLimits {
+            max_pixels: 100_000_000,
+            max_bytes: 256 << 20,
+        };
+        for result in [
+            probe(&bytes, limits, &[240]).map(|_| ()),
+            render(&bytes, 240, 80, limits).map(|_| ()),
+        ] {
+            match result {
+                Err(RenderError::TooSlow(reason)) => {
+                    assert!(reason.contains("100 scans"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Decoded at 1/8 from its DC scan alone (`eighth.rs`), libjpeg
+        // reads one scan: within the budget, so that rendition is made.
+        assert!(render(&bytes, 8, 80, limits).is_ok());
+    }
+
+    #[test]
     fn sniffs_by_content_not_name() {
         assert_eq!(
             Format::sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]),
