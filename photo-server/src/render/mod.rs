@@ -709,9 +709,8 @@ fn decode_jpeg_unwinding(
 
 /// PNG and WebP through the `image` crate, once the headers were checked;
 /// the decoder's own limits are set to the same budget. A PNG is read from
-/// the file as it is decoded, through a buffer of its own; a WebP's
-/// `image_len` bytes are read into memory first. (Both are counted in
-/// their plans: `headers::PngHeader`, `headers::WebpHeader`. Their
+/// the file as it is decoded; a WebP's `image_len` bytes are read into
+/// memory first (counted in its plan: `headers::WebpHeader`). (Their
 /// orientation is the EXIF's, read by the walk.)
 fn decode_with_image(
     source: &mut Source,
@@ -734,8 +733,6 @@ fn decode_with_image(
         reader.limits(decoder_limits);
         reader.decode()
     } else {
-        let buffer = usize::try_from(headers::PNG_READ_BUFFER.min(image_len)).unwrap_or(64 << 10);
-        let source = std::io::BufReader::with_capacity(buffer, source);
         let mut reader = ImageReader::with_format(source, image_format(format));
         reader.limits(decoder_limits);
         reader.decode()
