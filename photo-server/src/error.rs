@@ -151,6 +151,7 @@ impl From<RenderError> for ApiError {
             | RenderError::TooManyPixels { .. }
             | RenderError::TooMuchMemory { .. }
             | RenderError::Metadata(_)
+            | RenderError::TooSlow(_)
             | RenderError::Unrenderable { .. } => ApiError::Unprocessable(e.to_string()),
             RenderError::Encode(_) | RenderError::Read(_) => ApiError::Internal(e.to_string()),
         }

@@ -1,7 +1,9 @@
 //! The few EXIF fields the site uses: orientation (applied to every
 //! rendition), camera and date (shown on the photo page).
-
-use std::io::Cursor;
+//!
+//! The EXIF block is found by the walk over the container (`headers.rs`),
+//! which reads it only if it is at most `MAX_EXIF_BYTES`: parsing it here
+//! takes no second read of the file, and no more of it in memory.
 
 use exif::{In, Tag};
 use image::metadata::Orientation;
@@ -23,10 +25,11 @@ impl Default for PhotoExif {
     }
 }
 
-/// Reads EXIF from a JPEG, PNG or WebP container. Missing or broken EXIF is
-/// not an error: the photo is shown as stored.
-pub fn read(bytes: &[u8]) -> PhotoExif {
-    let Ok(exif) = exif::Reader::new().read_from_container(&mut Cursor::new(bytes)) else {
+/// Parses an EXIF block (TIFF data, as a JPEG's APP1 segment, a PNG's
+/// `eXIf` chunk or a WebP's `EXIF` chunk holds it). Missing or broken EXIF
+/// is not an error: the photo is shown as stored.
+pub fn parse(block: Option<Vec<u8>>) -> PhotoExif {
+    let Some(Ok(exif)) = block.map(|data| exif::Reader::new().read_raw(data)) else {
         return PhotoExif::default();
     };
     let text = |tag: Tag| {
@@ -97,6 +100,7 @@ mod tests {
 
     #[test]
     fn no_exif_is_not_an_error() {
-        assert_eq!(read(b"not an image"), PhotoExif::default());
+        assert_eq!(parse(None), PhotoExif::default());
+        assert_eq!(parse(Some(b"not TIFF data".to_vec())), PhotoExif::default());
     }
 }

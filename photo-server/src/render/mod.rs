@@ -8,6 +8,26 @@
 //! reads). The fast path follows libvips: a JPEG much
 //! larger than the target is decoded at a reduced DCT scale (1/2, 1/4, 1/8),
 //! then resized with SIMD convolution and encoded with a fast baseline encoder.
+//!
+//! Every decode is bounded before it starts, whoever sent the file, and the
+//! same bounds hold for an upload's check and for every render of an
+//! original already stored (an old one never went through them):
+//!
+//! - **Memory**: the plan's memory is everything the work holds, as read
+//!   from the headers: the decoded pixels, the decoder's own buffers, and
+//!   whatever it copies of the file (a WebP's lossy data, a PNG's text, the
+//!   cut-down stream of `eighth.rs`). An opened original holds its file and
+//!   a 64 KiB buffer, never the file itself (`source.rs`), so a render
+//!   waiting in the queue takes next to nothing. Each admitted request used
+//!   to hold a whole PNG or WebP (and a JPEG's segments before its image
+//!   data) that no budget counted: 64 cold renders peaked at 1.55 GB.
+//! - **CPU**: the pixels are bounded by `PHOTO_MAX_PIXELS` and the memory
+//!   limit, the bytes by the upload limit, and what a JPEG's scans make
+//!   libjpeg do, which neither bounds, by [`headers::ScanBudget`]: a file
+//!   past it fails as soon as the decoder reaches the scan that crosses it,
+//!   with [`RenderError::TooSlow`], which the render path remembers as it
+//!   remembers any failed render. PNG metadata is bounded altogether, so
+//!   the walk inflates at most [`headers::MAX_METADATA_TOTAL`].
 
 mod eighth;
 mod exif;
@@ -16,15 +36,15 @@ pub mod pool;
 mod schedule;
 mod source;
 
-use std::io::{BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
+use std::io::{BufRead, Cursor, Read};
 use std::panic::AssertUnwindSafe;
 
 use fast_image_resize as fr;
 use image::metadata::Orientation;
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{DynamicImage, ImageReader, RgbImage};
 
 pub use exif::PhotoExif;
-use source::Watched;
+use source::{Source, Watched};
 
 /// Formats accepted as originals. Renditions are always JPEG.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,6 +118,9 @@ pub enum RenderError {
     TooMuchMemory { needed: u64, max: u64 },
     #[error("the image's metadata is too large: {0}")]
     Metadata(String),
+    /// Decoding it would take more CPU than any image's decode may.
+    #[error("decoding the image would take too long: {0}")]
+    TooSlow(String),
     #[error("the image cannot be rendered {width} pixels wide: {reason}")]
     Unrenderable { width: u32, reason: String },
     #[error("cannot encode the rendition: {0}")]
@@ -143,7 +166,12 @@ pub struct Probe {
 /// budget), and pixel data that actually decodes (a JPEG at 1/8 scale, so
 /// the check is cheap even for large photos).
 pub fn probe(bytes: &[u8], limits: DecodeLimits, widths: &[u32]) -> Result<Probe, RenderError> {
-    Check::plan(Opened::new(bytes.to_vec(), None)?, limits, widths)?.run()
+    Check::plan(
+        Opened::new(Source::Memory(Cursor::new(bytes.to_vec())))?,
+        limits,
+        widths,
+    )?
+    .run()
 }
 
 /// Renders `original` at `target_width` (never upscaled) as a baseline JPEG.
@@ -154,7 +182,7 @@ pub fn render(
     limits: DecodeLimits,
 ) -> Result<Vec<u8>, RenderError> {
     Rendition::plan(
-        Opened::new(original.to_vec(), None)?,
+        Opened::new(Source::Memory(Cursor::new(original.to_vec())))?,
         target_width,
         quality,
         limits,
@@ -162,7 +190,7 @@ pub fn render(
     .run()
 }
 
-/// Renders the original in `file` as [`render`] does, a JPEG read as it is
+/// Renders the original in `file` as [`render`] does, read as it is
 /// decoded. The render pool takes the same steps apart, to grant the memory
 /// the plan names before the work runs: [`open_file`] and
 /// [`Rendition::plan`], then [`Rendition::run`].
@@ -185,44 +213,18 @@ pub fn probe_file(
     Check::plan(open_file(file)?, limits, widths)?.run()
 }
 
-/// Bytes of an original read before choosing how to decode it: in nearly
-/// every photo they hold all of a JPEG's segments before its image data
-/// (its EXIF segment is at most 64 KiB).
-const HEAD_BYTES: u64 = 256 << 10;
-
-/// Opens the original in `file`. A JPEG is then decoded as the file is
-/// read, 64 KiB at a time, instead of being read whole first: a large
-/// camera photo is 16 MB more than its decode needs, for each render at
-/// once. Until then it holds only its segments before the image data (EXIF
-/// and tables, a few KiB), since a planned render may wait in the queue.
-/// Other formats, and a JPEG whose segments before the image data run past
-/// the first 256 KiB, are read whole.
+/// Opens the original in `file` and reads its headers. It keeps the file
+/// and a 64 KiB buffer, not its bytes: they are read again as the image
+/// is decoded, since a planned render may wait in the queue.
 pub fn open_file(file: std::fs::File) -> Result<Opened, RenderError> {
-    let mut rest = BufReader::with_capacity(64 << 10, file);
-    let mut head = Vec::new();
-    (&mut rest)
-        .take(HEAD_BYTES)
-        .read_to_end(&mut head)
-        .map_err(read_error)?;
-    if Format::sniff(&head) == Some(Format::Jpeg)
-        && let Some(scan) = headers::jpeg_scan_start(&head)
-    {
-        head.truncate(scan);
-        head.shrink_to_fit();
-        rest.seek(SeekFrom::Start(scan as u64))
-            .map_err(read_error)?;
-        return Opened::new(head, Some(rest));
-    }
-    rest.read_to_end(&mut head).map_err(read_error)?;
-    Opened::new(head, None)
+    Opened::new(Source::file(file))
 }
 
 /// An original whose headers have been read, and whose pixels have not.
 pub struct Opened {
-    /// The whole file, or its start up to the image data at least.
-    head: Vec<u8>,
-    /// The rest of the file, still to be read (a JPEG decoded as it is read).
-    rest: Option<BufReader<std::fs::File>>,
+    source: Source,
+    /// The file's length.
+    len: u64,
     exif: PhotoExif,
     pixels: Pixels,
 }
@@ -242,43 +244,54 @@ enum Pixels {
 }
 
 impl Opened {
-    fn new(head: Vec<u8>, rest: Option<BufReader<std::fs::File>>) -> Result<Opened, RenderError> {
-        let format = Format::sniff(&head).ok_or(RenderError::Unsupported)?;
-        let exif = exif::read(&head);
-        let pixels = match format {
-            Format::Jpeg => Pixels::Jpeg(headers::jpeg(&head)?),
+    fn new(mut source: Source) -> Result<Opened, RenderError> {
+        let len = source.len().map_err(read_error)?;
+        let mut magic = Vec::with_capacity(16);
+        (&mut source)
+            .take(16)
+            .read_to_end(&mut magic)
+            .map_err(read_error)?;
+        let format = Format::sniff(&magic).ok_or(RenderError::Unsupported)?;
+        source.rewind()?;
+        let (pixels, exif) = match format {
+            Format::Jpeg => {
+                let walked = headers::jpeg(&mut source)?;
+                (Pixels::Jpeg(walked.header), walked.exif)
+            }
             Format::Png => {
-                let header = headers::png(&head)?;
-                Pixels::Other {
+                let walked = headers::png(&mut source)?;
+                let header = walked.header;
+                let pixels = Pixels::Other {
                     format,
                     width: header.width,
                     height: header.height,
                     decode_bytes: header.decode_bytes(),
                     image_len: header.image_len,
-                }
+                };
+                (pixels, walked.exif)
             }
             Format::Webp => {
-                let image_len = headers::webp(&head)?;
-                let (width, height) = ImageReader::new(Cursor::new(&head))
-                    .with_guessed_format()
-                    .map_err(corrupt)?
-                    .into_dimensions()
-                    .map_err(corrupt)?;
-                // RGBA, its conversion to RGB, and the decoder's YUV planes.
-                let decode_bytes = u64::from(width) * u64::from(height) * 8;
-                Pixels::Other {
+                let walked = headers::webp(&mut source, len)?;
+                source.rewind()?;
+                let (width, height) =
+                    ImageReader::with_format(&mut source, image::ImageFormat::WebP)
+                        .into_dimensions()
+                        .map_err(corrupt)?;
+                let header = walked.header;
+                let pixels = Pixels::Other {
                     format,
                     width,
                     height,
-                    decode_bytes,
-                    image_len,
-                }
+                    decode_bytes: header.decode_bytes(width, height),
+                    image_len: header.image_len,
+                };
+                (pixels, walked.exif)
             }
         };
         Ok(Opened {
-            head,
-            rest,
-            exif,
+            source,
+            len,
+            exif: exif::parse(exif),
             pixels,
         })
     }
@@ -300,30 +313,12 @@ impl Opened {
 }
 
 /// A progressive JPEG cut down to its scans that a decode at 1/8 reads
-/// (`eighth.rs`), from `head` and `rest`. Without one, `rest` is put back
-/// where it was, right after `head`.
-fn cut_for_eighth_scale(
-    head: &[u8],
-    rest: Option<&mut BufReader<std::fs::File>>,
-) -> Result<Option<Vec<u8>>, RenderError> {
-    let Some(rest) = rest else {
-        return eighth::dc_stream(&mut Cursor::new(head)).map_err(read_error);
-    };
-    let stream = eighth::dc_stream(&mut Cursor::new(head).chain(&mut *rest)).map_err(read_error)?;
-    if stream.is_none() {
-        rest.seek(SeekFrom::Start(head.len() as u64))
-            .map_err(read_error)?;
-    }
-    Ok(stream)
-}
-
-/// A JPEG's bytes as its decoder reads them: the head, then the rest of the file.
-fn jpeg_stream(head: Vec<u8>, rest: Option<BufReader<std::fs::File>>) -> impl BufRead {
-    let rest: Box<dyn BufRead> = match rest {
-        Some(rest) => Box::new(rest),
-        None => Box::new(std::io::empty()),
-    };
-    Cursor::new(head).chain(rest)
+/// (`eighth.rs`), or `None` (the whole file is decoded then). The walk
+/// costs a pass over the file; its scans are held to the budget when the
+/// cut-down stream is decoded, and only those scans cost libjpeg anything.
+fn cut_for_eighth_scale(source: &mut Source) -> Result<Option<Vec<u8>>, RenderError> {
+    source.rewind()?;
+    eighth::dc_stream(source).map_err(read_error)
 }
 
 /// One rendition of an original, planned from its headers: what it takes
@@ -335,6 +330,8 @@ pub struct Rendition {
     limits: DecodeLimits,
     /// JPEG DCT scale (decode at 1/scale).
     scale: u32,
+    /// A progressive JPEG decoded from its cut-down stream (`eighth.rs`).
+    cut: bool,
     memory: u64,
 }
 
@@ -348,7 +345,7 @@ impl Rendition {
     ) -> Result<Rendition, RenderError> {
         let (w, h) = original.stored_size();
         check_pixels(w, h, limits.max_pixels)?;
-        let (scale, decode_bytes) = match &original.pixels {
+        let (scale, mut decode_bytes) = match &original.pixels {
             Pixels::Jpeg(header) => {
                 let scale = jpeg_scale(header, original.exif.orientation, target_width);
                 (scale, header.decode_bytes(scale))
@@ -356,6 +353,15 @@ impl Rendition {
             Pixels::Other { decode_bytes, .. } => (1, *decode_bytes),
         };
         check_memory(decode_bytes, limits)?;
+        // The cut-down stream is held in memory while it is decoded: no
+        // more than the file, and only where that fits in the decode's
+        // memory limit (the whole file is decoded otherwise, as at upload).
+        let cut = matches!(&original.pixels, Pixels::Jpeg(header) if header.progressive)
+            && scale == 8
+            && decode_bytes + original.len <= limits.max_bytes;
+        if cut {
+            decode_bytes += original.len;
+        }
         // The resized pixels and their turned copy, beside the decoded ones.
         let (dw, dh) = if swaps_axes(original.exif.orientation) {
             (h, w)
@@ -370,6 +376,7 @@ impl Rendition {
             quality,
             limits,
             scale,
+            cut,
             memory,
         })
     }
@@ -381,36 +388,37 @@ impl Rendition {
 
     pub fn run(self) -> Result<Vec<u8>, RenderError> {
         let Opened {
-            head,
-            mut rest,
+            mut source,
             exif,
             pixels,
+            ..
         } = self.original;
-        let (image, orientation) = match pixels {
+        let image = match pixels {
             Pixels::Jpeg(header) => {
-                let cut = if self.scale == 8 && header.progressive {
-                    cut_for_eighth_scale(&head, rest.as_mut())?
+                let cut = if self.cut {
+                    cut_for_eighth_scale(&mut source)?
                 } else {
                     None
                 };
                 let (image, _) = match cut {
-                    Some(stream) => decode_jpeg(Cursor::new(stream), &header, 8)?,
-                    None => decode_jpeg(jpeg_stream(head, rest), &header, self.scale)?,
+                    Some(stream) => decode_jpeg(Cursor::new(stream), &header, 8, self.limits)?,
+                    None => {
+                        source.rewind()?;
+                        decode_jpeg(&mut source, &header, self.scale, self.limits)?
+                    }
                 };
-                (image, exif.orientation)
+                image
             }
             Pixels::Other {
                 format,
                 width,
                 height,
+                image_len,
                 ..
-            } => {
-                let (image, orientation) =
-                    decode_with_image(&head, format, (width, height), self.limits)?;
-                (image.into_rgb8(), orientation)
-            }
+            } => decode_with_image(&mut source, format, (width, height, image_len), self.limits)?
+                .into_rgb8(),
         };
-        finish(image, orientation, self.target_width, self.quality)
+        finish(image, exif.orientation, self.target_width, self.quality)
     }
 }
 
@@ -461,13 +469,16 @@ impl Check {
         let format = self.original.format();
         let stored = self.original.stored_size();
         let Opened {
-            head,
-            rest,
+            mut source,
             exif,
             pixels,
+            ..
         } = self.original;
         let image_len = match pixels {
-            Pixels::Jpeg(header) => decode_jpeg(jpeg_stream(head, rest), &header, 8)?.1,
+            Pixels::Jpeg(header) => {
+                source.rewind()?;
+                decode_jpeg(&mut source, &header, 8, self.limits)?.1
+            }
             Pixels::Other {
                 format,
                 width,
@@ -475,7 +486,7 @@ impl Check {
                 image_len,
                 ..
             } => {
-                decode_with_image(&head, format, (width, height), self.limits)?;
+                decode_with_image(&mut source, format, (width, height, image_len), self.limits)?;
                 image_len
             }
         };
@@ -612,18 +623,24 @@ fn jpeg_scale(header: &headers::JpegHeader, orientation: Orientation, target_wid
 /// Decodes a JPEG at 1/`scale` with libjpeg-turbo (through `mozjpeg`: SIMD,
 /// and DCT scaling that skips most of the work for a large photo). Returns
 /// the RGB pixels and how many bytes of `source` the image took (up to its
-/// end marker). The memory was checked when the work was planned.
+/// end marker). The memory was checked when the work was planned; the
+/// scans are held to the budget of `limits` as they are read.
 fn decode_jpeg(
     source: impl BufRead,
     header: &headers::JpegHeader,
     scale: u32,
+    limits: DecodeLimits,
 ) -> Result<(RgbImage, u64), RenderError> {
-    let mut source = Watched::new(source);
+    let mut source = Watched::new(source, headers::ScanBudget::new(limits.max_bytes));
     // libjpeg reports a fatal error by unwinding out of the decoder (the
     // `mozjpeg` crate's error manager, which skips the panic hook).
     let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| {
         decode_jpeg_unwinding(&mut source, header, scale)
     }));
+    // The budget stopped it: that is why its reads failed.
+    if let Some(refused) = source.refusal() {
+        return Err(refused);
+    }
     // A read error looks like the end of the file to libjpeg: it is not the
     // image's fault, so it must not be reported (and remembered) as corrupt.
     if let Some(e) = source.take_error() {
@@ -691,24 +708,36 @@ fn decode_jpeg_unwinding(
 }
 
 /// PNG and WebP through the `image` crate, once the headers were checked;
-/// the decoder's own limits are set to the same budget. Returns the image
-/// and its orientation.
+/// the decoder's own limits are set to the same budget. A PNG is read from
+/// the file as it is decoded; a WebP's `image_len` bytes are read into
+/// memory first (counted in its plan: `headers::WebpHeader`). (Their
+/// orientation is the EXIF's, read by the walk.)
 fn decode_with_image(
-    bytes: &[u8],
+    source: &mut Source,
     format: Format,
-    (width, height): (u32, u32),
+    (width, height, image_len): (u32, u32, u64),
     limits: DecodeLimits,
-) -> Result<(DynamicImage, Orientation), RenderError> {
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format(format));
+) -> Result<DynamicImage, RenderError> {
+    source.rewind()?;
     let mut decoder_limits = image::Limits::default();
     decoder_limits.max_image_width = Some(width);
     decoder_limits.max_image_height = Some(height);
     decoder_limits.max_alloc = Some(limits.max_bytes);
-    reader.limits(decoder_limits);
-    let mut decoder = reader.into_decoder().map_err(corrupt)?;
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let image = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
-    Ok((image, orientation))
+    let decoded = if format == Format::Webp {
+        let mut bytes = Vec::with_capacity(usize::try_from(image_len).unwrap_or(0));
+        source
+            .take(image_len)
+            .read_to_end(&mut bytes)
+            .map_err(read_error)?;
+        let mut reader = ImageReader::with_format(Cursor::new(bytes), image_format(format));
+        reader.limits(decoder_limits);
+        reader.decode()
+    } else {
+        let mut reader = ImageReader::with_format(source, image_format(format));
+        reader.limits(decoder_limits);
+        reader.decode()
+    };
+    decoded.map_err(corrupt)
 }
 
 fn image_format(format: Format) -> image::ImageFormat {
@@ -791,21 +820,63 @@ mod tests {
     }
 
     #[test]
-    fn an_opened_jpeg_holds_only_its_segments_before_the_image_data() {
+    fn an_opened_original_holds_its_file_and_a_buffer_not_its_bytes() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let dir = tempfile::tempdir().unwrap();
+        // Segments of 300 KB before its image data (an old open read such
+        // a JPEG whole, as it did every PNG and WebP).
+        let jpeg = std::fs::read(fixtures.join("landscape.jpg")).unwrap();
+        let mut late = jpeg[..2].to_vec();
+        for _ in 0..5 {
+            late.extend_from_slice(&[0xFF, 0xE2, 0xEA, 0x62]);
+            late.extend(std::iter::repeat_n(b'x', 60_000));
+        }
+        late.extend_from_slice(&jpeg[2..]);
+        std::fs::write(dir.path().join("late.jpg"), &late).unwrap();
+        for path in [
+            fixtures.join("landscape.jpg"),
+            fixtures.join("photo.png"),
+            fixtures.join("photo.webp"),
+            dir.path().join("late.jpg"),
+        ] {
+            let opened = open_file(std::fs::File::open(&path).unwrap()).unwrap();
+            match &opened.source {
+                Source::File(file) => assert_eq!(file.capacity(), 64 << 10, "{path:?}"),
+                Source::Memory(_) => panic!("{path:?} read into memory"),
+            }
+            assert_eq!(opened.len, std::fs::metadata(&path).unwrap().len());
+        }
+    }
+
+    #[test]
+    fn a_jpeg_with_more_scans_than_any_encoder_writes_is_refused_by_the_check_and_renders() {
         let fixture =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/landscape.jpg");
-        let bytes = std::fs::read(&fixture).unwrap();
-        let scan = headers::jpeg_scan_start(&bytes).unwrap();
-        assert!(bytes.len() > scan + 1000, "the fixture has image data");
-        let opened = open_file(std::fs::File::open(&fixture).unwrap()).unwrap();
-        assert_eq!(opened.head, bytes[..scan]);
-        assert!(opened.head.capacity() < 2 * scan.max(4096));
-        // The decoder still reads every byte, in order.
-        let mut stream = Vec::new();
-        jpeg_stream(opened.head, opened.rest)
-            .read_to_end(&mut stream)
-            .unwrap();
-        assert!(stream == bytes);
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scans.jpg");
+        let bytes = std::fs::read(fixture).unwrap();
+        // A valid image: libjpeg alone decodes it, all 2001 scans of it.
+        let mut decoder = mozjpeg::Decompress::new_mem(&bytes).unwrap();
+        decoder.scale(8);
+        let mut started = decoder.grayscale().unwrap();
+        let pixels = started.read_scanlines::<u8>().unwrap();
+        assert_eq!(pixels.len(), 64 * 48);
+        let limits = DecodeLimits {
+            max_pixels: 100_000_000,
+            max_bytes: 256 << 20,
+        };
+        for result in [
+            probe(&bytes, limits, &[240]).map(|_| ()),
+            render(&bytes, 240, 80, limits).map(|_| ()),
+        ] {
+            match result {
+                Err(RenderError::TooSlow(reason)) => {
+                    assert!(reason.contains("100 scans"), "{reason}")
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Decoded at 1/8 from its DC scan alone (`eighth.rs`), libjpeg
+        // reads one scan: within the budget, so that rendition is made.
+        assert!(render(&bytes, 8, 80, limits).is_ok());
     }
 
     #[test]
