@@ -16,7 +16,7 @@ use std::time::Instant;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
-use photo_operator::build::{self, Apis, Credentials, Inputs, Kind};
+use photo_operator::children::{self, Apis, Credentials, Inputs, Kind};
 use photo_operator::controller::Stores;
 use photo_operator::controller::plan::{self, Observed, prune_dynamic, with_hash};
 use photo_operator::controller::status;
@@ -97,8 +97,8 @@ fn main() {
     let mut children = 0;
     for s in &sites {
         site_writer.apply_watcher_event(&watcher::Event::Apply(s.clone()));
-        let valid = build::validate(s).expect("valid");
-        let desired = build::desired(&valid, &inputs).expect("desired");
+        let valid = photo_operator::site::validate(s).expect("valid");
+        let desired = children::desired(&valid, &inputs).expect("desired");
         for c in desired.children {
             let mut o = with_hash(&c.object).expect("hash");
             o["metadata"]["resourceVersion"] = json!("12345");
@@ -128,8 +128,8 @@ fn main() {
     let start = Instant::now();
     for _ in 0..rounds {
         for s in &sites {
-            let valid = build::validate(s).expect("valid");
-            let desired = build::desired(&valid, &inputs).expect("desired");
+            let valid = photo_operator::site::validate(s).expect("valid");
+            let desired = children::desired(&valid, &inputs).expect("desired");
             let observed = Observed::from_stores(&stores, &valid).expect("observed");
             let plan = plan::plan(&desired, &observed).expect("plan");
             writes += plan.apply.len() + plan.delete.len();

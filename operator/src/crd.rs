@@ -892,7 +892,7 @@ pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
     use kube::CustomResourceExt;
 
     const CRD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/photosite.yaml");

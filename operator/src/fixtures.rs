@@ -18,7 +18,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use crate::build::{Apis, Kind};
+use crate::children::{Apis, Kind};
 use crate::controller::{Capabilities, Context, Stores};
 use crate::metrics::Metrics;
 

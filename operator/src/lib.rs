@@ -10,7 +10,7 @@
 //! - [`render`]: `photo-operator render -f FILE`;
 //! - [`leader`], [`metrics`], [`telemetry`]: running it.
 
-pub mod build;
+pub mod children;
 pub mod controller;
 pub mod crd;
 pub mod error;
@@ -20,9 +20,13 @@ pub mod labels;
 pub mod leader;
 pub mod metrics;
 pub mod names;
+pub mod quantity;
 pub mod render;
 #[cfg(test)]
 mod schema_check;
+pub mod site;
 pub mod telemetry;
+#[cfg(test)]
+pub mod test_support;
 
 pub use error::Error;

@@ -1,7 +1,7 @@
 //! `photo-operator render -f FILE`: every object the operator would create for the PhotoSites
 //! in FILE, as one multi-document YAML stream, with no cluster.
 //!
-//! It calls the controller's builders ([`crate::build::desired`]). Decisions, so the output is
+//! It calls the controller's builders ([`crate::children::desired`]). Decisions, so the output is
 //! deterministic and can be piped to `kubectl apply` or `kubernetes-validate --strict`:
 //! - the credentials Secret is left out (its values are random and generated in-cluster); a
 //!   comment at the top of the stream says so;
@@ -23,7 +23,7 @@ use std::fmt::Write;
 use serde::Deserialize;
 
 use crate::Error;
-use crate::build::{self, Inputs};
+use crate::children::{self, Inputs};
 use crate::crd::PhotoSite;
 
 /// Render every PhotoSite in a YAML stream (documents of other kinds are skipped).
@@ -46,7 +46,7 @@ pub fn render(input: &str) -> Result<String, Error> {
         if site.metadata.namespace.is_none() {
             site.metadata.namespace = Some("default".into());
         }
-        let desired = build::desired(&build::validate(&site)?, &Inputs::default())?;
+        let desired = children::desired(&crate::site::validate(&site)?, &Inputs::default())?;
         for child in desired.children {
             out.push_str("---\n");
             out.push_str(&serde_yaml::to_string(&child.object)?);
@@ -63,7 +63,7 @@ pub fn render(input: &str) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::{DEMO, FAKEFLICKR};
+    use crate::test_support::{DEMO, FAKEFLICKR};
 
     #[test]
     fn renders_both_samples_deterministically() {

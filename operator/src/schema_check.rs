@@ -13,9 +13,9 @@ use std::sync::Once;
 
 use serde_json::{Value, json};
 
-use crate::build::test_support::*;
-use crate::build::{self, Kind};
+use crate::children::{self, Kind};
 use crate::crd::PhotoSite;
+use crate::test_support::*;
 
 /// The third-party CRDs: `PHOTOSTACK_CRDS` (which must then exist), else `shared/crds` beside
 /// the checkout. `None` when neither is there: the tests that need them skip the CRD schemas
@@ -148,7 +148,7 @@ fn schema_for(kind: Kind) -> Option<(Value, Value)> {
 /// (a site with `spec.restore` both while restoring and after); returns how many objects were
 /// validated against a third-party CRD.
 pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
-    let valid = build::validate(site).map_err(|e| e.to_string())?;
+    let valid = crate::site::validate(site).map_err(|e| e.to_string())?;
     let mut states = vec![inputs()];
     if valid.restore.is_some() {
         let mut restored = inputs();
@@ -157,7 +157,7 @@ pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
     }
     let mut validated = 0;
     for i in states {
-        let desired = build::desired(&valid, &i).map_err(|e| e.to_string())?;
+        let desired = children::desired(&valid, &i).map_err(|e| e.to_string())?;
         validated += check_children(site, &desired)?;
     }
     Ok(validated)
@@ -165,7 +165,7 @@ pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
 
 /// The backup and restore children point at each other by name, and their pods are not
 /// server pods but are what the jobs' NetworkPolicy selects.
-fn check_backup_references(site: &str, desired: &build::Desired) -> Result<(), String> {
+fn check_backup_references(site: &str, desired: &children::Desired) -> Result<(), String> {
     let names_of = |kind: Kind| -> Vec<&str> {
         desired
             .children
@@ -255,7 +255,7 @@ fn check_backup_references(site: &str, desired: &build::Desired) -> Result<(), S
     Ok(())
 }
 
-fn check_children(site: &PhotoSite, desired: &build::Desired) -> Result<usize, String> {
+fn check_children(site: &PhotoSite, desired: &children::Desired) -> Result<usize, String> {
     let mut validated = 0;
     for child in &desired.children {
         if let Some((schema, original)) = schema_for(child.kind) {

@@ -3,7 +3,7 @@
 
 The list of calls is DERIVED FROM operator/src, not written by hand:
 
-1. Child kinds: the `Kind` enum of operator/src/build/mod.rs and its `gvkp()` table
+1. Child kinds: the `Kind` enum of operator/src/children/kind.rs and its `gvkp()` table
    (group, version, kind, plural). A variant without a table row is an error.
 2. Kubernetes API handles: every `Api<T>` / `Api::<T>` in non-test code (files other than
    tests.rs and fixtures.rs, and only up to the first `#[cfg(test)]` of each file). For
@@ -210,10 +210,10 @@ def watch_functions():
 
 
 def kinds_table():
-    text = code(SRC / "build/mod.rs")
+    text = code(SRC / "children/kind.rs")
     enum = re.search(r"pub enum Kind\s*\{([^}]*)\}", text)
     if not enum:
-        sys.exit("rbac_check: no `pub enum Kind` in operator/src/build/mod.rs (update rbac_check.py)")
+        sys.exit("rbac_check: no `pub enum Kind` in operator/src/children/kind.rs (update rbac_check.py)")
     variants = re.findall(r"^\s*(\w+),?\s*$", enum.group(1), re.M)
     rows = {}
     for m in re.finditer(r'Kind::(\w+)\s*=>\s*\{?\s*\(\s*"([^"]*)",\s*"([^"]*)",\s*"([^"]*)",\s*"([^"]*)",?\s*\)',

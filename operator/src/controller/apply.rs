@@ -17,9 +17,10 @@ use serde_json::Value;
 
 use super::Context;
 use super::plan::{Observed, Plan, Refusal, protected};
-use crate::build::{Kind, ValidatedSite};
+use crate::children::Kind;
 use crate::error::{Stage, is_not_found, is_refusal};
 use crate::metrics::KindLabels;
+use crate::site::ValidatedSite;
 use crate::{Error, names};
 
 /// What apply did and the live state of each child after it.

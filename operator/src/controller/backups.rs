@@ -30,9 +30,10 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 
 use super::status::{Cond, ConditionType, Problem};
-use crate::build::{Kind, OptionalApi, ValidatedSite};
+use crate::children::{Kind, OptionalApi};
 use crate::crd::{BackupStatus, PhotoSiteStatus};
 use crate::names;
+use crate::site::ValidatedSite;
 
 /// Reasons of the `BackupHealthy` condition, most serious first.
 pub mod reason {
@@ -387,7 +388,7 @@ pub fn failure_event(old: Option<&PhotoSiteStatus>, new: &PhotoSiteStatus) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
     use serde_json::json;
 
     fn at(s: &str) -> Timestamp {

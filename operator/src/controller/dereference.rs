@@ -18,10 +18,11 @@ use kube::api::Api;
 use sha2::{Digest, Sha256};
 
 use super::Context;
-use crate::build::network_policy::POSTGRES_PORT;
-use crate::build::object_store::{ACCESS_KEY_ID, ACCESS_SECRET_KEY};
-use crate::build::{Credentials, ExternalDatabase, Kind, ValidatedSite, secret};
+use crate::children::network_policy::POSTGRES_PORT;
+use crate::children::{Credentials, ExternalDatabase, Kind, secret};
 use crate::error::Stage;
+use crate::site::ValidatedSite;
+use crate::site::{ACCESS_KEY_ID, ACCESS_SECRET_KEY};
 use crate::{Error, names};
 
 /// What the PhotoSite references, as read from the cluster.

@@ -18,7 +18,7 @@ use kube::Client;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::build::Apis;
+use crate::children::Apis;
 
 /// The optional APIs, as last discovered; shared by the reconciles and the watches, which
 /// subscribe to its changes.

@@ -28,7 +28,7 @@ async fn publish(ctx: &Context, reference: &ObjectReference, event: Event) {
 
 /// Normal event listing what was applied and deleted.
 pub async fn changed(ctx: &Context, reference: &ObjectReference, outcome: &Outcome) {
-    let list = |v: &[(crate::build::Kind, String)]| {
+    let list = |v: &[(crate::children::Kind, String)]| {
         v.iter()
             .map(|(k, n)| format!("{}/{}", k.kind_name(), n))
             .collect::<Vec<_>>()

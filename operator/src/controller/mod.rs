@@ -1,11 +1,11 @@
 //! The reconciler, shaped as a pipeline (Stackable style), one module per step:
 //!
-//! 1. validate: [`crate::build::validate`] turns the PhotoSite into the
-//!    [`crate::build::ValidatedSite`] that the builders alone accept.
+//! 1. validate: [`crate::children::validate`] turns the PhotoSite into the
+//!    [`crate::children::ValidatedSite`] that the builders alone accept.
 //! 2. [`dereference`]: read what the PhotoSite points at (its credentials Secret, an existing
 //!    originals claim, an external database Secret, the object store Secrets of its backups
 //!    and restore). The only reads besides the stores.
-//! 3. build: [`crate::build::desired`], pure, no client; children of an optional API the
+//! 3. build: [`crate::children::desired`], pure, no client; children of an optional API the
 //!    cluster lacks ([`discovery`]) are left out and reported.
 //! 4. [`plan`]: the pure diff of desired against the watch stores, so a converged PhotoSite
 //!    causes no writes; [`apply`] carries it out with one field manager, going on past a
@@ -44,7 +44,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::build::{self, Apis, Inputs, Kind, OptionalApi};
+use crate::children::{self, Apis, Inputs, Kind, OptionalApi};
 use crate::crd::PhotoSite;
 use crate::metrics::Metrics;
 use crate::{Error, names};
@@ -287,7 +287,7 @@ pub async fn reconcile(
 
 /// validate -> dereference -> build -> plan -> apply -> cleanup -> status.
 pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, Error> {
-    let site = build::validate(photosite)?;
+    let site = crate::site::validate(photosite)?;
     // One answer of discovery for the whole pass; the stores of what it serves must have listed.
     let apis = ctx.capabilities.get();
     ctx.stores.wait_listed(apis, watches::LIST_TIMEOUT).await?;
@@ -307,7 +307,7 @@ pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, E
         external_database: refs.external_database,
         originals_restored,
     };
-    let desired = build::desired(&site, &inputs)?;
+    let desired = children::desired(&site, &inputs)?;
     let plan = plan::plan(&desired, &observed)?;
     let applied = apply::apply(&site, &plan, observed, ctx).await?;
     let deleted = apply::cleanup(&site, &plan, ctx).await?;

@@ -21,7 +21,7 @@
 //! template is immutable, and a Job that ran is a record, not something to update.
 //!
 //! Deletions: children the operator may create for a site
-//! ([`crate::build::possible_children`], looked up by name: no scan of the stores) that exist,
+//! ([`crate::children::possible_children`], looked up by name: no scan of the stores) that exist,
 //! carry the site's labels and are no longer desired (HPA after autoscaling is turned off,
 //! Ingress, monitoring, the backup CronJob and ScheduledBackup). The originals claim, the
 //! database, the credentials Secret, the Barman Cloud ObjectStores (a retained or
@@ -35,7 +35,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Stores;
-use crate::build::{self, Child, Desired, Kind, ValidatedSite, quantity};
+use crate::children::{self, Child, Desired, Kind};
+use crate::quantity;
+use crate::site::ValidatedSite;
 use crate::{Error, labels};
 
 /// Annotation with the hash of the desired object last applied.
@@ -183,7 +185,7 @@ pub struct Observed {
 impl Observed {
     pub fn from_stores(stores: &Stores, site: &ValidatedSite) -> Result<Observed, Error> {
         let mut children = HashMap::new();
-        for (kind, name) in build::possible_children(site.name) {
+        for (kind, name) in children::possible_children(site.name) {
             if let Some(live) = stores.get(kind, site.namespace, &name) {
                 children.insert((kind, name), serde_json::to_value(&*live)?);
             }
@@ -348,7 +350,7 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
     use serde_json::json;
 
     #[test]

@@ -22,9 +22,10 @@ use serde_json::{Value, json};
 
 use super::plan::Refusal;
 use super::{Context, backups};
-use crate::build::{Kind, OptionalApi, ValidatedSite, ingress};
+use crate::children::{Kind, OptionalApi, ingress};
 use crate::crd::{PhotoSite, PhotoSiteStatus, RestoreStatus};
 use crate::error::Stage;
+use crate::site::ValidatedSite;
 use crate::{Error, labels, names};
 
 /// The conditions a PhotoSite reports.
@@ -214,7 +215,7 @@ pub struct Observations<'a> {
 /// The status for a site whose children were applied.
 pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) -> PhotoSiteStatus {
     let generation = photosite.metadata.generation;
-    let want = crate::build::deployment::replicas(site) as i64;
+    let want = crate::children::deployment::replicas(site) as i64;
     let null = Value::Null;
     let d = obs
         .live
@@ -246,7 +247,7 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
     } else {
         obs.existing_claim_phase.clone()
     };
-    let claim = crate::build::pvc::claim_name(site);
+    let claim = crate::children::pvc::claim_name(site);
     let restored = backups::restored_time(
         photosite.status.as_ref(),
         obs.live.get(&(Kind::Job, names::restore(site.name))),
@@ -424,7 +425,7 @@ pub async fn patch_degraded(site: &PhotoSite, ctx: &Context, err: &Error) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     fn cond(s: &PhotoSiteStatus, t: ConditionType) -> &Condition {
         s.conditions.iter().find(|c| c.type_ == t.as_str()).unwrap()

@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::plan::with_hash;
 use super::*;
-use crate::build::test_support::*;
-use crate::build::{Apis, Credentials, Inputs, Kind};
+use crate::children::{Apis, Credentials, Inputs, Kind};
 use crate::crd::PhotoSite;
 use crate::fixtures::*;
+use crate::test_support::*;
 
 const NS: &str = "photos";
 

@@ -40,7 +40,7 @@ use tokio::sync::watch;
 use tracing::warn;
 
 use super::plan;
-use crate::build::{Apis, Kind, OptionalApi};
+use crate::children::{Apis, Kind, OptionalApi};
 use crate::crd::PhotoSite;
 use crate::metrics::Metrics;
 use crate::{Error, labels};

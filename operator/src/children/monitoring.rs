@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 use super::deployment::METRICS_PORT_NAME;
 use super::service::METRICS_COMPONENT;
-use super::{ValidatedBackup, ValidatedSite};
+use crate::site::{ValidatedBackup, ValidatedSite};
 use crate::{labels, names};
 
 /// Metadata of a monitoring object: `monitoring.labels` plus the operator's (which win).
@@ -205,7 +205,7 @@ pub fn prometheus_rule(site: &ValidatedSite) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     #[test]
     fn service_monitor_scrapes_the_metrics_service() {

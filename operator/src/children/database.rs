@@ -25,9 +25,9 @@
 
 use serde_json::{Value, json};
 
-use super::ValidatedSite;
 use super::object_store::PLUGIN;
 use crate::names;
+use crate::site::ValidatedSite;
 
 /// Name of the restore source in `externalClusters`.
 pub const RESTORE_SOURCE: &str = "origin";
@@ -107,7 +107,7 @@ pub fn build(site: &ValidatedSite, plugin: bool) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     #[test]
     fn cluster_shape() {
