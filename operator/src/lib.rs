@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod names;
 pub mod quantity;
 pub mod render;
+pub mod run;
 #[cfg(test)]
 mod schema_check;
 pub mod site;

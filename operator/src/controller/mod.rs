@@ -20,6 +20,7 @@
 
 pub mod apply;
 pub mod backups;
+mod context;
 pub mod dereference;
 pub mod discovery;
 pub mod events;
@@ -27,27 +28,19 @@ pub mod plan;
 pub mod status;
 pub mod watches;
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::api::{Api, DynamicObject};
 use kube::core::DeserializeGuard;
-use kube::runtime::Controller;
-use kube::runtime::controller::{self, Action};
-use kube::runtime::events::{Recorder, Reporter};
-use kube::{Client, Resource, ResourceExt};
-use tracing::{info, warn};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::warn;
 
-use crate::children::{self, Apis, Inputs, Kind, OptionalApi};
+use crate::children::{self, Inputs, Kind, OptionalApi};
 use crate::crd::PhotoSite;
-use crate::metrics::Metrics;
 use crate::{Error, names};
+pub use context::Context;
 pub use discovery::Capabilities;
 use plan::Observed;
 pub use watches::Stores;
@@ -62,119 +55,6 @@ pub const USER_ERROR_REQUEUE: Duration = Duration::from_secs(120);
 /// of watch events its own applies cause (one per child, and the status) ends in one
 /// reconcile instead of one per event.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);
-
-/// Arguments of `photo-operator run`.
-#[derive(clap::Args, Debug, Clone)]
-pub struct RunArgs {
-    /// Address of the `/metrics`, `/healthz` and `/readyz` server.
-    #[arg(
-        long,
-        env = "PHOTO_OPERATOR_METRICS_ADDR",
-        default_value = "0.0.0.0:8080"
-    )]
-    pub metrics_addr: SocketAddr,
-    /// Namespace of the leader-election Lease (default: the pod's namespace).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub lease_namespace: String,
-    /// Name of the leader-election Lease.
-    #[arg(long, env = "PHOTO_OPERATOR_LEASE", default_value = "photo-operator")]
-    pub lease_name: String,
-    /// Identity in the Lease (default: the pod name).
-    #[arg(long, env = "POD_NAME", default_value = "photo-operator")]
-    pub identity: String,
-    /// Skip leader election (a single replica, or local development).
-    #[arg(long, default_value_t = false)]
-    pub no_leader_election: bool,
-    /// Reconcile PhotoSites in this namespace only (the chart's `scope: Namespace`, whose
-    /// Role grants nothing outside it). Unset or empty: every namespace.
-    #[arg(long, env = "WATCH_NAMESPACE")]
-    pub watch_namespace: Option<String>,
-    /// Seconds between checks for CloudNativePG, its Barman Cloud plugin and the Prometheus
-    /// Operator (discovery): one installed later is watched and used within this interval,
-    /// with no restart of the operator.
-    #[arg(
-        long,
-        env = "PHOTO_OPERATOR_DISCOVERY_INTERVAL",
-        default_value_t = 30,
-        value_parser = clap::value_parser!(u64).range(1..)
-    )]
-    pub discovery_interval: u64,
-    /// PhotoSites reconciled at the same time (each reconcile applies its children one after
-    /// another).
-    #[arg(
-        long,
-        env = "PHOTO_OPERATOR_CONCURRENCY",
-        default_value_t = 32,
-        value_parser = clap::value_parser!(u16).range(1..)
-    )]
-    pub concurrency: u16,
-}
-
-/// State shared by every reconcile.
-pub struct Context {
-    pub client: Client,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    pub stores: Stores,
-    /// Which optional APIs are installed (discovery, refreshed periodically).
-    pub capabilities: Arc<Capabilities>,
-    /// Consecutive failures per PhotoSite, for exponential backoff.
-    failures: Mutex<HashMap<String, u32>>,
-    /// Generation of each PhotoSite last warned that its monitoring is ignored, so the
-    /// Warning Event is sent once per generation, not on every reconcile.
-    monitoring_warned: Mutex<HashMap<String, i64>>,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        metrics: Arc<Metrics>,
-        stores: Stores,
-        capabilities: Arc<Capabilities>,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: crate::names::FIELD_MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        Context {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            metrics,
-            stores,
-            capabilities,
-            failures: Mutex::new(HashMap::new()),
-            monitoring_warned: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Whether the "monitoring ignored" Event is due for this site and generation (and
-    /// remember that it was sent).
-    fn first_monitoring_warning(&self, key: &str, generation: i64) -> bool {
-        let mut warned = match self.monitoring_warned.lock() {
-            Ok(w) => w,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        warned.insert(key.to_string(), generation) != Some(generation)
-    }
-
-    fn backoff(&self, key: &str) -> Duration {
-        let mut f = match self.failures.lock() {
-            Ok(f) => f,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        let n = f.entry(key.to_string()).or_insert(0);
-        *n = n.saturating_add(1);
-        // 5s, 10s, 20s, ... capped at 5 minutes
-        let secs = 5u64.saturating_mul(1u64 << (*n - 1).min(6));
-        Duration::from_secs(secs.min(300))
-    }
-
-    fn reset_backoff(&self, key: &str) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(key);
-        }
-    }
-}
 
 fn object_ref(site: &PhotoSite) -> ObjectReference {
     site.object_ref(&())
@@ -363,122 +243,6 @@ pub fn error_policy(
     let delay = ctx.backoff(&k);
     warn!(site = %k, error = %err, ?delay, "reconcile failed, retrying");
     Action::requeue(delay)
-}
-
-/// Run the operator until SIGTERM: metrics server, leader election, controller.
-pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = Client::try_default().await?;
-    let metrics = Arc::new(Metrics::new());
-
-    let server_metrics = metrics.clone();
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
-    info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, crate::metrics::router(server_metrics)).await {
-            warn!(error = %e, "metrics server stopped");
-        }
-    });
-
-    // Ready means "this process is healthy", leader or standby: a standby that never became
-    // ready would stall rollouts and, under the PodDisruptionBudget, block node drains.
-    metrics.ready.store(true, Ordering::Relaxed);
-
-    // SIGTERM (what Kubernetes sends) or Ctrl-C: stop waiting for the Lease, or finish the
-    // reconciles under way and release it.
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
-        }
-        info!("shutdown requested");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        }
-    };
-
-    let leadership = if args.no_leader_election {
-        None
-    } else {
-        tokio::select! {
-            lease = crate::leader::acquire(client.clone(), &args, metrics.clone()) => Some(lease?),
-            _ = stopped() => return Ok(()),
-        }
-    };
-
-    let apis = discovery::discover(&client, Apis::NONE).await;
-    info!(
-        cloudnative_pg = apis.cloudnative_pg,
-        prometheus = apis.prometheus,
-        barman_cloud = apis.barman_cloud,
-        "discovered optional APIs"
-    );
-    if !apis.cloudnative_pg {
-        warn!(
-            "CloudNativePG is not installed: PhotoSites without database.external are Degraded (CloudNativePGNotInstalled) until it is"
-        );
-    }
-
-    let namespace = args.watch_namespace.as_deref().filter(|ns| !ns.is_empty());
-    let sites: Api<DeserializeGuard<PhotoSite>> = match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    };
-    let capabilities = Arc::new(Capabilities::new(apis));
-    let (site_store, site_events) = watches::site_watch(sites, metrics.clone());
-    let mut controller = Controller::for_stream(site_events, site_store).with_config(
-        controller::Config::default()
-            .debounce(DEBOUNCE)
-            .concurrency(args.concurrency),
-    );
-    let mut stores = Stores::default();
-    for kind in Kind::ALL {
-        let ar = kind.api_resource();
-        let api: Api<DynamicObject> = match namespace {
-            Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-            None => Api::all_with(client.clone(), &ar),
-        };
-        let watch = watches::child_watch(kind, api, capabilities.subscribe(), metrics.clone());
-        stores.insert(kind, watch.writer, watch.state);
-        controller = controller.watches_stream_with(watch.events, watches::site_of, ar);
-    }
-    let changes = capabilities.changes();
-    let _discovery = discovery::spawn_refresh(
-        client.clone(),
-        capabilities.clone(),
-        Duration::from_secs(args.discovery_interval),
-    );
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        metrics.clone(),
-        stores,
-        capabilities,
-    ));
-    let run = controller
-        .reconcile_all_on(changes)
-        .graceful_shutdown_on(stopped())
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "reconcile loop");
-            }
-        });
-    match leadership {
-        Some(mut lease) => {
-            tokio::select! {
-                _ = run => {},
-                lost = lease.lost() => warn!(?lost, "lost leadership, exiting so another replica takes over"),
-            }
-            lease.release().await;
-        }
-        None => run.await,
-    }
-    Ok(())
 }
 
 #[cfg(test)]
