@@ -98,9 +98,9 @@ fn main() {
     for s in &sites {
         site_writer.apply_watcher_event(&watcher::Event::Apply(s.clone()));
         let valid = photo_operator::site::validate(s).expect("valid");
-        let desired = children::desired(&valid, &inputs).expect("desired");
+        let desired = children::desired(&valid, &inputs);
         for c in desired.children {
-            let mut o = with_hash(&c.object).expect("hash");
+            let mut o = with_hash(&c.to_json().expect("json")).expect("hash");
             o["metadata"]["resourceVersion"] = json!("12345");
             o["metadata"]["uid"] = json!("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0");
             o["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
@@ -129,7 +129,7 @@ fn main() {
     for _ in 0..rounds {
         for s in &sites {
             let valid = photo_operator::site::validate(s).expect("valid");
-            let desired = children::desired(&valid, &inputs).expect("desired");
+            let desired = children::desired(&valid, &inputs);
             let observed = Observed::from_stores(&stores, &valid).expect("observed");
             let plan = plan::plan(&desired, &observed).expect("plan");
             writes += plan.apply.len() + plan.delete.len();

@@ -46,10 +46,10 @@ pub fn render(input: &str) -> Result<String, Error> {
         if site.metadata.namespace.is_none() {
             site.metadata.namespace = Some("default".into());
         }
-        let desired = children::desired(&crate::site::validate(&site)?, &Inputs::default())?;
+        let desired = children::desired(&crate::site::validate(&site)?, &Inputs::default());
         for child in desired.children {
             out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(&child.object)?);
+            out.push_str(&serde_yaml::to_string(&child.to_json()?)?);
         }
         count += 1;
     }

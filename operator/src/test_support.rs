@@ -40,7 +40,7 @@ pub fn valid(s: &PhotoSite) -> ValidatedSite<'_> {
 
 /// Every child of a test PhotoSite.
 pub fn build_all(s: &PhotoSite, inputs: &Inputs) -> Desired {
-    desired(&valid(s), inputs).expect("desired children")
+    desired(&valid(s), inputs)
 }
 
 pub const DEMO: &str = "apiVersion: photostack.io/v1alpha1
@@ -97,4 +97,9 @@ pub fn external(name: &str) -> crate::crd::ExternalDatabaseSpec {
         ssl_mode: None,
         ca_secret: None,
     }
+}
+
+/// A built object as JSON, as it is applied.
+pub fn json<T: serde::Serialize>(object: &T) -> serde_json::Value {
+    serde_json::to_value(object).expect("serialisable object")
 }

@@ -20,6 +20,7 @@
 
 pub mod backup;
 pub mod config_map;
+pub mod crd_types;
 pub mod database;
 pub mod deployment;
 pub mod hpa;
@@ -34,19 +35,125 @@ pub mod secret;
 pub mod service;
 pub mod service_account;
 
-use serde::Serialize;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::Value;
 
+use crate::names;
 use crate::site::ValidatedSite;
-use crate::{Error, names};
 pub use kind::{Apis, Kind, OptionalApi, possible_children};
 
-/// One desired child: its kind, name and the full object to server-side apply.
+/// One desired child: its kind, name and the typed object to server-side apply.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Child {
+    /// The kind of [`Child::object`] (kept with it by [`Child::new`]).
     pub kind: Kind,
     pub name: String,
-    pub object: Value,
+    pub object: ChildObject,
+}
+
+impl Child {
+    pub fn new(name: String, object: ChildObject) -> Child {
+        Child {
+            kind: object.kind(),
+            name,
+            object,
+        }
+    }
+
+    /// The object as JSON, as it is server-side applied (the only place it is serialised).
+    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
+        self.object.to_json()
+    }
+
+    /// The object as JSON, for tests.
+    #[cfg(test)]
+    pub fn json(&self) -> Value {
+        self.to_json().expect("serialisable child")
+    }
+}
+
+/// A desired object, typed: k8s-openapi types for the built-in kinds, [`crd_types`] for the
+/// others. One variant per [`Kind`].
+// A site has about twenty children, built once per reconcile and serialised at once: their
+// size on the stack does not matter, boxing each would only add allocations.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChildObject {
+    ServiceAccount(ServiceAccount),
+    ConfigMap(ConfigMap),
+    Secret(Secret),
+    PersistentVolumeClaim(PersistentVolumeClaim),
+    ObjectStore(crd_types::ObjectStore),
+    DatabaseCluster(crd_types::Cluster),
+    ScheduledBackup(crd_types::ScheduledBackup),
+    Service(Service),
+    PodDisruptionBudget(PodDisruptionBudget),
+    NetworkPolicy(NetworkPolicy),
+    Job(Job),
+    Deployment(Deployment),
+    CronJob(CronJob),
+    HorizontalPodAutoscaler(HorizontalPodAutoscaler),
+    Ingress(Ingress),
+    ServiceMonitor(crd_types::ServiceMonitor),
+    PodMonitor(crd_types::PodMonitor),
+    PrometheusRule(crd_types::PrometheusRule),
+}
+
+impl ChildObject {
+    pub fn kind(&self) -> Kind {
+        match self {
+            ChildObject::ServiceAccount(_) => Kind::ServiceAccount,
+            ChildObject::ConfigMap(_) => Kind::ConfigMap,
+            ChildObject::Secret(_) => Kind::Secret,
+            ChildObject::PersistentVolumeClaim(_) => Kind::PersistentVolumeClaim,
+            ChildObject::ObjectStore(_) => Kind::ObjectStore,
+            ChildObject::DatabaseCluster(_) => Kind::DatabaseCluster,
+            ChildObject::ScheduledBackup(_) => Kind::ScheduledBackup,
+            ChildObject::Service(_) => Kind::Service,
+            ChildObject::PodDisruptionBudget(_) => Kind::PodDisruptionBudget,
+            ChildObject::NetworkPolicy(_) => Kind::NetworkPolicy,
+            ChildObject::Job(_) => Kind::Job,
+            ChildObject::Deployment(_) => Kind::Deployment,
+            ChildObject::CronJob(_) => Kind::CronJob,
+            ChildObject::HorizontalPodAutoscaler(_) => Kind::HorizontalPodAutoscaler,
+            ChildObject::Ingress(_) => Kind::Ingress,
+            ChildObject::ServiceMonitor(_) => Kind::ServiceMonitor,
+            ChildObject::PodMonitor(_) => Kind::PodMonitor,
+            ChildObject::PrometheusRule(_) => Kind::PrometheusRule,
+        }
+    }
+
+    /// The object as JSON (object keys sorted: the applied-hash annotation and `render` depend
+    /// on that order).
+    pub fn to_json(&self) -> Result<Value, serde_json::Error> {
+        match self {
+            ChildObject::ServiceAccount(o) => serde_json::to_value(o),
+            ChildObject::ConfigMap(o) => serde_json::to_value(o),
+            ChildObject::Secret(o) => serde_json::to_value(o),
+            ChildObject::PersistentVolumeClaim(o) => serde_json::to_value(o),
+            ChildObject::ObjectStore(o) => serde_json::to_value(o),
+            ChildObject::DatabaseCluster(o) => serde_json::to_value(o),
+            ChildObject::ScheduledBackup(o) => serde_json::to_value(o),
+            ChildObject::Service(o) => serde_json::to_value(o),
+            ChildObject::PodDisruptionBudget(o) => serde_json::to_value(o),
+            ChildObject::NetworkPolicy(o) => serde_json::to_value(o),
+            ChildObject::Job(o) => serde_json::to_value(o),
+            ChildObject::Deployment(o) => serde_json::to_value(o),
+            ChildObject::CronJob(o) => serde_json::to_value(o),
+            ChildObject::HorizontalPodAutoscaler(o) => serde_json::to_value(o),
+            ChildObject::Ingress(o) => serde_json::to_value(o),
+            ChildObject::ServiceMonitor(o) => serde_json::to_value(o),
+            ChildObject::PodMonitor(o) => serde_json::to_value(o),
+            ChildObject::PrometheusRule(o) => serde_json::to_value(o),
+        }
+    }
 }
 
 /// Secret values generated once per site and then read back from the cluster.
@@ -116,179 +223,242 @@ impl Desired {
     }
 }
 
-fn child<T: Serialize>(kind: Kind, name: String, object: &T) -> Result<Child, Error> {
-    Ok(Child {
-        kind,
-        name,
-        object: serde_json::to_value(object)?,
-    })
-}
-
-/// Build every desired child of a validated PhotoSite, in apply order.
-pub fn desired(site: &ValidatedSite, inputs: &Inputs) -> Result<Desired, Error> {
-    let spec = site.spec;
-    let mut children = Vec::with_capacity(Kind::ALL.len() + 1);
+/// The optional APIs a site needs that the cluster lacks, in the order they are reported.
+fn missing_apis(site: &ValidatedSite, apis: Apis) -> Vec<OptionalApi> {
     let mut missing = Vec::new();
-
-    children.push(child(
-        Kind::ServiceAccount,
-        names::app(site.name),
-        &service_account::build(site),
-    )?);
-    let cm = config_map::build(site);
-    let config_hash = config_map::hash(&cm);
-    children.push(child(Kind::ConfigMap, names::config_map(site.name), &cm)?);
-    if let Some(creds) = &inputs.credentials {
-        children.push(child(
-            Kind::Secret,
-            names::credentials_secret(site.name),
-            &secret::build(site, creds),
-        )?);
-    }
-    if site.owns_originals_claim() {
-        children.push(child(
-            Kind::PersistentVolumeClaim,
-            names::originals_claim(site.name),
-            &pvc::build(site),
-        )?);
-    }
-    // The database's backups and restore need the Barman Cloud plugin: without it a backed-up
-    // cluster runs unarchived, and a restored one is held back (it would start empty).
-    let wants_plugin =
-        site.cloudnative_pg_database() && (site.backup.is_some() || site.restore.is_some());
-    let plugin = wants_plugin && inputs.apis.barman_cloud;
     if site.cloudnative_pg_database() {
-        if !inputs.apis.cloudnative_pg {
+        if !apis.cloudnative_pg {
             missing.push(OptionalApi::CloudNativePg);
         }
-        if wants_plugin && !inputs.apis.barman_cloud {
+        if wants_plugin(site) && !apis.barman_cloud {
             missing.push(OptionalApi::BarmanCloud);
         }
     }
-    let cloudnative_pg = site.cloudnative_pg_database() && inputs.apis.cloudnative_pg;
-    if plugin {
-        if let Some(b) = &site.backup {
-            children.push(Child {
-                kind: Kind::ObjectStore,
-                name: names::backup(site.name),
-                object: object_store::object_store(
-                    site,
-                    names::backup(site.name),
-                    &b.store,
-                    Some(&b.spec.retention),
-                ),
-            });
-        }
-        if let Some(r) = &site.restore {
-            children.push(Child {
-                kind: Kind::ObjectStore,
-                name: names::restore(site.name),
-                object: object_store::object_store(site, names::restore(site.name), &r.store, None),
-            });
-        }
+    let m = &site.spec.monitoring;
+    if (m.service_monitor || m.alerts) && !apis.prometheus {
+        missing.push(OptionalApi::PrometheusOperator);
     }
-    if cloudnative_pg && (site.restore.is_none() || plugin) {
-        children.push(Child {
-            kind: Kind::DatabaseCluster,
-            name: names::database_cluster(site.name),
-            object: database::build(site, plugin),
-        });
-        if let (true, Some(b)) = (plugin, &site.backup) {
-            children.push(Child {
-                kind: Kind::ScheduledBackup,
-                name: names::backup(site.name),
-                object: object_store::scheduled_backup(site, &b.database_schedule),
-            });
+    missing
+}
+
+/// Whether the site's database backups or restore need the Barman Cloud plugin.
+fn wants_plugin(site: &ValidatedSite) -> bool {
+    site.cloudnative_pg_database() && (site.backup.is_some() || site.restore.is_some())
+}
+
+/// Build every desired child of a validated PhotoSite, in apply order: the children of each
+/// kind of [`Kind::ALL`] in turn ([`build_kind`]).
+pub fn desired(site: &ValidatedSite, inputs: &Inputs) -> Desired {
+    let ctx = BuildContext::new(site, inputs);
+    let mut children = Vec::with_capacity(Kind::ALL.len() + 1);
+    for kind in Kind::ALL {
+        for (name, object) in build_kind(kind, &ctx) {
+            debug_assert_eq!(object.kind(), kind);
+            children.push(Child::new(name, object));
         }
     }
-    children.push(child(
-        Kind::Service,
-        names::app(site.name),
-        &service::build(site),
-    )?);
-    children.push(child(
-        Kind::Service,
-        names::metrics_service(site.name),
-        &service::metrics(site),
-    )?);
-    children.push(child(
-        Kind::PodDisruptionBudget,
-        names::app(site.name),
-        &pdb::build(site),
-    )?);
-    children.push(child(
-        Kind::NetworkPolicy,
-        names::app(site.name),
-        &network_policy::build(site, inputs.external_database.as_ref()),
-    )?);
-    if let Some(np) = network_policy::jobs(site, inputs.external_database.as_ref()) {
-        children.push(child(
-            Kind::NetworkPolicy,
-            names::jobs_network_policy(site.name),
-            &np,
-        )?);
+    Desired {
+        children,
+        missing: missing_apis(site, inputs.apis),
     }
-    let restoring = site.restore.is_some() && !inputs.originals_restored;
-    if let (true, Some(r)) = (restoring, &site.restore) {
-        children.push(child(
-            Kind::Job,
-            names::restore(site.name),
-            &backup::restore_job(site, &r.store),
-        )?);
-    }
-    if !restoring {
-        children.push(child(
-            Kind::Deployment,
-            names::app(site.name),
-            &deployment::build(site, &config_hash, inputs),
-        )?);
-        if let Some(b) = &site.backup {
-            children.push(child(
-                Kind::CronJob,
-                names::backup(site.name),
-                &backup::cron_job(site, &b.schedule, &b.store),
-            )?);
+}
+
+/// What [`build_kind`] decides with, computed once per site.
+struct BuildContext<'a> {
+    site: &'a ValidatedSite<'a>,
+    inputs: &'a Inputs,
+    config_map: ConfigMap,
+    /// The database's backups or restore go through the Barman Cloud plugin (wanted and
+    /// installed): without it a backed-up cluster runs unarchived, and a restored one is held
+    /// back (it would start empty).
+    plugin: bool,
+    /// The site has a CloudNativePG database and CloudNativePG is installed.
+    cloudnative_pg: bool,
+    /// The restore of `spec.restore` still has to run before the servers start.
+    restoring: bool,
+}
+
+impl<'a> BuildContext<'a> {
+    fn new(site: &'a ValidatedSite<'a>, inputs: &'a Inputs) -> Self {
+        BuildContext {
+            site,
+            inputs,
+            config_map: config_map::build(site),
+            plugin: wants_plugin(site) && inputs.apis.barman_cloud,
+            cloudnative_pg: site.cloudnative_pg_database() && inputs.apis.cloudnative_pg,
+            restoring: site.restore.is_some() && !inputs.originals_restored,
         }
     }
-    if spec.autoscaling.enabled && !restoring {
-        children.push(child(
-            Kind::HorizontalPodAutoscaler,
-            names::app(site.name),
-            &hpa::build(site),
-        )?);
+
+    /// Whether the CloudNativePG Cluster is built (a restored one only with the plugin).
+    fn database(&self) -> bool {
+        self.cloudnative_pg && (self.site.restore.is_none() || self.plugin)
     }
-    if let Some(ing) = ingress::build(site) {
-        children.push(child(Kind::Ingress, names::app(site.name), &ing)?);
-    }
-    let m = &spec.monitoring;
-    if m.service_monitor || m.alerts {
-        if inputs.apis.prometheus {
-            if m.service_monitor {
-                children.push(Child {
-                    kind: Kind::ServiceMonitor,
-                    name: names::app(site.name),
-                    object: monitoring::service_monitor(site),
-                });
-                if spec.database.external.is_none() && inputs.apis.cloudnative_pg {
-                    children.push(Child {
-                        kind: Kind::PodMonitor,
-                        name: names::database_pod_monitor(site.name),
-                        object: monitoring::database_pod_monitor(site),
-                    });
+}
+
+/// The children of one kind (name and object). The match is exhaustive: a new [`Kind`] does
+/// not compile until it has a builder here and a [`ChildObject`] variant.
+fn build_kind(kind: Kind, ctx: &BuildContext) -> Vec<(String, ChildObject)> {
+    let site = ctx.site;
+    let inputs = ctx.inputs;
+    let name = site.name;
+    let monitoring = &site.spec.monitoring;
+    let mut out = Vec::new();
+    match kind {
+        Kind::ServiceAccount => out.push((
+            names::app(name),
+            ChildObject::ServiceAccount(service_account::build(site)),
+        )),
+        Kind::ConfigMap => out.push((
+            names::config_map(name),
+            ChildObject::ConfigMap(ctx.config_map.clone()),
+        )),
+        Kind::Secret => {
+            if let Some(creds) = &inputs.credentials {
+                out.push((
+                    names::credentials_secret(name),
+                    ChildObject::Secret(secret::build(site, creds)),
+                ));
+            }
+        }
+        Kind::PersistentVolumeClaim => {
+            if site.owns_originals_claim() {
+                out.push((
+                    names::originals_claim(name),
+                    ChildObject::PersistentVolumeClaim(pvc::build(site)),
+                ));
+            }
+        }
+        Kind::ObjectStore => {
+            if ctx.plugin {
+                if let Some(b) = &site.backup {
+                    let n = names::backup(name);
+                    let o = object_store::object_store(
+                        site,
+                        n.clone(),
+                        &b.store,
+                        Some(&b.spec.retention),
+                    );
+                    out.push((n, ChildObject::ObjectStore(o)));
+                }
+                if let Some(r) = &site.restore {
+                    let n = names::restore(name);
+                    let o = object_store::object_store(site, n.clone(), &r.store, None);
+                    out.push((n, ChildObject::ObjectStore(o)));
                 }
             }
-            if m.alerts {
-                children.push(Child {
-                    kind: Kind::PrometheusRule,
-                    name: names::app(site.name),
-                    object: monitoring::prometheus_rule(site),
-                });
+        }
+        Kind::DatabaseCluster => {
+            if ctx.database() {
+                out.push((
+                    names::database_cluster(name),
+                    ChildObject::DatabaseCluster(database::build(site, ctx.plugin)),
+                ));
             }
-        } else {
-            missing.push(OptionalApi::PrometheusOperator);
+        }
+        Kind::ScheduledBackup => {
+            if let (true, true, Some(b)) = (ctx.database(), ctx.plugin, &site.backup) {
+                out.push((
+                    names::backup(name),
+                    ChildObject::ScheduledBackup(object_store::scheduled_backup(
+                        site,
+                        &b.database_schedule,
+                    )),
+                ));
+            }
+        }
+        Kind::Service => {
+            out.push((names::app(name), ChildObject::Service(service::build(site))));
+            out.push((
+                names::metrics_service(name),
+                ChildObject::Service(service::metrics(site)),
+            ));
+        }
+        Kind::PodDisruptionBudget => out.push((
+            names::app(name),
+            ChildObject::PodDisruptionBudget(pdb::build(site)),
+        )),
+        Kind::NetworkPolicy => {
+            let external = inputs.external_database.as_ref();
+            out.push((
+                names::app(name),
+                ChildObject::NetworkPolicy(network_policy::build(site, external)),
+            ));
+            if let Some(np) = network_policy::jobs(site, external) {
+                out.push((
+                    names::jobs_network_policy(name),
+                    ChildObject::NetworkPolicy(np),
+                ));
+            }
+        }
+        Kind::Job => {
+            if let (true, Some(r)) = (ctx.restoring, &site.restore) {
+                out.push((
+                    names::restore(name),
+                    ChildObject::Job(backup::restore_job(site, &r.store)),
+                ));
+            }
+        }
+        Kind::Deployment => {
+            if !ctx.restoring {
+                let hash = config_map::hash(&ctx.config_map);
+                out.push((
+                    names::app(name),
+                    ChildObject::Deployment(deployment::build(site, &hash, inputs)),
+                ));
+            }
+        }
+        Kind::CronJob => {
+            if let (false, Some(b)) = (ctx.restoring, &site.backup) {
+                out.push((
+                    names::backup(name),
+                    ChildObject::CronJob(backup::cron_job(site, &b.schedule, &b.store)),
+                ));
+            }
+        }
+        Kind::HorizontalPodAutoscaler => {
+            if site.spec.autoscaling.enabled && !ctx.restoring {
+                out.push((
+                    names::app(name),
+                    ChildObject::HorizontalPodAutoscaler(hpa::build(site)),
+                ));
+            }
+        }
+        Kind::Ingress => {
+            if let Some(ing) = ingress::build(site) {
+                out.push((names::app(name), ChildObject::Ingress(ing)));
+            }
+        }
+        Kind::ServiceMonitor => {
+            if inputs.apis.prometheus && monitoring.service_monitor {
+                out.push((
+                    names::app(name),
+                    ChildObject::ServiceMonitor(monitoring::service_monitor(site)),
+                ));
+            }
+        }
+        Kind::PodMonitor => {
+            if inputs.apis.prometheus
+                && monitoring.service_monitor
+                && site.spec.database.external.is_none()
+                && inputs.apis.cloudnative_pg
+            {
+                out.push((
+                    names::database_pod_monitor(name),
+                    ChildObject::PodMonitor(monitoring::database_pod_monitor(site)),
+                ));
+            }
+        }
+        Kind::PrometheusRule => {
+            if inputs.apis.prometheus && monitoring.alerts {
+                out.push((
+                    names::app(name),
+                    ChildObject::PrometheusRule(monitoring::prometheus_rule(site)),
+                ));
+            }
         }
     }
-    Ok(Desired { children, missing })
+    out
 }
 
 #[cfg(test)]
@@ -391,7 +561,7 @@ mod tests {
         assert!(d.get(Kind::ObjectStore).is_none());
         assert!(d.get(Kind::ScheduledBackup).is_none());
         assert!(d.get(Kind::CronJob).is_some());
-        let cluster = &d.get(Kind::DatabaseCluster).unwrap().object;
+        let cluster = d.get(Kind::DatabaseCluster).unwrap().json();
         assert!(cluster["spec"].get("plugins").is_none());
         // an external database needs no plugin: only the originals are backed up here
         let s = with(s, |s| s.spec.database.external = Some(external("rds")));
@@ -500,7 +670,8 @@ mod tests {
         for s in [demo(), fakeflickr(), backed_up, restored] {
             let d = build_all(&s, &inputs());
             for c in &d.children {
-                let m = &c.object["metadata"];
+                let object = c.json();
+                let m = &object["metadata"];
                 assert_eq!(m["name"], c.name.as_str());
                 assert_eq!(m["namespace"], "photos");
                 assert!(crate::names::is_dns_label(&c.name));
@@ -509,7 +680,7 @@ mod tests {
                     s.metadata.name.as_deref().unwrap()
                 );
                 assert_eq!(m["labels"][labels::MANAGED_BY], labels::MANAGER);
-                assert_eq!(c.object["kind"], c.kind.kind_name());
+                assert_eq!(object["kind"], c.kind.kind_name());
                 let data = matches!(
                     c.kind,
                     Kind::PersistentVolumeClaim | Kind::DatabaseCluster | Kind::ObjectStore
@@ -540,7 +711,8 @@ mod tests {
         let s = with(demo(), |s| s.spec.data_policy = DataPolicy::Delete);
         let d = build_all(&s, &inputs());
         for k in [Kind::PersistentVolumeClaim, Kind::DatabaseCluster] {
-            let o = &d.get(k).unwrap().object["metadata"]["ownerReferences"][0];
+            let object = d.get(k).unwrap().json();
+            let o = &object["metadata"]["ownerReferences"][0];
             assert_eq!(o["name"], "demo");
         }
     }

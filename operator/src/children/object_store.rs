@@ -15,11 +15,16 @@
 //! Both ObjectStores are data children ([`ValidatedSite::data_meta`]): under
 //! `dataPolicy: Retain` they outlive the PhotoSite with the database cluster that
 //! references them, as a retained cluster whose ObjectStore vanished would keep failing to
-//! archive its WAL and fill its disk. No Rust types exist for these CRDs, so the objects are
-//! JSON; `schema_check` validates them against the plugin's and CloudNativePG's CRDs.
+//! archive its WAL and fill its disk. They are typed by [`super::crd_types`];
+//! `schema_check` validates them against the plugin's and CloudNativePG's CRDs.
 
-use serde_json::{Value, json};
+use k8s_openapi::api::core::v1::EnvVar;
 
+use super::crd_types::{
+    BarmanConfiguration, CLOUDNATIVE_PG, LocalName, Object, ObjectStore, ObjectStoreSpec,
+    S3Credentials, ScheduledBackup, ScheduledBackupSpec, SecretKey, SidecarConfiguration,
+    WalConfiguration,
+};
 use crate::names;
 use crate::site::{ACCESS_KEY_ID, ACCESS_SECRET_KEY, Store, ValidatedSite};
 
@@ -27,8 +32,11 @@ use crate::site::{ACCESS_KEY_ID, ACCESS_SECRET_KEY, Store, ValidatedSite};
 /// `pluginConfiguration`.
 pub const PLUGIN: &str = "barman-cloud.cloudnative-pg.io";
 
-fn secret_key(name: &str, key: &str) -> Value {
-    json!({ "name": name, "key": key })
+fn secret_key(name: &str, key: &str) -> SecretKey {
+    SecretKey {
+        name: name.into(),
+        key: key.into(),
+    }
 }
 
 /// A Barman Cloud `ObjectStore` for `store`, named `name`; with a retention policy for the
@@ -38,57 +46,60 @@ pub fn object_store(
     name: String,
     store: &Store,
     retention: Option<&str>,
-) -> Value {
+) -> ObjectStore {
     let s = store.spec;
-    let mut configuration = json!({
-        "destinationPath": store.database_path(),
-        "s3Credentials": {
-            "accessKeyId": secret_key(&s.credentials_secret, ACCESS_KEY_ID),
-            "secretAccessKey": secret_key(&s.credentials_secret, ACCESS_SECRET_KEY),
+    Object {
+        api_version: "barmancloud.cnpg.io/v1",
+        kind: "ObjectStore",
+        metadata: site.data_meta(name, "backup"),
+        spec: ObjectStoreSpec {
+            configuration: BarmanConfiguration {
+                destination_path: store.database_path(),
+                s3_credentials: S3Credentials {
+                    access_key_id: secret_key(&s.credentials_secret, ACCESS_KEY_ID),
+                    secret_access_key: secret_key(&s.credentials_secret, ACCESS_SECRET_KEY),
+                },
+                wal: WalConfiguration {
+                    compression: "gzip".into(),
+                },
+                endpoint_url: store.endpoint.clone(),
+                endpoint_ca: s.ca_secret.as_ref().map(|ca| secret_key(&ca.name, &ca.key)),
+            },
+            retention_policy: retention.map(String::from),
+            // barman-cloud (boto3) reads the region from the environment.
+            instance_sidecar_configuration: s.region.as_ref().map(|region| SidecarConfiguration {
+                env: vec![EnvVar {
+                    name: "AWS_DEFAULT_REGION".into(),
+                    value: Some(region.clone()),
+                    value_from: None,
+                }],
+            }),
         },
-        "wal": { "compression": "gzip" },
-    });
-    if let Some(e) = &store.endpoint {
-        configuration["endpointURL"] = json!(e);
     }
-    if let Some(ca) = &s.ca_secret {
-        configuration["endpointCA"] = secret_key(&ca.name, &ca.key);
-    }
-    let mut spec = json!({ "configuration": configuration });
-    if let Some(r) = retention {
-        spec["retentionPolicy"] = json!(r);
-    }
-    if let Some(region) = &s.region {
-        // barman-cloud (boto3) reads the region from the environment.
-        spec["instanceSidecarConfiguration"] =
-            json!({ "env": [{ "name": "AWS_DEFAULT_REGION", "value": region }] });
-    }
-    json!({
-        "apiVersion": "barmancloud.cnpg.io/v1",
-        "kind": "ObjectStore",
-        "metadata": site.data_meta(name, "backup"),
-        "spec": spec,
-    })
 }
 
 /// The CloudNativePG `ScheduledBackup` of the site's database (base backups through the
 /// plugin; WAL is archived continuously by the Cluster's `isWALArchiver` plugin).
-pub fn scheduled_backup(site: &ValidatedSite, schedule: &str) -> Value {
-    json!({
-        "apiVersion": "postgresql.cnpg.io/v1",
-        "kind": "ScheduledBackup",
-        "metadata": site.meta(names::backup(site.name), "backup"),
-        "spec": {
-            "schedule": schedule,
-            "cluster": { "name": names::database_cluster(site.name) },
-            "method": "plugin",
-            "pluginConfiguration": { "name": PLUGIN },
+pub fn scheduled_backup(site: &ValidatedSite, schedule: &str) -> ScheduledBackup {
+    Object {
+        api_version: CLOUDNATIVE_PG,
+        kind: "ScheduledBackup",
+        metadata: site.meta(names::backup(site.name), "backup"),
+        spec: ScheduledBackupSpec {
+            schedule: schedule.into(),
+            cluster: LocalName {
+                name: names::database_cluster(site.name),
+            },
+            method: "plugin".into(),
+            plugin_configuration: LocalName {
+                name: PLUGIN.into(),
+            },
             // a base backup at once: point-in-time recovery needs one to start from
-            "immediate": true,
+            immediate: true,
             // the Backup objects go with the ScheduledBackup (the data stays in the store)
-            "backupOwnerReference": "self",
+            backup_owner_reference: "self".into(),
         },
-    })
+    }
 }
 
 #[cfg(test)]
@@ -120,7 +131,7 @@ mod tests {
             key: "ca.crt".into(),
         });
         let st = store("f", &s).unwrap();
-        let o = object_store(&v, "photos-backup".into(), &st, Some("30d"));
+        let o = json(&object_store(&v, "photos-backup".into(), &st, Some("30d")));
         let c = &o["spec"]["configuration"];
         assert_eq!(c["destinationPath"], "s3://backups/prod/photos/postgres");
         assert_eq!(c["endpointURL"], "https://minio.example.com");
@@ -138,7 +149,7 @@ mod tests {
         // the plugin refuses a serverName here (it is the Cluster's plugin parameter)
         assert!(c.get("serverName").is_none());
         // a restore's source is never pruned by this site
-        let r = object_store(&v, "photos-restore".into(), &st, None);
+        let r = json(&object_store(&v, "photos-restore".into(), &st, None));
         assert!(r["spec"].get("retentionPolicy").is_none());
         // data: not owned under Retain
         assert!(o["metadata"].get("ownerReferences").is_none());
@@ -147,7 +158,7 @@ mod tests {
     #[test]
     fn scheduled_backup_uses_the_plugin() {
         let site = demo();
-        let b = scheduled_backup(&valid(&site), "0 0 3 * * *");
+        let b = json(&scheduled_backup(&valid(&site), "0 0 3 * * *"));
         assert_eq!(b["spec"]["schedule"], "0 0 3 * * *");
         assert_eq!(b["spec"]["cluster"]["name"], "demo-db");
         assert_eq!(b["spec"]["method"], "plugin");

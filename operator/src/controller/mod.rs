@@ -187,7 +187,7 @@ pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, E
         external_database: refs.external_database,
         originals_restored,
     };
-    let desired = children::desired(&site, &inputs)?;
+    let desired = children::desired(&site, &inputs);
     let plan = plan::plan(&desired, &observed)?;
     let applied = apply::apply(&site, &plan, observed, ctx).await?;
     let deleted = apply::cleanup(&site, &plan, ctx).await?;

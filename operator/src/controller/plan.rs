@@ -35,7 +35,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::Stores;
-use crate::children::{self, Child, Desired, Kind};
+use crate::children::{self, Desired, Kind};
 use crate::quantity;
 use crate::site::ValidatedSite;
 use crate::{Error, labels};
@@ -223,11 +223,19 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// A child to server-side apply: the desired object serialised, with its hash annotation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToApply {
+    pub kind: Kind,
+    pub name: String,
+    pub object: Value,
+}
+
 /// What to write for one site.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     /// Children to server-side apply, in apply order, with their hash annotation.
-    pub apply: Vec<Child>,
+    pub apply: Vec<ToApply>,
     /// Children whose live copy already matches.
     pub unchanged: Vec<(Kind, String)>,
     /// Children held back because the API would refuse them.
@@ -304,8 +312,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
             plan.unchanged.push((c.kind, c.name.clone()));
             continue;
         }
+        let json = c.to_json()?;
         let object = if c.kind == Kind::PersistentVolumeClaim {
-            match claim(&c.object, live) {
+            match claim(&json, live) {
                 Ok(o) => o,
                 Err(message) => {
                     plan.held.push(Refusal {
@@ -317,11 +326,11 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
                 }
             }
         } else {
-            c.object.clone()
+            json
         };
         let object = with_hash(&object)?;
         if needs_apply(&object, live) {
-            plan.apply.push(Child {
+            plan.apply.push(ToApply {
                 kind: c.kind,
                 name: c.name.clone(),
                 object,
@@ -390,7 +399,7 @@ mod tests {
         // A list response's items carry no apiVersion/kind (watch events do).
         let d = build_all(&demo(), &inputs());
         for c in &d.children {
-            let desired = with_hash(&c.object).unwrap();
+            let desired = with_hash(&c.json()).unwrap();
             let mut listed = desired.clone();
             let m = listed.as_object_mut().unwrap();
             m.remove("apiVersion");
@@ -435,7 +444,7 @@ mod tests {
                 .map(|c| {
                     (
                         (c.kind, c.name.clone()),
-                        pruned(&with_hash(&c.object).unwrap()),
+                        pruned(&with_hash(&c.json()).unwrap()),
                     )
                 })
                 .collect(),

@@ -55,7 +55,7 @@ fn converged(site: &PhotoSite) -> Vec<(Kind, Value)> {
         .children
         .iter()
         .map(|c| {
-            let mut o = with_hash(&c.object).unwrap();
+            let mut o = with_hash(&c.json()).unwrap();
             o["metadata"]["generation"] = json!(1);
             o["metadata"]["resourceVersion"] = json!("7");
             match c.kind {
@@ -1279,7 +1279,7 @@ async fn a_finished_restore_starts_the_servers_and_is_recorded() {
         .children
         .iter()
         .map(|c| {
-            let mut o = with_hash(&c.object).unwrap();
+            let mut o = with_hash(&c.json()).unwrap();
             o["metadata"]["creationTimestamp"] = json!(hours_ago(1));
             (c.kind, o)
         })
@@ -1325,7 +1325,7 @@ async fn a_finished_restore_starts_the_servers_and_is_recorded() {
     let now: Vec<(Kind, Value)> = build_all(&site, &restored)
         .children
         .iter()
-        .map(|c| (c.kind, with_hash(&c.object).unwrap()))
+        .map(|c| (c.kind, with_hash(&c.json()).unwrap()))
         .collect();
     let (ctx, server) = Context::test(fixtures_stores(&now));
     let verifier = server.run(vec![
@@ -1346,7 +1346,7 @@ async fn a_failed_restore_is_degraded_and_never_starts_the_servers() {
     let mut live: Vec<(Kind, Value)> = build_all(&site, &restoring)
         .children
         .iter()
-        .map(|c| (c.kind, with_hash(&c.object).unwrap()))
+        .map(|c| (c.kind, with_hash(&c.json()).unwrap()))
         .collect();
     for (k, o) in live.iter_mut() {
         if *k == Kind::Job {
