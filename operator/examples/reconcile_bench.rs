@@ -7,7 +7,8 @@
 //! photo-operator --example reconcile_bench`)
 //!
 //! Per site it does what a reconcile does without API round trips: validate and build every
-//! child, read the live copies from the stores, plan (hash and compare: the no-write check,
+//! child, read the live copies from the stores (parsed into typed observations), decide the
+//! restore, plan (hash and compare: the no-write check,
 //! the same `plan` the controller uses), and compute the status.
 
 use std::collections::HashMap;
@@ -18,8 +19,10 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use photo_operator::children::{self, Apis, Credentials, Inputs, Kind};
 use photo_operator::controller::Stores;
-use photo_operator::controller::plan::{self, Observed, prune_dynamic, with_hash};
-use photo_operator::controller::status;
+use photo_operator::controller::observe::Observed;
+use photo_operator::controller::plan;
+use photo_operator::controller::ssa::{prune_dynamic, with_hash};
+use photo_operator::controller::{restore, status};
 use photo_operator::crd::PhotoSite;
 use serde_json::json;
 
@@ -131,6 +134,12 @@ fn main() {
             let valid = photo_operator::site::validate(s).expect("valid");
             let desired = children::desired(&valid, &inputs);
             let observed = Observed::from_stores(&stores, &valid).expect("observed");
+            let restore_job = photo_operator::names::restore(valid.name);
+            let restore = restore::decide(
+                &valid,
+                s.status.as_ref(),
+                observed.get(Kind::Job, &restore_job),
+            );
             let plan = plan::plan(&desired, &observed).expect("plan");
             writes += plan.apply.len() + plan.delete.len();
             let observations = status::Observations {
@@ -139,6 +148,7 @@ fn main() {
                 missing: &desired.missing,
                 existing_claim_phase: None,
                 now: k8s_openapi::jiff::Timestamp::now(),
+                restore,
             };
             std::hint::black_box(status::compute(s, &valid, &observations));
         }

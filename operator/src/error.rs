@@ -61,6 +61,9 @@ pub enum Error {
         seconds: u64,
         detail: String,
     },
+    /// A live child did not parse into its observation type.
+    #[error(transparent)]
+    Observe(#[from] crate::controller::observe::ObserveError),
     /// Serialising an object failed (a bug).
     #[error("serialization: {0}")]
     Serialization(#[from] serde_json::Error),
@@ -97,7 +100,7 @@ impl Error {
             Error::MissingClaim(_) => "missing_claim",
             Error::MissingDatabaseSecret(_) => "missing_database_secret",
             Error::InvalidObject(_) => "invalid_object",
-            Error::Serialization(_) | Error::Yaml(_) => "serialization",
+            Error::Serialization(_) | Error::Yaml(_) | Error::Observe(_) => "serialization",
             Error::WatchNotListed { .. } => "watch_not_listed",
             Error::Api { .. } => match self.api_code() {
                 Some(409) => "api_conflict",
@@ -118,7 +121,7 @@ impl Error {
             Error::MissingClaim(_) => "ExistingClaimNotFound",
             Error::MissingDatabaseSecret(_) => "DatabaseSecretNotFound",
             Error::InvalidObject(_) => "InvalidObject",
-            Error::Serialization(_) | Error::Yaml(_) => "InternalError",
+            Error::Serialization(_) | Error::Yaml(_) | Error::Observe(_) => "InternalError",
             Error::WatchNotListed { .. } => "WatchNotListed",
             Error::Api { .. } => match self.api_code() {
                 Some(409) => "ApplyConflict",

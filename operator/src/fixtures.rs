@@ -252,7 +252,7 @@ pub fn stores(objects: &[(Kind, Value)]) -> Stores {
                     m.remove("kind");
                 }
                 let mut o: DynamicObject = serde_json::from_value(listed).expect("dynamic object");
-                crate::controller::plan::prune_dynamic(kind, &mut o);
+                crate::controller::ssa::prune_dynamic(kind, &mut o);
                 writer.apply_watcher_event(&watcher::Event::Apply(o));
             }
         }

@@ -13,10 +13,10 @@
 use std::collections::HashMap;
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use serde_json::Value;
 
 use super::Context;
-use super::plan::{Observed, Plan, Refusal, protected};
+use super::observe::{Observed, ObservedChild};
+use super::plan::{Plan, Refusal, protected};
 use crate::children::Kind;
 use crate::error::{Stage, is_not_found, is_refusal};
 use crate::metrics::KindLabels;
@@ -31,7 +31,7 @@ pub struct Applied {
     /// Children the API refused or the plan held back.
     pub refused: Vec<Refusal>,
     /// Live copy of each child (apply response, or store copy when not written).
-    pub live: HashMap<(Kind, String), Value>,
+    pub live: HashMap<(Kind, String), ObservedChild>,
 }
 
 fn object_name(kind: Kind, namespace: &str, name: &str) -> String {
@@ -90,7 +90,7 @@ pub async fn apply(
         applied.changed.push((child.kind, child.name.clone()));
         applied.live.insert(
             (child.kind, child.name.clone()),
-            serde_json::to_value(&result)?,
+            ObservedChild::parse(child.kind, &result)?,
         );
         ctx.stores.record(child.kind, result);
     }

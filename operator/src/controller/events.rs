@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 
-use super::status::Problem;
+use super::conditions::Problem;
 use super::{Context, Outcome};
 use crate::Error;
 

@@ -20,11 +20,15 @@
 
 pub mod apply;
 pub mod backups;
+pub mod conditions;
 mod context;
 pub mod dereference;
 pub mod discovery;
 pub mod events;
+pub mod observe;
 pub mod plan;
+pub mod restore;
+pub mod ssa;
 pub mod status;
 pub mod watches;
 
@@ -40,9 +44,11 @@ use tracing::warn;
 use crate::children::{self, Inputs, Kind, OptionalApi};
 use crate::crd::PhotoSite;
 use crate::{Error, names};
+use conditions::{ConditionType, Problem};
 pub use context::Context;
 pub use discovery::Capabilities;
-use plan::Observed;
+use observe::Observed;
+use restore::Restore;
 pub use watches::Stores;
 
 /// Requeue of a converged site: a safety net, the watches trigger everything else.
@@ -71,13 +77,13 @@ pub struct Outcome {
     pub deleted: Vec<(Kind, String)>,
     pub ready: bool,
     /// Why the site is Degraded (refused children, missing CloudNativePG).
-    pub problems: Vec<status::Problem>,
+    pub problems: Vec<Problem>,
     /// Whether the status was written.
     pub status_changed: bool,
     /// Monitoring objects asked for but the Prometheus Operator is not installed.
     pub monitoring_ignored: bool,
     /// A backup failure that the `BackupHealthy` condition newly reports (a Warning Event).
-    pub backup_failure: Option<status::Problem>,
+    pub backup_failure: Option<Problem>,
 }
 
 /// Reconcile one PhotoSite (the controller's entry point).
@@ -172,47 +178,48 @@ pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, E
     let apis = ctx.capabilities.get();
     ctx.stores.wait_listed(apis, watches::LIST_TIMEOUT).await?;
     let observed = Observed::from_stores(&ctx.stores, &site)?;
-    // the restore (spec.restore) gates the Deployment: done once recorded or seen done
-    let restore_job = names::restore(site.name);
-    let originals_restored = backups::restored_time(
+    // the restore (spec.restore) gates the servers: decided here, once, for every stage
+    let restore = restore::decide(
+        &site,
         photosite.status.as_ref(),
-        observed.get(Kind::Job, &restore_job),
-    )
-    .is_some();
-    let restore_pending = site.restore.is_some() && !originals_restored;
-    let refs = dereference::dereference(&site, ctx, restore_pending).await?;
+        observed.get(Kind::Job, &names::restore(site.name)),
+    );
+    let refs = dereference::dereference(&site, ctx, restore.pending()).await?;
     let inputs = Inputs {
         credentials: Some(refs.credentials),
         apis,
         external_database: refs.external_database,
-        originals_restored,
+        originals_restored: !restore.pending(),
     };
     let desired = children::desired(&site, &inputs);
     let plan = plan::plan(&desired, &observed)?;
     let applied = apply::apply(&site, &plan, observed, ctx).await?;
     let deleted = apply::cleanup(&site, &plan, ctx).await?;
     let mut problems = status::problems(&applied.refused, &desired.missing);
-    problems.extend(refs.missing_store_secrets.iter().map(|m| status::Problem {
-        reason: status::reason::BACKUP_SECRET_NOT_FOUND,
+    problems.extend(refs.missing_store_secrets.iter().map(|m| Problem {
+        reason: conditions::reason::BACKUP_SECRET_NOT_FOUND,
         message: m.clone(),
     }));
-    problems.extend(backups::restore_failure(
-        &site,
-        originals_restored,
-        applied.live.get(&(Kind::Job, restore_job)),
-    ));
+    if let Restore::Pending {
+        failure: Some(failure),
+        ..
+    } = &restore
+    {
+        problems.push(failure.clone());
+    }
     let observations = status::Observations {
         live: applied.live,
         problems: problems.clone(),
         missing: &desired.missing,
         existing_claim_phase: refs.existing_claim_phase,
         now: k8s_openapi::jiff::Timestamp::now(),
+        restore,
     };
     let status = status::compute(photosite, &site, &observations);
     let ready = status
         .conditions
         .iter()
-        .any(|c| c.type_ == status::ConditionType::Ready.as_str() && c.status == "True");
+        .any(|c| c.type_ == ConditionType::Ready.as_str() && c.status == "True");
     let backup_failure = backups::failure_event(photosite.status.as_ref(), &status);
     let status_changed = status::patch_if_changed(photosite, ctx, status).await?;
     Ok(Outcome {

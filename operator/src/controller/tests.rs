@@ -8,7 +8,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
-use super::plan::with_hash;
+use super::ssa::with_hash;
 use super::*;
 use crate::children::{Apis, Credentials, Inputs, Kind};
 use crate::crd::PhotoSite;
@@ -73,20 +73,29 @@ fn converged(site: &PhotoSite) -> Vec<(Kind, Value)> {
         .collect()
 }
 
+/// What the status of `site` is computed from when its children are `live`.
+fn observations(site: &PhotoSite, live: &[(Kind, Value)]) -> status::Observations<'static> {
+    let live: std::collections::HashMap<_, _> = live
+        .iter()
+        .map(|(k, o)| {
+            let name = o["metadata"]["name"].as_str().unwrap().to_string();
+            let child = observe::ObservedChild::from_json(*k, o.clone()).unwrap();
+            ((*k, name), child)
+        })
+        .collect();
+    let v = valid(site);
+    let job = live.get(&(Kind::Job, crate::names::restore(v.name)));
+    let restore = restore::decide(&v, site.status.as_ref(), job);
+    status::Observations {
+        live,
+        restore,
+        ..status::Observations::default()
+    }
+}
+
 /// The site with the status a converged reconcile computes.
 fn with_converged_status(mut site: PhotoSite, live: &[(Kind, Value)]) -> PhotoSite {
-    let obs = status::Observations {
-        live: live
-            .iter()
-            .map(|(k, o)| {
-                (
-                    (*k, o["metadata"]["name"].as_str().unwrap().to_string()),
-                    o.clone(),
-                )
-            })
-            .collect(),
-        ..status::Observations::default()
-    };
+    let obs = observations(&site, live);
     let status = status::compute(&site, &valid(&site), &obs);
     site.status = Some(status);
     site
@@ -967,17 +976,8 @@ fn converged_backups(site: &PhotoSite, hours: i64) -> Vec<(Kind, Value)> {
 /// The site with the status a reconcile computes now.
 fn with_status_now(mut site: PhotoSite, live: &[(Kind, Value)]) -> PhotoSite {
     let obs = status::Observations {
-        live: live
-            .iter()
-            .map(|(k, o)| {
-                (
-                    (*k, o["metadata"]["name"].as_str().unwrap().to_string()),
-                    o.clone(),
-                )
-            })
-            .collect(),
         now: k8s_openapi::jiff::Timestamp::now(),
-        ..status::Observations::default()
+        ..observations(&site, live)
     };
     site.status = Some(status::compute(&site, &valid(&site), &obs));
     site

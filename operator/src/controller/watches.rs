@@ -1,7 +1,7 @@
 //! The watches that feed the controller, and the stores they fill.
 //!
 //! One watch per child kind (only the operator's children, by label; pruned before they are
-//! stored, [`plan::prune_dynamic`]) and one of the PhotoSites. Three rules, each learned on a
+//! stored, [`ssa::prune_dynamic`]) and one of the PhotoSites. Three rules, each learned on a
 //! live API server:
 //!
 //! - **A watch handles its own errors.** It retries with its own backoff
@@ -39,7 +39,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::plan;
+use super::ssa;
 use crate::children::{Apis, Kind, OptionalApi};
 use crate::crd::PhotoSite;
 use crate::metrics::Metrics;
@@ -69,7 +69,7 @@ struct Watched {
 }
 
 /// Live children, as seen by the watches, pruned to what the diff and the status need
-/// ([`plan::prune`]) to keep memory small.
+/// ([`ssa::prune`]) to keep memory small.
 #[derive(Clone, Default)]
 pub struct Stores {
     stores: HashMap<Kind, Watched>,
@@ -99,7 +99,7 @@ impl Stores {
     /// watch prunes), ahead of the watch event that will bring the same object.
     pub fn record(&self, kind: Kind, mut object: DynamicObject) {
         if let Some(watched) = self.stores.get(&kind) {
-            plan::prune_dynamic(kind, &mut object);
+            ssa::prune_dynamic(kind, &mut object);
             lock(&watched.writer).apply_watcher_event(&watcher::Event::Apply(object));
         }
     }
@@ -241,7 +241,7 @@ fn watch_events(
 ) -> impl Stream<Item = DynamicObject> + Send {
     let config = watcher::Config::default().labels(&labels::managed_selector());
     let failed = state.clone();
-    let watched = watcher(api, config).modify(move |o| plan::prune_dynamic(kind, o));
+    let watched = watcher(api, config).modify(move |o| ssa::prune_dynamic(kind, o));
     retry_with_backoff(watched, move |e| {
         warn!(kind = kind.kind_name(), error = %e, "watch failed; retrying with backoff");
         metrics.count_watch_error(kind.kind_name());
