@@ -29,5 +29,3 @@ pub mod site;
 pub mod telemetry;
 #[cfg(test)]
 pub mod test_support;
-
-pub use error::Error;

@@ -103,3 +103,14 @@ pub fn external(name: &str) -> crate::crd::ExternalDatabaseSpec {
 pub fn json<T: serde::Serialize>(object: &T) -> serde_json::Value {
     serde_json::to_value(object).expect("serialisable object")
 }
+
+/// A desired child as JSON, as it is applied.
+pub trait ChildJson {
+    fn json(&self) -> serde_json::Value;
+}
+
+impl ChildJson for crate::children::Child {
+    fn json(&self) -> serde_json::Value {
+        self.to_json().expect("serialisable child")
+    }
+}

@@ -45,7 +45,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::config_map::{CACHE_DIR, DATA_DIR, METRICS_PORT, ORIGINALS_DIR, PORT};
-use super::{Inputs, pvc, secret};
+use super::inputs::Inputs;
+use super::{pvc, secret};
 use crate::crd::{AccessMode, SslMode};
 use crate::quantity;
 use crate::site::ValidatedSite;

@@ -25,6 +25,7 @@ pub mod database;
 pub mod deployment;
 pub mod hpa;
 pub mod ingress;
+pub mod inputs;
 pub mod kind;
 pub mod monitoring;
 pub mod network_policy;
@@ -47,6 +48,7 @@ use serde_json::Value;
 
 use crate::names;
 use crate::site::ValidatedSite;
+pub use inputs::{Credentials, ExternalDatabase, Inputs};
 pub use kind::{Apis, Kind, OptionalApi, possible_children};
 
 /// One desired child: its kind, name and the typed object to server-side apply.
@@ -70,12 +72,6 @@ impl Child {
     /// The object as JSON, as it is server-side applied (the only place it is serialised).
     pub fn to_json(&self) -> Result<Value, serde_json::Error> {
         self.object.to_json()
-    }
-
-    /// The object as JSON, for tests.
-    #[cfg(test)]
-    pub fn json(&self) -> Value {
-        self.to_json().expect("serialisable child")
     }
 }
 
@@ -152,49 +148,6 @@ impl ChildObject {
             ChildObject::ServiceMonitor(o) => serde_json::to_value(o),
             ChildObject::PodMonitor(o) => serde_json::to_value(o),
             ChildObject::PrometheusRule(o) => serde_json::to_value(o),
-        }
-    }
-}
-
-/// Secret values generated once per site and then read back from the cluster.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credentials {
-    pub session_key: String,
-    pub admin_password: String,
-}
-
-/// What the controller read from an external database's Secret.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ExternalDatabase {
-    /// TCP ports of the hosts in the connection URI (5432 where the URI names none).
-    pub ports: Vec<u16>,
-    /// Hash of the referenced Secret values (URI and CA), put in the pod template so that a
-    /// rotated Secret rolls the pods.
-    pub secret_hash: String,
-}
-
-/// What the builders need besides the PhotoSite: facts the controller read from the cluster.
-#[derive(Clone, Debug)]
-pub struct Inputs {
-    /// Values of the credentials Secret; `None` leaves the Secret out (render).
-    pub credentials: Option<Credentials>,
-    /// Which optional APIs (CloudNativePG, Prometheus Operator) are installed.
-    pub apis: Apis,
-    /// From the external database's Secret; `None` without one, or in `render` (port 5432).
-    pub external_database: Option<ExternalDatabase>,
-    /// Whether the restore Job of `spec.restore` has succeeded (recorded in
-    /// `status.restore`): until then the site has the Job and no Deployment. Ignored without
-    /// `spec.restore`; `false` in `render`, which shows a restored site as it starts.
-    pub originals_restored: bool,
-}
-
-impl Default for Inputs {
-    fn default() -> Self {
-        Inputs {
-            credentials: None,
-            apis: Apis::ALL,
-            external_database: None,
-            originals_restored: false,
         }
     }
 }

@@ -22,9 +22,9 @@ use k8s_openapi::api::networking::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::ExternalDatabase;
 use super::backup::{BACKUP_COMPONENT, RESTORE_COMPONENT};
 use super::config_map::{METRICS_PORT, PORT};
+use super::inputs::ExternalDatabase;
 use crate::site::ValidatedSite;
 use crate::{labels, names};
 

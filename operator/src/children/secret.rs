@@ -12,7 +12,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use rand::RngExt;
 
-use super::Credentials;
+use super::inputs::Credentials;
 use crate::names;
 use crate::site::ValidatedSite;
 

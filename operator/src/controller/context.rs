@@ -9,7 +9,8 @@ use std::time::Duration;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 
-use super::{Capabilities, Stores};
+use super::discovery::Capabilities;
+use super::watches::Stores;
 use crate::metrics::Metrics;
 
 /// State shared by every reconcile.

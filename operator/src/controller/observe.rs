@@ -23,20 +23,44 @@ use kube::api::DynamicObject;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::Stores;
+use super::watches::{NotListed, Stores};
 use crate::children::crd_types::{ClusterStatus, ObjectStoreStatus};
 use crate::children::{self, Kind};
 use crate::site::ValidatedSite;
 
-/// A child object that does not parse into its observation type (an API server or a
-/// CloudNativePG of another version).
+/// Why a site's children cannot be observed.
 #[derive(thiserror::Error, Debug)]
-#[error("reading the live {kind} {name}: {source}")]
-pub struct ObserveError {
-    pub kind: &'static str,
-    pub name: String,
-    #[source]
-    pub source: serde_json::Error,
+pub enum ObserveError {
+    /// A watch the reconcile reads has not listed: its store would show children as missing.
+    #[error(transparent)]
+    WatchNotListed(#[from] NotListed),
+    /// A child does not parse into its observation type (an API server or a CloudNativePG of
+    /// another version).
+    #[error("reading the live {kind} {name}: {source}")]
+    Parse {
+        kind: &'static str,
+        name: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl ObserveError {
+    /// Label for the `photo_operator_reconcile_errors_total` counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ObserveError::WatchNotListed(_) => "watch_not_listed",
+            ObserveError::Parse { .. } => "serialization",
+        }
+    }
+
+    /// Reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ObserveError::WatchNotListed(_) => "WatchNotListed",
+            ObserveError::Parse { .. } => "InternalError",
+        }
+    }
 }
 
 /// What is read of one live child.
@@ -84,7 +108,7 @@ impl ObservedChild {
     /// exhaustive: a new [`Kind`] does not compile until it says what is read of it.
     pub fn parse(kind: Kind, object: &DynamicObject) -> Result<ObservedChild, ObserveError> {
         let name = object.metadata.name.clone().unwrap_or_default();
-        let error = |source| ObserveError {
+        let error = |source| ObserveError::Parse {
             kind: kind.kind_name(),
             name: name.clone(),
             source,
@@ -130,7 +154,7 @@ impl ObservedChild {
             .unwrap_or("")
             .to_string();
         let object: DynamicObject =
-            serde_json::from_value(object).map_err(|source| ObserveError {
+            serde_json::from_value(object).map_err(|source| ObserveError::Parse {
                 kind: kind.kind_name(),
                 name,
                 source,

@@ -38,8 +38,8 @@ use super::observe::{Observed, ObservedChild};
 use super::ssa;
 use super::ssa::{needs_apply, with_hash};
 use crate::children::{ChildObject, Desired, Kind};
+use crate::labels;
 use crate::quantity;
-use crate::{Error, labels};
 
 /// A child the API refused (or would refuse) to take: reported in the status, the other
 /// children are applied anyway.
@@ -60,6 +60,29 @@ impl std::fmt::Display for Refusal {
             self.name,
             self.message
         )
+    }
+}
+
+/// Why a plan cannot be made: a desired object that does not serialise (a bug).
+#[derive(thiserror::Error, Debug)]
+pub enum PlanError {
+    #[error("serialization: {0}")]
+    Serialization(#[from] serde_json::Error),
+}
+
+impl PlanError {
+    /// Label for the `photo_operator_reconcile_errors_total` counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            PlanError::Serialization(_) => "serialization",
+        }
+    }
+
+    /// Reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PlanError::Serialization(_) => "InternalError",
+        }
     }
 }
 
@@ -162,7 +185,7 @@ fn claim(
 }
 
 /// Decide what to write for one site.
-pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
+pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
     for c in &desired.children {
         let live = observed.get(c.kind, &c.name);

@@ -12,7 +12,6 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::Error;
 use crate::children::Kind;
 
 /// Annotation with the hash of the desired object last applied.
@@ -32,7 +31,7 @@ fn kept_spec(kind: &str) -> &'static [&'static str] {
 }
 
 /// The desired object with its hash annotation.
-pub fn with_hash(object: &Value) -> Result<Value, Error> {
+pub fn with_hash(object: &Value) -> Result<Value, serde_json::Error> {
     let hash = hex::encode(Sha256::digest(serde_json::to_vec(object)?));
     let mut object = object.clone();
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -20,17 +20,18 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
+use super::backups;
 use super::conditions::{Cond, ConditionType, Problem, reason};
+use super::context::Context;
 use super::observe::ObservedChild;
 use super::plan::Refusal;
 use super::restore::Restore;
-use super::{Context, backups};
 use crate::children::crd_types::{ClusterStatus, StatusCondition};
 use crate::children::{Kind, OptionalApi, ingress};
 use crate::crd::{PhotoSite, PhotoSiteStatus};
-use crate::error::Stage;
+use crate::error::{ApiError, Stage};
 use crate::site::ValidatedSite;
-use crate::{Error, labels, names};
+use crate::{labels, names};
 
 /// The problems of a reconcile: missing CloudNativePG or Barman Cloud plugin, then each
 /// refused child.
@@ -101,6 +102,36 @@ pub fn database_state(
             "Pending".into(),
             format!("{ready_instances}/{want} Postgres instances ready (phase: {phase})"),
         )
+    }
+}
+
+/// Why the status cannot be written.
+#[derive(thiserror::Error, Debug)]
+pub enum StatusError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl StatusError {
+    /// Label for the `photo_operator_reconcile_errors_total` counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            StatusError::Api(e) => e.metric_label(),
+        }
+    }
+
+    /// Reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StatusError::Api(e) => e.reason(),
+        }
+    }
+
+    /// The API server refused the status as invalid.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            StatusError::Api(e) => e.is_user_error(),
+        }
     }
 }
 
@@ -227,12 +258,13 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
     }
 }
 
-/// The status for a site the operator cannot satisfy: Degraded, not Ready, everything else kept.
-pub fn degraded(site: &PhotoSite, err: &Error) -> PhotoSiteStatus {
+/// The status for a site the operator cannot satisfy (`why`: the error's reason and message):
+/// Degraded, not Ready, everything else kept.
+pub fn degraded(site: &PhotoSite, why: &Problem) -> PhotoSiteStatus {
     use ConditionType::*;
     let generation = site.metadata.generation;
     let mut status = site.status.clone().unwrap_or_default();
-    let msg = err.to_string();
+    let msg = why.message.clone();
     let mut conds: Vec<Cond> = status
         .conditions
         .iter()
@@ -251,10 +283,10 @@ pub fn degraded(site: &PhotoSite, err: &Error) -> PhotoSiteStatus {
         ));
     }
     if !conds.iter().any(|c| c.type_ == Progressing) {
-        conds.push(Cond::new(Progressing, false, err.reason(), msg.clone()));
+        conds.push(Cond::new(Progressing, false, why.reason, msg.clone()));
     }
-    conds.push(Cond::new(Degraded, true, err.reason(), msg.clone()));
-    conds.push(Cond::new(Ready, false, err.reason(), msg));
+    conds.push(Cond::new(Degraded, true, why.reason, msg.clone()));
+    conds.push(Cond::new(Ready, false, why.reason, msg));
     status.conditions = merge(site.status.as_ref(), &conds, generation);
     status.observed_generation = generation;
     status.selector = Some(labels::selector_string(&site.name_any()));
@@ -296,7 +328,7 @@ pub async fn patch_if_changed(
     site: &PhotoSite,
     ctx: &Context,
     status: PhotoSiteStatus,
-) -> Result<bool, Error> {
+) -> Result<bool, StatusError> {
     if site.status.as_ref() == Some(&status) {
         return Ok(false);
     }
@@ -314,14 +346,21 @@ pub async fn patch_if_changed(
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(Error::api(Stage::Status, format!("PhotoSite {ns}/{name}")))?;
+    .map_err(ApiError::api(
+        Stage::Status,
+        format!("PhotoSite {ns}/{name}"),
+    ))?;
     ctx.metrics.status_writes.inc();
     Ok(true)
 }
 
 /// Record a Degraded status; returns whether it changed (then an Event is due too).
-pub async fn patch_degraded(site: &PhotoSite, ctx: &Context, err: &Error) -> Result<bool, Error> {
-    patch_if_changed(site, ctx, degraded(site, err)).await
+pub async fn patch_degraded(
+    site: &PhotoSite,
+    ctx: &Context,
+    why: &Problem,
+) -> Result<bool, StatusError> {
+    patch_if_changed(site, ctx, degraded(site, why)).await
 }
 
 #[cfg(test)]

@@ -42,8 +42,18 @@ use tracing::warn;
 use super::ssa;
 use crate::children::{Apis, Kind, OptionalApi};
 use crate::crd::PhotoSite;
+use crate::labels;
 use crate::metrics::Metrics;
-use crate::{Error, labels};
+
+/// The watch of a kind the reconcile reads has not listed (its store would show children as
+/// missing): a permission or an API the operator cannot list.
+#[derive(thiserror::Error, Debug)]
+#[error("the watch of {kind} has not listed in {seconds} s: {detail}")]
+pub struct NotListed {
+    pub kind: &'static str,
+    pub seconds: u64,
+    pub detail: String,
+}
 
 /// How long a reconcile waits for the watches it depends on to list.
 pub const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -114,7 +124,7 @@ impl Stores {
 
     /// Wait until the watch of every kind a reconcile with these `apis` reads has listed, or
     /// fail after `timeout` naming the first kind that has not (and its watch's last error).
-    pub async fn wait_listed(&self, apis: Apis, timeout: Duration) -> Result<(), Error> {
+    pub async fn wait_listed(&self, apis: Apis, timeout: Duration) -> Result<(), NotListed> {
         let deadline = tokio::time::Instant::now() + timeout;
         for kind in Kind::ALL {
             if kind.needs().is_some_and(|api| !apis.has(api)) {
@@ -138,7 +148,7 @@ impl Stores {
                     ListState::Listed => "listed just now".to_string(),
                 },
             };
-            return Err(Error::WatchNotListed {
+            return Err(NotListed {
                 kind: kind.kind_name(),
                 seconds: timeout.as_secs(),
                 detail,
@@ -550,10 +560,12 @@ mod tests {
             ))),
             cluster_state,
         );
-        let err = stores
-            .wait_listed(Apis::NONE, Duration::from_secs(30))
-            .await
-            .expect_err("ConfigMaps never listed");
+        let err = crate::controller::observe::ObserveError::from(
+            stores
+                .wait_listed(Apis::NONE, Duration::from_secs(30))
+                .await
+                .expect_err("ConfigMaps never listed"),
+        );
         let text = err.to_string();
         assert!(
             text.contains("ConfigMap") && text.contains("403 Forbidden"),

@@ -1,9 +1,10 @@
 //! `spec.backup` and `spec.restore`, checked: schedules in both cron dialects, retention,
 //! `maxAge`, and where the restore's source database was archived.
 
-use super::{Store, invalid, store};
+use super::error::{ValidateError, invalid};
+use super::store::{Store, store};
 use crate::crd::{AccessMode, BackupSpec, PhotoSiteSpec, RestoreSpec};
-use crate::{Error, names};
+use crate::names;
 
 /// `spec.backup`, checked, with its schedule in both cron dialects.
 #[derive(Debug)]
@@ -42,7 +43,7 @@ fn duration_seconds(s: &str) -> Option<i64> {
 pub(super) fn validate_backup<'a>(
     spec: &PhotoSiteSpec,
     b: &'a BackupSpec,
-) -> Result<ValidatedBackup<'a>, Error> {
+) -> Result<ValidatedBackup<'a>, ValidateError> {
     let (schedule, database_schedule) = schedules(&b.schedule).map_err(invalid)?;
     let r = &b.retention;
     let retention_ok = r.len() >= 2
@@ -77,7 +78,7 @@ pub(super) fn validate_backup<'a>(
 pub(super) fn validate_restore<'a>(
     site: &str,
     r: &'a RestoreSpec,
-) -> Result<ValidatedRestore<'a>, Error> {
+) -> Result<ValidatedRestore<'a>, ValidateError> {
     let source = r.site_name.as_deref().unwrap_or(site);
     if !names::is_dns_label(source) || source.len() > names::MAX_SITE_NAME {
         return Err(invalid(format!(

@@ -7,6 +7,7 @@
 //! backup schedule, the object store URLs): Stackable's `ValidatedCluster`.
 
 mod backup;
+mod error;
 mod store;
 
 use std::collections::BTreeMap;
@@ -16,9 +17,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::Resource;
 
 use crate::crd::{AccessMode, DataPolicy, PhotoSite, PhotoSiteSpec};
-use crate::{Error, labels, names, quantity};
+use crate::{labels, names, quantity};
 pub use backup::{ValidatedBackup, ValidatedRestore, schedules};
 use backup::{validate_backup, validate_restore};
+pub use error::ValidateError;
+use error::invalid;
 pub use store::{ACCESS_KEY_ID, ACCESS_SECRET_KEY, DATABASE_FOLDER, Store, store};
 
 /// A PhotoSite that passed [`validate`], with the values the builders need already parsed.
@@ -91,11 +94,7 @@ impl ValidatedSite<'_> {
     }
 }
 
-pub(crate) fn invalid(msg: impl Into<String>) -> Error {
-    Error::InvalidSpec(msg.into())
-}
-
-fn bytes(field: &str, q: &str) -> Result<u64, Error> {
+fn bytes(field: &str, q: &str) -> Result<u64, ValidateError> {
     quantity::parse_bytes(q).map_err(|e| invalid(format!("{field}: {e}")))
 }
 
@@ -131,7 +130,7 @@ pub fn canonical_cidr(s: &str) -> Result<String, String> {
 
 /// Check a PhotoSite beyond what the CRD schema enforces (the operator must not trust that
 /// the CRD installed in the cluster is the current one) and parse what the builders need.
-pub fn validate(site: &PhotoSite) -> Result<ValidatedSite<'_>, Error> {
+pub fn validate(site: &PhotoSite) -> Result<ValidatedSite<'_>, ValidateError> {
     let name = site
         .metadata
         .name
@@ -288,7 +287,7 @@ mod tests {
         ];
         for s in bad {
             assert!(
-                matches!(validate(&s), Err(Error::InvalidSpec(_))),
+                matches!(validate(&s), Err(ValidateError::InvalidSpec(_))),
                 "{:?}",
                 s.spec
             );
@@ -360,7 +359,7 @@ mod tests {
         ];
         for s in bad {
             let err = validate(&s).map(|_| ()).unwrap_err();
-            assert!(matches!(err, Error::InvalidSpec(_)), "{err}");
+            assert!(matches!(err, ValidateError::InvalidSpec(_)), "{err}");
         }
         let ok = with(restored(), |s| {
             s.spec.backup = Some(backup_spec());

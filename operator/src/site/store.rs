@@ -1,8 +1,7 @@
 //! A checked object store destination (`spec.backup.objectStore`, `spec.restore.objectStore`),
 //! with the values every builder needs (the site's `s3://bucket/path` URL, the endpoint's port).
 
-use super::invalid as invalid_spec;
-use crate::Error;
+use super::error::{ValidateError, invalid as invalid_spec};
 use crate::crd::ObjectStoreSpec;
 
 /// Keys of the credentials Secret (CloudNativePG's convention).
@@ -35,7 +34,7 @@ impl Store<'_> {
 
 /// Check an object store destination (beyond the CRD's patterns: the operator must not trust
 /// that the installed CRD is the current one). `field` names it in errors.
-pub fn store<'a>(field: &str, spec: &'a ObjectStoreSpec) -> Result<Store<'a>, Error> {
+pub fn store<'a>(field: &str, spec: &'a ObjectStoreSpec) -> Result<Store<'a>, ValidateError> {
     let invalid = |msg: String| invalid_spec(format!("{field}: {msg}"));
     let b = &spec.bucket;
     let bucket_ok = (3..=63).contains(&b.len())
