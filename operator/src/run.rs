@@ -1,7 +1,7 @@
 //! `photo-operator run`: the wiring. Its arguments ([`RunArgs`]), the metrics and health
 //! server, leader election ([`crate::leader`]), discovery of the optional APIs, one watch per
 //! child kind and one of the PhotoSites ([`crate::controller::watches`]), and kube's
-//! `Controller` running [`crate::controller::reconcile`] until SIGTERM.
+//! `Controller` running [`crate::controller::reconcile()`] until SIGTERM.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

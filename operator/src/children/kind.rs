@@ -183,7 +183,7 @@ impl Apis {
 
 /// Every child the builders may create for a site, by kind and name, whatever its spec:
 /// what cleanup looks up (by name, in the watch stores) to find children the spec no longer
-/// wants. A test checks that [`desired`] never builds a child missing here.
+/// wants. A test checks that [`super::desired`] never builds a child missing here.
 pub fn possible_children(site: &str) -> Vec<(Kind, String)> {
     Kind::ALL
         .into_iter()

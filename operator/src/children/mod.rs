@@ -1,4 +1,4 @@
-//! Stage 3, build: a [`ValidatedSite`] (+ what the controller read from the cluster,
+//! Stage 5, build: a [`ValidatedSite`] (+ what the controller read from the cluster,
 //! [`Inputs`]) -> the desired children ([`Desired`]).
 //!
 //! Pure: nothing here touches the API, so the controller, `photo-operator render`, the tests
@@ -200,7 +200,7 @@ fn wants_plugin(site: &ValidatedSite) -> bool {
 }
 
 /// Build every desired child of a validated PhotoSite, in apply order: the children of each
-/// kind of [`Kind::ALL`] in turn ([`build_kind`]).
+/// kind of [`Kind::ALL`] in turn (`build_kind`, an exhaustive match over the kinds).
 pub fn desired(site: &ValidatedSite, inputs: &Inputs) -> Desired {
     let ctx = BuildContext::new(site, inputs);
     let mut children = Vec::with_capacity(Kind::ALL.len() + 1);

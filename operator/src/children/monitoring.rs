@@ -14,7 +14,7 @@
 //! - Every object carries `monitoring.labels`: a default kube-prometheus-stack only selects
 //!   ServiceMonitors, PodMonitors and PrometheusRules labelled `release: <its release>`.
 //! - With `spec.backup`, two more alerts: a backup of the originals or of the database older
-//!   than `spec.backup.maxAge` (see [`backup_rules`] for the metrics they need).
+//!   than `spec.backup.maxAge` (see `backup_rules` for the metrics they need).
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! Step 3: carry out the [`Plan`]: server-side apply the children that need it, in order, and
+//! Stage 7, apply: carry out the [`Plan`]: server-side apply the children that need it, in order, and
 //! delete the ones the spec no longer asks for.
 //!
 //! Every apply uses one field manager (`photo-operator`) with `force`, so the operator owns

@@ -37,7 +37,7 @@ impl ConditionType {
 }
 
 /// Condition reasons the operator sets itself (errors bring their own, see
-/// [`crate::Error::reason`]; the backup and restore ones are in [`super::backups::reason`] and
+/// [`super::Error::reason`]; the backup and restore ones are in [`super::backups::reason`] and
 /// [`super::restore::reason`]).
 pub mod reason {
     pub const READY: &str = "Ready";

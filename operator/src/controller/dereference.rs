@@ -1,4 +1,4 @@
-//! Step 1: read what a PhotoSite references.
+//! Stage 4, dereference: read what a PhotoSite references.
 //!
 //! - its credentials Secret (from the watch store, else a GET): existing values are kept,
 //!   missing ones generated, so the session key and admin password are never rotated by

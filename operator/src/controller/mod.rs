@@ -1,17 +1,28 @@
-//! The reconciler, shaped as a pipeline (Stackable style), one module per step:
+//! The reconciler, shaped as a pipeline (Stackable style); [`reconcile::pipeline`] runs the
+//! stages in this order, one module each:
 //!
-//! 1. validate: [`crate::children::validate`] turns the PhotoSite into the
-//!    [`crate::children::ValidatedSite`] that the builders alone accept.
-//! 2. [`dereference`]: read what the PhotoSite points at (its credentials Secret, an existing
+//! 1. validate: [`crate::site::validate`] turns the PhotoSite into the
+//!    [`crate::site::ValidatedSite`] that the builders alone accept.
+//! 2. [`observe`]: once the watches the reconcile reads have listed ([`watches`]), the site's
+//!    children in the stores, parsed once into typed observations.
+//! 3. [`restore`]: where `spec.restore` stands, decided once for every later stage.
+//! 4. [`dereference`]: read what the PhotoSite points at (its credentials Secret, an existing
 //!    originals claim, an external database Secret, the object store Secrets of its backups
 //!    and restore). The only reads besides the stores.
-//! 3. build: [`crate::children::desired`], pure, no client; children of an optional API the
+//! 5. build: [`crate::children::desired`], pure, no client; children of an optional API the
 //!    cluster lacks ([`discovery`]) are left out and reported.
-//! 4. [`plan`]: the pure diff of desired against the watch stores, so a converged PhotoSite
-//!    causes no writes; [`apply`] carries it out with one field manager, going on past a
-//!    child the API refuses, then deletes children the spec no longer asks for.
-//! 5. [`status`]: compute status from what was applied (or is live) and patch it only when it
-//!    changed; a refused child or a missing CloudNativePG is `Degraded`.
+//! 6. [`plan`]: the pure diff of the desired children against the observations, so a
+//!    converged PhotoSite causes no writes; objects become JSON only at this boundary
+//!    ([`ssa`]: the applied hash, the stores' pruned projection).
+//! 7. [`apply`]: carry the plan out with one field manager, going on past a child the API
+//!    refuses, then delete the children the spec no longer asks for.
+//! 8. [`status`]: compute the status from what was applied (or is live), with the backup
+//!    health ([`backups`]) and the [`conditions`] vocabulary, and patch it only when it changed;
+//!    a refused child or a missing CloudNativePG is `Degraded`. [`events`] reports changes and
+//!    failures.
+//!
+//! [`context`] is what every reconcile shares; [`Error`] is the reconcile's error, one variant
+//! per stage. `crate::run` wires the watches, discovery and kube's `Controller` together.
 //!
 //! Deletion needs no finalizer: children carry a controller owner reference and the garbage
 //! collector removes them; the originals claim and the database carry one only under
@@ -28,7 +39,7 @@ mod error;
 pub mod events;
 pub mod observe;
 pub mod plan;
-mod reconcile;
+pub mod reconcile;
 pub mod restore;
 pub mod ssa;
 pub mod status;

@@ -1,11 +1,11 @@
-//! Stage 4, observe: a site's children as the watch stores show them, parsed once into typed
+//! Stage 2, observe: a site's children as the watch stores show them, parsed once into typed
 //! observations ([`Observed`]) that the plan and the status read.
 //!
 //! The stores keep a pruned projection of each child ([`super::ssa::prune`]: metadata,
 //! `data`, `status`, a few `spec` fields), so the full k8s-openapi types would not
 //! deserialise from them (their required fields are gone). An [`ObservedChild`] holds what is
 //! read: the metadata (k8s-openapi `ObjectMeta`, every field optional), the per-kind state
-//! ([`ChildState`]: k8s-openapi status types for the built-in kinds, [`crd_types`] for
+//! ([`ChildState`]: k8s-openapi status types for the built-in kinds, [`crate::children::crd_types`] for
 //! CloudNativePG and the Barman Cloud plugin), and the pruned projection itself, which the
 //! diff compares a desired object with at the server-side-apply boundary
 //! ([`super::ssa::needs_apply`]).

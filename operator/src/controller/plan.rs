@@ -1,4 +1,4 @@
-//! Stage 5, plan: the pure diff of a site's desired children against their typed
+//! Stage 6, plan: the pure diff of a site's desired children against their typed
 //! observations -> what to write. [`plan`] is the only place this decision is made; the controller executes
 //! it ([`super::apply`]), the benchmark times it and the tests assert on it without an API.
 //!
@@ -115,16 +115,29 @@ impl Plan {
 }
 
 /// Kinds that are never deleted by the operator (data, credentials, where the database
-/// archives, the restore's record).
+/// archives, the restore's record). The match is exhaustive: a new [`Kind`] does not compile
+/// until it says whether cleanup may delete it (`rbac_check.py` reads the `=> true` arm).
 pub fn protected(kind: Kind) -> bool {
-    matches!(
-        kind,
+    match kind {
         Kind::PersistentVolumeClaim
-            | Kind::DatabaseCluster
-            | Kind::Secret
-            | Kind::ObjectStore
-            | Kind::Job
-    )
+        | Kind::DatabaseCluster
+        | Kind::Secret
+        | Kind::ObjectStore
+        | Kind::Job => true,
+        Kind::ServiceAccount
+        | Kind::ConfigMap
+        | Kind::ScheduledBackup
+        | Kind::Service
+        | Kind::PodDisruptionBudget
+        | Kind::NetworkPolicy
+        | Kind::Deployment
+        | Kind::CronJob
+        | Kind::HorizontalPodAutoscaler
+        | Kind::Ingress
+        | Kind::ServiceMonitor
+        | Kind::PodMonitor
+        | Kind::PrometheusRule => false,
+    }
 }
 
 fn size_bytes(spec: &PersistentVolumeClaimSpec) -> Option<u64> {

@@ -6,7 +6,7 @@
 //! object (any change to what we would apply, including fields we stopped setting, changes
 //! it) or when the fields the stores keep no longer have the desired values. The stores keep
 //! only identity metadata, labels, annotations, owner references, `data`, `status` and the
-//! `spec` fields of [`kept_spec`], which keeps the operator small with 1000 sites (see the
+//! `spec` fields of `kept_spec`, which keeps the operator small with 1000 sites (see the
 //! benchmark).
 
 use serde_json::Value;
@@ -74,7 +74,7 @@ fn pruned_spec(kind: &str, spec: Option<&Value>) -> Option<Value> {
 
 /// The part of an object the stores keep and the diff compares: identity metadata, labels,
 /// annotations, owner references, `data` (Secret, ConfigMap), `status`, and the `spec`
-/// fields of [`kept_spec`].
+/// fields of `kept_spec`.
 pub fn prune(object: &Value) -> Value {
     let mut out = serde_json::Map::new();
     for key in ["apiVersion", "kind", "data", "status"] {

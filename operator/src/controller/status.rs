@@ -1,4 +1,4 @@
-//! Stage 7, status: computed only from the typed observations of what was applied (or is
+//! Stage 8, status: computed only from the typed observations of what was applied (or is
 //! live), patched only when it changed.
 //!
 //! Conditions ([`ConditionType`]): `Ready`, `Progressing`, `Degraded`, `DatabaseReady`, and
