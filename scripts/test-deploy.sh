@@ -212,7 +212,7 @@ run "RBAC covers every call of the operator, and nothing more" \
 # Self-test: an operator with one more child kind and no RBAC for it must fail the check.
 rbac_selftest() {
   rm -rf "$WORK/src" && cp -r operator/src "$WORK/src"
-  "$PY" - "$WORK/src/build/mod.rs" <<'PYEOF' || return 1
+  "$PY" - "$WORK/src/children/kind.rs" <<'PYEOF' || return 1
 import re, sys
 p = sys.argv[1]
 s = open(p).read()

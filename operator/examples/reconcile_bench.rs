@@ -7,7 +7,8 @@
 //! photo-operator --example reconcile_bench`)
 //!
 //! Per site it does what a reconcile does without API round trips: validate and build every
-//! child, read the live copies from the stores, plan (hash and compare: the no-write check,
+//! child, read the live copies from the stores (parsed into typed observations), decide the
+//! restore, plan (hash and compare: the no-write check,
 //! the same `plan` the controller uses), and compute the status.
 
 use std::collections::HashMap;
@@ -16,10 +17,12 @@ use std::time::Instant;
 use kube::api::DynamicObject;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
-use photo_operator::build::{self, Apis, Credentials, Inputs, Kind};
+use photo_operator::children::{self, Apis, Credentials, Inputs, Kind};
 use photo_operator::controller::Stores;
-use photo_operator::controller::plan::{self, Observed, prune_dynamic, with_hash};
-use photo_operator::controller::status;
+use photo_operator::controller::observe::Observed;
+use photo_operator::controller::plan;
+use photo_operator::controller::ssa::{prune_dynamic, with_hash};
+use photo_operator::controller::{restore, status};
 use photo_operator::crd::PhotoSite;
 use serde_json::json;
 
@@ -97,10 +100,10 @@ fn main() {
     let mut children = 0;
     for s in &sites {
         site_writer.apply_watcher_event(&watcher::Event::Apply(s.clone()));
-        let valid = build::validate(s).expect("valid");
-        let desired = build::desired(&valid, &inputs).expect("desired");
+        let valid = photo_operator::site::validate(s).expect("valid");
+        let desired = children::desired(&valid, &inputs);
         for c in desired.children {
-            let mut o = with_hash(&c.object).expect("hash");
+            let mut o = with_hash(&c.to_json().expect("json")).expect("hash");
             o["metadata"]["resourceVersion"] = json!("12345");
             o["metadata"]["uid"] = json!("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0");
             o["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
@@ -128,9 +131,15 @@ fn main() {
     let start = Instant::now();
     for _ in 0..rounds {
         for s in &sites {
-            let valid = build::validate(s).expect("valid");
-            let desired = build::desired(&valid, &inputs).expect("desired");
+            let valid = photo_operator::site::validate(s).expect("valid");
+            let desired = children::desired(&valid, &inputs);
             let observed = Observed::from_stores(&stores, &valid).expect("observed");
+            let restore_job = photo_operator::names::restore(valid.name);
+            let restore = restore::decide(
+                &valid,
+                s.status.as_ref(),
+                observed.get(Kind::Job, &restore_job),
+            );
             let plan = plan::plan(&desired, &observed).expect("plan");
             writes += plan.apply.len() + plan.delete.len();
             let observations = status::Observations {
@@ -139,6 +148,7 @@ fn main() {
                 missing: &desired.missing,
                 existing_claim_phase: None,
                 now: k8s_openapi::jiff::Timestamp::now(),
+                restore,
             };
             std::hint::black_box(status::compute(s, &valid, &observations));
         }

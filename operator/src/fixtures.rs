@@ -18,7 +18,7 @@ use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use crate::build::{Apis, Kind};
+use crate::children::{Apis, Kind};
 use crate::controller::{Capabilities, Context, Stores};
 use crate::metrics::Metrics;
 
@@ -75,15 +75,30 @@ pub fn status_error(code: u16, reason: &str) -> Value {
 
 pub const QUERY: &str = "?&force=true&fieldManager=photo-operator";
 
-/// URI of a server-side apply of a child.
-pub fn apply_uri(kind: Kind, ns: &str, name: &str) -> String {
+/// URI of a child.
+fn child_uri(kind: Kind, ns: &str, name: &str) -> String {
     let ar = kind.api_resource();
     let base = if ar.group.is_empty() {
         format!("/api/{}", ar.version)
     } else {
         format!("/apis/{}/{}", ar.group, ar.version)
     };
-    format!("{base}/namespaces/{ns}/{}/{name}{QUERY}", ar.plural)
+    format!("{base}/namespaces/{ns}/{}/{name}", ar.plural)
+}
+
+/// URI of a server-side apply of a child.
+pub fn apply_uri(kind: Kind, ns: &str, name: &str) -> String {
+    format!("{}{QUERY}", child_uri(kind, ns, name))
+}
+
+/// Expect a delete of a child, answered with `code` (200: deleted, 404: already gone).
+pub fn delete(kind: Kind, ns: &str, name: &str, code: u16) -> Step {
+    let reason = if code == 404 { "NotFound" } else { "Success" };
+    Step::new(
+        Method::DELETE,
+        format!("{}?", child_uri(kind, ns, name)),
+        Reply::Json(code, status_error(code, reason)),
+    )
 }
 
 /// Expect a server-side apply of `kind/name`, answered by echoing the object.
@@ -252,7 +267,7 @@ pub fn stores(objects: &[(Kind, Value)]) -> Stores {
                     m.remove("kind");
                 }
                 let mut o: DynamicObject = serde_json::from_value(listed).expect("dynamic object");
-                crate::controller::plan::prune_dynamic(kind, &mut o);
+                crate::controller::ssa::prune_dynamic(kind, &mut o);
                 writer.apply_watcher_event(&watcher::Event::Apply(o));
             }
         }

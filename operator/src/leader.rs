@@ -11,8 +11,21 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::info;
 
-use crate::controller::RunArgs;
 use crate::metrics::Metrics;
+
+/// Which Lease, and who this replica is in it (part of `photo-operator run`'s arguments).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LeaseArgs {
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Name of the leader-election Lease.
+    #[arg(long, env = "PHOTO_OPERATOR_LEASE", default_value = "photo-operator")]
+    pub lease_name: String,
+    /// Identity in the Lease (default: the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "photo-operator")]
+    pub identity: String,
+}
 
 /// Lease validity; the holder renews `GRACE` seconds before it runs out.
 const DURATION: u64 = 15;
@@ -28,7 +41,7 @@ pub struct Leadership {
 /// Wait until this replica holds the Lease.
 pub async fn acquire(
     client: Client,
-    args: &RunArgs,
+    args: &LeaseArgs,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<Leadership> {
     let manager = LeaseManagerBuilder::new(client, &args.lease_name)

@@ -28,13 +28,13 @@ struct Cli {
 #[derive(Parser)]
 struct RunDefaults {
     #[command(flatten)]
-    args: photo_operator::controller::RunArgs,
+    args: photo_operator::run::RunArgs,
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Run the controller (the default).
-    Run(photo_operator::controller::RunArgs),
+    Run(photo_operator::run::RunArgs),
     /// Print the PhotoSite CustomResourceDefinition as YAML.
     Crd,
     /// Print every object the operator would create for the PhotoSites in FILE.
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(photo_operator::controller::run(args)) {
+            match rt.block_on(photo_operator::run::run(args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "operator failed");

@@ -1,6 +1,6 @@
 //! Prometheus metrics (`/metrics`) and the health endpoints (`/healthz`, `/readyz`).
 //!
-//! Counters: reconciles by result, errors by [`crate::Error::metric_label`], objects applied
+//! Counters: reconciles by result, errors by `controller::Error::metric_label`, objects applied
 //! and deleted by kind, status writes, watch errors by kind (a watch retries by itself; a
 //! rising count names the kind it cannot list or watch); a reconcile duration histogram measured with a drop guard so early
 //! returns are counted too. `/readyz` is ready as soon as `run` serves (it sets the flag right
@@ -160,10 +160,11 @@ impl Metrics {
             .inc();
     }
 
-    pub fn count_error(&self, e: &crate::Error) {
+    /// Count a reconcile error by its label (`controller::Error::metric_label`).
+    pub fn count_error(&self, label: &str) {
         self.errors
             .get_or_create(&ErrorLabels {
-                reason: e.metric_label().into(),
+                reason: label.into(),
             })
             .inc();
     }
@@ -231,7 +232,7 @@ mod tests {
     fn encodes_counters() {
         let m = Metrics::new();
         m.count_result("ok");
-        m.count_error(&crate::Error::InvalidSpec("x".into()));
+        m.count_error("invalid_spec");
         drop(m.timer());
         let text = m.encode();
         assert!(text.contains("photo_operator_reconciles_total{result=\"ok\"} 1"));

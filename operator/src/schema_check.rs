@@ -13,9 +13,9 @@ use std::sync::Once;
 
 use serde_json::{Value, json};
 
-use crate::build::test_support::*;
-use crate::build::{self, Kind};
+use crate::children::{self, Kind};
 use crate::crd::PhotoSite;
+use crate::test_support::*;
 
 /// The third-party CRDs: `PHOTOSTACK_CRDS` (which must then exist), else `shared/crds` beside
 /// the checkout. `None` when neither is there: the tests that need them skip the CRD schemas
@@ -148,7 +148,7 @@ fn schema_for(kind: Kind) -> Option<(Value, Value)> {
 /// (a site with `spec.restore` both while restoring and after); returns how many objects were
 /// validated against a third-party CRD.
 pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
-    let valid = build::validate(site).map_err(|e| e.to_string())?;
+    let valid = crate::site::validate(site).map_err(|e| e.to_string())?;
     let mut states = vec![inputs()];
     if valid.restore.is_some() {
         let mut restored = inputs();
@@ -157,15 +157,57 @@ pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
     }
     let mut validated = 0;
     for i in states {
-        let desired = build::desired(&valid, &i).map_err(|e| e.to_string())?;
+        let desired = JsonDesired::of(&children::desired(&valid, &i));
         validated += check_children(site, &desired)?;
     }
     Ok(validated)
 }
 
+/// A site's desired children as JSON, as they are applied: what the schemas check.
+struct JsonDesired {
+    children: Vec<JsonChild>,
+}
+
+struct JsonChild {
+    kind: Kind,
+    name: String,
+    object: Value,
+}
+
+impl JsonDesired {
+    fn of(desired: &children::Desired) -> JsonDesired {
+        JsonDesired {
+            children: desired
+                .children
+                .iter()
+                .map(|c| JsonChild {
+                    kind: c.kind,
+                    name: c.name.clone(),
+                    object: c.json(),
+                })
+                .collect(),
+        }
+    }
+
+    fn get(&self, kind: Kind) -> Option<&JsonChild> {
+        self.children.iter().find(|c| c.kind == kind)
+    }
+
+    fn get_named(&self, kind: Kind, name: &str) -> Option<&JsonChild> {
+        self.children
+            .iter()
+            .find(|c| c.kind == kind && c.name == name)
+    }
+}
+
+/// Every child of a test PhotoSite, as JSON.
+fn build_all(site: &PhotoSite, inputs: &children::Inputs) -> JsonDesired {
+    JsonDesired::of(&crate::test_support::build_all(site, inputs))
+}
+
 /// The backup and restore children point at each other by name, and their pods are not
 /// server pods but are what the jobs' NetworkPolicy selects.
-fn check_backup_references(site: &str, desired: &build::Desired) -> Result<(), String> {
+fn check_backup_references(site: &str, desired: &JsonDesired) -> Result<(), String> {
     let names_of = |kind: Kind| -> Vec<&str> {
         desired
             .children
@@ -255,7 +297,7 @@ fn check_backup_references(site: &str, desired: &build::Desired) -> Result<(), S
     Ok(())
 }
 
-fn check_children(site: &PhotoSite, desired: &build::Desired) -> Result<usize, String> {
+fn check_children(site: &PhotoSite, desired: &JsonDesired) -> Result<usize, String> {
     let mut validated = 0;
     for child in &desired.children {
         if let Some((schema, original)) = schema_for(child.kind) {

@@ -45,7 +45,7 @@ use futures::FutureExt;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::{Client, ResourceExt};
-use photo_operator::build::Kind;
+use photo_operator::children::Kind;
 use serde_json::{Value, json};
 
 const CNPG: &str = "cnpg-v1.30.0";

@@ -29,7 +29,7 @@ use common::*;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
-use photo_operator::build::{self, Apis, Credentials, Inputs, Kind};
+use photo_operator::children::{self, Apis, Credentials, Inputs, Kind};
 use photo_operator::controller::discovery;
 use photo_operator::crd::PhotoSite;
 use serde_json::{Value, json};
@@ -90,9 +90,8 @@ fn expected_children(site: &Value, ns: &str, apis: Apis) -> Vec<(Kind, String)> 
         external_database: None,
         originals_restored: false,
     };
-    let valid = build::validate(&site).expect("a valid PhotoSite");
-    build::desired(&valid, &inputs)
-        .expect("desired children")
+    let valid = photo_operator::site::validate(&site).expect("a valid PhotoSite");
+    children::desired(&valid, &inputs)
         .children
         .into_iter()
         .map(|c| (c.kind, c.name))

@@ -3,16 +3,19 @@
 
 The list of calls is DERIVED FROM operator/src, not written by hand:
 
-1. Child kinds: the `Kind` enum of operator/src/build/mod.rs and its `gvkp()` table
+1. Child kinds: the `Kind` enum of operator/src/children/kind.rs and its `gvkp()` table
    (group, version, kind, plural). A variant without a table row is an error.
 2. Kubernetes API handles: every `Api<T>` / `Api::<T>` in non-test code (files other than
-   tests.rs and fixtures.rs, and only up to the first `#[cfg(test)]` of each file). For
+   tests.rs, fixtures.rs, test_support.rs and those in a tests/ folder, without the
+   `#[cfg(test)] mod x;` declarations, and only up to the first other `#[cfg(test)]` of each
+   file). For
    each handle the variable it is bound to and the resource it addresses are found:
      - a typed `Api<T>`: T through TYPES below (k8s-openapi types) or a `#[kube(group, plural,
        kind)]` custom resource in operator/src (PhotoSite); `DeserializeGuard<T>` is T;
      - `Api<DynamicObject>` built from `kind.api_resource()` inside a function: the child kinds
        that function iterates over: `Kind::ALL` minus the kinds a `protected(kind)` guard
-       skips (the `matches!` list of `fn protected`), or every kind for the apply loop.
+       skips (the `=> true` arms of `fn protected`'s exhaustive match, or its `matches!`
+       list), or every kind for the apply loop.
    Then every method called on that variable in the same function maps to verbs (VERBS
    below: `patch` with `Patch::Apply` is server-side apply, which needs `create` too for an
    object that does not exist yet; `patch_status` is `patch` on `<plural>/status`);
@@ -109,10 +112,18 @@ DISCOVERY = r"\blist_api_group_resources\b|\bDiscovery::new\b"
 
 
 def code(path):
-    """Non-test source of a file."""
-    text = path.read_text()
+    """Non-test source of a file: without the declarations of test-only modules
+    (`#[cfg(test)] mod tests;`, whose files are skipped by name or folder), and up to the first
+    other `#[cfg(test)]` (the test module at the end of a file)."""
+    text = re.sub(r"#\[cfg\(test\)\]\s*(?:pub(?:\(crate\))?\s+)?mod\s+\w+\s*;", "", path.read_text())
     cut = text.find("#[cfg(test)]")
     return text if cut < 0 else text[:cut]
+
+
+def test_only(path):
+    """Files compiled only for tests: tests.rs, fixtures.rs, test_support.rs and anything in a
+    `tests/` folder of operator/src."""
+    return path.name in ("tests.rs", "fixtures.rs", "test_support.rs") or "tests" in path.relative_to(SRC).parts[:-1]
 
 
 def functions(text):
@@ -189,7 +200,7 @@ def watch_functions():
     operator/src that call `watcher(param, ..)` on an Api parameter, or hand it on to one."""
     fns = []
     for f in sorted(SRC.rglob("*.rs")):
-        if f.name not in ("tests.rs", "fixtures.rs"):
+        if not test_only(f):
             fns.extend(functions(code(f)))
     found = {}
     changed = True
@@ -210,10 +221,10 @@ def watch_functions():
 
 
 def kinds_table():
-    text = code(SRC / "build/mod.rs")
+    text = code(SRC / "children/kind.rs")
     enum = re.search(r"pub enum Kind\s*\{([^}]*)\}", text)
     if not enum:
-        sys.exit("rbac_check: no `pub enum Kind` in operator/src/build/mod.rs (update rbac_check.py)")
+        sys.exit("rbac_check: no `pub enum Kind` in operator/src/children/kind.rs (update rbac_check.py)")
     variants = re.findall(r"^\s*(\w+),?\s*$", enum.group(1), re.M)
     rows = {}
     for m in re.finditer(r'Kind::(\w+)\s*=>\s*\{?\s*\(\s*"([^"]*)",\s*"([^"]*)",\s*"([^"]*)",\s*"([^"]*)",?\s*\)',
@@ -230,7 +241,10 @@ def kinds_table():
     for f in sorted(SRC.rglob("*.rs")):
         for name, body in functions(code(f)):
             if name == "protected":
-                protected = re.findall(r"Kind::(\w+)", body)
+                # an exhaustive `match kind { A | B => true, C | ... => false }`, or a
+                # `matches!(kind, A | B)`: the kinds of the `=> true` arms, else every kind named
+                arms = re.findall(r"((?:Kind::\w+\s*\|?\s*)+)=>\s*true\b", body)
+                protected = re.findall(r"Kind::(\w+)", " ".join(arms) if arms else body)
     return variants, rows, protected
 
 
@@ -282,7 +296,7 @@ def derive():
 
     watchers = watch_functions()
     for f in sorted(SRC.rglob("*.rs")):
-        if f.name in ("tests.rs", "fixtures.rs"):
+        if test_only(f):
             continue
         text = code(f)
         rel = Path("operator/src") / f.relative_to(SRC)

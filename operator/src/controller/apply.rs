@@ -1,4 +1,4 @@
-//! Step 3: carry out the [`Plan`]: server-side apply the children that need it, in order, and
+//! Stage 7, apply: carry out the [`Plan`]: server-side apply the children that need it, in order, and
 //! delete the ones the spec no longer asks for.
 //!
 //! Every apply uses one field manager (`photo-operator`) with `force`, so the operator owns
@@ -13,14 +13,53 @@
 use std::collections::HashMap;
 
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use serde_json::Value;
 
-use super::Context;
-use super::plan::{Observed, Plan, Refusal, protected};
-use crate::build::{Kind, ValidatedSite};
-use crate::error::{Stage, is_not_found, is_refusal};
+use super::context::Context;
+use super::observe::ObserveError;
+use super::observe::{Observed, ObservedChild};
+use super::plan::{Plan, Refusal, protected};
+use crate::children::Kind;
+use crate::error::{ApiError, Stage, is_not_found, is_refusal};
 use crate::metrics::KindLabels;
-use crate::{Error, names};
+use crate::names;
+use crate::site::ValidatedSite;
+
+/// Why the children cannot be applied or cleaned up (a refusal is not an error: it is
+/// reported in the status and the other children are applied).
+#[derive(thiserror::Error, Debug)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The API server's answer does not parse.
+    #[error(transparent)]
+    Observe(#[from] ObserveError),
+}
+
+impl ApplyError {
+    /// Label for the `photo_operator_reconcile_errors_total` counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ApplyError::Api(e) => e.metric_label(),
+            ApplyError::Observe(e) => e.metric_label(),
+        }
+    }
+
+    /// Reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ApplyError::Api(e) => e.reason(),
+            ApplyError::Observe(e) => e.reason(),
+        }
+    }
+
+    /// An object the API refused as invalid (not one held back as a refusal).
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            ApplyError::Api(e) => e.is_user_error(),
+            ApplyError::Observe(_) => false,
+        }
+    }
+}
 
 /// What apply did and the live state of each child after it.
 #[derive(Debug, Default)]
@@ -30,7 +69,7 @@ pub struct Applied {
     /// Children the API refused or the plan held back.
     pub refused: Vec<Refusal>,
     /// Live copy of each child (apply response, or store copy when not written).
-    pub live: HashMap<(Kind, String), Value>,
+    pub live: HashMap<(Kind, String), ObservedChild>,
 }
 
 fn object_name(kind: Kind, namespace: &str, name: &str) -> String {
@@ -42,7 +81,7 @@ pub async fn apply(
     plan: &Plan,
     observed: Observed,
     ctx: &Context,
-) -> Result<Applied, Error> {
+) -> Result<Applied, ApplyError> {
     let ns = site.namespace;
     let params = PatchParams::apply(names::FIELD_MANAGER).force();
     let mut applied = Applied {
@@ -73,10 +112,9 @@ pub async fn apply(
                 continue;
             }
             Err(e) => {
-                return Err(Error::api(
-                    Stage::Apply,
-                    object_name(child.kind, ns, &child.name),
-                )(e));
+                return Err(
+                    ApiError::api(Stage::Apply, object_name(child.kind, ns, &child.name))(e).into(),
+                );
             }
         };
         ctx.metrics
@@ -89,7 +127,7 @@ pub async fn apply(
         applied.changed.push((child.kind, child.name.clone()));
         applied.live.insert(
             (child.kind, child.name.clone()),
-            serde_json::to_value(&result)?,
+            ObservedChild::parse(child.kind, &result)?,
         );
         ctx.stores.record(child.kind, result);
     }
@@ -100,7 +138,7 @@ pub async fn cleanup(
     site: &ValidatedSite<'_>,
     plan: &Plan,
     ctx: &Context,
-) -> Result<Vec<(Kind, String)>, Error> {
+) -> Result<Vec<(Kind, String)>, ApplyError> {
     let ns = site.namespace;
     let mut deleted = Vec::new();
     for (kind, name) in &plan.delete {
@@ -114,7 +152,9 @@ pub async fn cleanup(
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(Error::api(Stage::Cleanup, object_name(kind, ns, name))(e)),
+            Err(e) => {
+                return Err(ApiError::api(Stage::Cleanup, object_name(kind, ns, name))(e).into());
+            }
         }
         ctx.metrics
             .deleted

@@ -1,12 +1,6 @@
-//! What the live children say about backups and the restore: pure functions of the watch
-//! stores' copies (which keep each child's `status`), used by the pipeline and by
-//! [`super::status::compute`].
-//!
-//! Restore ([`restored_time`]): the originals are restored once the Job `<site>-restore` has
-//! the condition `Complete`; that time is kept in `status.restore.originalsRestoredTime`,
-//! which from then on is the record (the Job is deleted by its TTL a week later, and the
-//! restore never runs again). A Job with the condition `Failed` makes the site Degraded
-//! (`RestoreFailed`): deleting it lets the operator create it again.
+//! What the live children say about backups: a pure function of the typed observations
+//! ([`super::observe`]), used by [`super::status::compute`]. (The restore is
+//! [`super::restore`].)
 //!
 //! Backups ([`health`]), one `BackupHealthy` condition for both halves:
 //! - originals, from the CronJob `<site>-backup`: `lastSuccessfulTime` is the last good
@@ -27,12 +21,14 @@ use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use serde_json::Value;
 
-use super::status::{Cond, ConditionType, Problem};
-use crate::build::{Kind, OptionalApi, ValidatedSite};
+use super::conditions::{Cond, ConditionType, Problem};
+use super::observe::ObservedChild;
+use crate::children::crd_types::StatusCondition;
+use crate::children::{Kind, OptionalApi};
 use crate::crd::{BackupStatus, PhotoSiteStatus};
 use crate::names;
+use crate::site::ValidatedSite;
 
 /// Reasons of the `BackupHealthy` condition, most serious first.
 pub mod reason {
@@ -44,10 +40,6 @@ pub mod reason {
     pub const BACKUP_TOO_OLD: &str = "BackupTooOld";
     pub const BACKUP_PENDING: &str = "BackupPending";
     pub const BACKUPS_SUCCEEDING: &str = "BackupsSucceeding";
-    /// The restore Job failed (a Degraded reason).
-    pub const RESTORE_FAILED: &str = "RestoreFailed";
-    /// The originals are being restored (a Ready reason).
-    pub const RESTORING_ORIGINALS: &str = "RestoringOriginals";
 }
 
 /// Backup reasons that deserve a Warning Event when they appear.
@@ -58,84 +50,13 @@ const WARN: [&str; 4] = [
     reason::BACKUP_TOO_OLD,
 ];
 
-fn time(v: Option<&Value>) -> Option<Timestamp> {
-    v?.as_str()?.parse().ok()
+/// A time the Barman Cloud plugin reports (RFC 3339), if it parses.
+fn time(v: Option<&String>) -> Option<Timestamp> {
+    v?.parse().ok()
 }
 
 fn show(t: Timestamp) -> String {
     t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-/// The condition `type_` of a live object's `status.conditions`.
-fn condition<'a>(object: &'a Value, type_: &str) -> Option<&'a Value> {
-    object
-        .pointer("/status/conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == type_)
-}
-
-fn is_true(object: &Value, type_: &str) -> bool {
-    condition(object, type_).is_some_and(|c| c["status"] == "True")
-}
-
-/// When the originals of `spec.restore` were restored: the recorded time, else the
-/// completion of a live Job that succeeded.
-pub fn restored_time(old: Option<&PhotoSiteStatus>, job: Option<&Value>) -> Option<Time> {
-    if let Some(t) = old
-        .and_then(|s| s.restore.as_ref())
-        .and_then(|r| r.originals_restored_time.clone())
-    {
-        return Some(t);
-    }
-    let job = job?;
-    if !is_true(job, "Complete") {
-        return None;
-    }
-    // a Job marked Complete has a completionTime; should it be missing, the condition's
-    let at = time(job.pointer("/status/completionTime"))
-        .or_else(|| time(condition(job, "Complete").and_then(|c| c.get("lastTransitionTime"))))
-        .unwrap_or(Timestamp::UNIX_EPOCH);
-    Some(Time(at))
-}
-
-/// The problem of a restore Job that failed (and has not been deleted to retry).
-pub fn restore_failure(
-    site: &ValidatedSite,
-    restored: bool,
-    job: Option<&Value>,
-) -> Option<Problem> {
-    let restore = site.restore.as_ref()?;
-    let job = job.filter(|_| !restored)?;
-    let failed = condition(job, "Failed").filter(|c| c["status"] == "True")?;
-    let why = failed["message"]
-        .as_str()
-        .or(failed["reason"].as_str())
-        .unwrap_or("failed");
-    let name = names::restore(site.name);
-    Some(Problem {
-        reason: reason::RESTORE_FAILED,
-        message: format!(
-            "restoring the originals from {} failed ({why}): see kubectl -n {ns} logs job/{name}; the servers start once it succeeds, and kubectl -n {ns} delete job {name} runs it again",
-            restore.store.url,
-            ns = site.namespace,
-        ),
-    })
-}
-
-/// Ready's reason and message while the originals are being restored.
-pub fn restoring(site: &ValidatedSite) -> Option<Cond> {
-    let restore = site.restore.as_ref()?;
-    Some(Cond::new(
-        ConditionType::Ready,
-        false,
-        reason::RESTORING_ORIGINALS,
-        format!(
-            "restoring the originals from {} (Job {}): the photo-server pods start when it has succeeded",
-            restore.store.url,
-            names::restore(site.name)
-        ),
-    ))
 }
 
 /// One thing wrong (or not yet right) with the backups.
@@ -198,7 +119,7 @@ fn age_issue(
 /// live children.
 pub fn health(
     site: &ValidatedSite,
-    live: &HashMap<(Kind, String), Value>,
+    live: &HashMap<(Kind, String), ObservedChild>,
     missing: &[OptionalApi],
     now: Timestamp,
 ) -> Option<(Cond, BackupStatus)> {
@@ -224,12 +145,10 @@ pub fn health(
             ),
         }),
         Some(cj) => {
-            let last_ok = time(cj.pointer("/status/lastSuccessfulTime"));
-            let scheduled = time(cj.pointer("/status/lastScheduleTime"));
-            let running = cj
-                .pointer("/status/active")
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty());
+            let cron = cj.cron_job().cloned().unwrap_or_default();
+            let last_ok = cron.last_successful_time.map(|t| t.0);
+            let scheduled = cron.last_schedule_time.map(|t| t.0);
+            let running = cron.active.is_some_and(|a| !a.is_empty());
             status.last_originals_backup_time = last_ok.map(Time);
             match scheduled {
                 Some(s) if !running && last_ok.is_none_or(|ok| ok < s) => issues.push(Issue {
@@ -241,7 +160,7 @@ pub fn health(
                     ),
                 }),
                 _ => {
-                    let created = time(cj.pointer("/metadata/creationTimestamp"));
+                    let created = cj.meta.creation_timestamp.as_ref().map(|t| t.0);
                     match age_issue(
                         "originals",
                         last_ok,
@@ -273,43 +192,44 @@ pub fn health(
             });
         } else {
             let store = get(Kind::ObjectStore, names::backup(site.name));
-            let window = store.and_then(|s| {
-                s.pointer("/status/serverRecoveryWindow")
-                    .and_then(|w| w.get(&cluster_name))
-            });
-            let last_ok = time(window.and_then(|w| w.get("lastSuccessfulBackupTime")));
-            let last_failed = time(window.and_then(|w| w.get("lastFailedBackupTime")));
+            let window = store
+                .and_then(ObservedChild::object_store)
+                .and_then(|s| s.server_recovery_window.get(&cluster_name));
+            let last_ok = time(window.and_then(|w| w.last_successful_backup_time.as_ref()));
+            let last_failed = time(window.and_then(|w| w.last_failed_backup_time.as_ref()));
             status.last_database_backup_time = last_ok.map(Time);
             status.first_recoverability_point =
-                time(window.and_then(|w| w.get("firstRecoverabilityPoint"))).map(Time);
-            let cluster = get(Kind::DatabaseCluster, cluster_name.clone());
+                time(window.and_then(|w| w.first_recoverability_point.as_ref())).map(Time);
+            let conditions = get(Kind::DatabaseCluster, cluster_name.clone())
+                .and_then(ObservedChild::cluster)
+                .map(|c| c.conditions.as_slice())
+                .unwrap_or_default();
             let mut failed = false;
-            if let Some(c) = cluster.and_then(|c| condition(c, "ContinuousArchiving"))
-                && c["status"] == "False"
+            if let Some(c) = StatusCondition::find(conditions, "ContinuousArchiving")
+                && c.is("False")
             {
                 failed = true;
                 issues.push(Issue {
                     reason: reason::WAL_ARCHIVING_FAILED,
                     message: format!(
                         "WAL archiving of {cluster_name} fails, so the database cannot be restored to a recent point: {}",
-                        c["message"].as_str().unwrap_or("see the Cluster's ContinuousArchiving condition")
+                        c.message.as_deref().unwrap_or("see the Cluster's ContinuousArchiving condition")
                     ),
                 });
             }
             let at = last_failed
                 .map(|t| format!(" at {}", show(t)))
                 .unwrap_or_default();
-            let backup_condition = cluster
-                .and_then(|c| condition(c, "LastBackupSucceeded"))
-                .filter(|c| c["status"] == "False" && c["reason"] != "BackupStarted");
+            let backup_condition = StatusCondition::find(conditions, "LastBackupSucceeded")
+                .filter(|c| c.is("False") && c.reason.as_deref() != Some("BackupStarted"));
             if let Some(c) = backup_condition {
                 failed = true;
                 issues.push(Issue {
                     reason: reason::DATABASE_BACKUP_FAILED,
                     message: format!(
                         "the last database backup failed{at}: {}",
-                        c["message"]
-                            .as_str()
+                        c.message
+                            .as_deref()
                             .unwrap_or("see kubectl get backups.postgresql.cnpg.io")
                     ),
                 });
@@ -325,7 +245,9 @@ pub fn health(
                 });
             }
             if !failed {
-                let created = store.and_then(|s| time(s.pointer("/metadata/creationTimestamp")));
+                let created = store
+                    .and_then(|s| s.meta.creation_timestamp.as_ref())
+                    .map(|t| t.0);
                 match age_issue(
                     "database",
                     last_ok,
@@ -387,8 +309,8 @@ pub fn failure_event(old: Option<&PhotoSiteStatus>, new: &PhotoSiteStatus) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
-    use serde_json::json;
+    use crate::test_support::*;
+    use serde_json::{Value, json};
 
     fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
@@ -398,10 +320,13 @@ mod tests {
         with(demo(), |s| s.spec.backup = Some(backup_spec()))
     }
 
-    fn live(objects: &[(Kind, &str, Value)]) -> HashMap<(Kind, String), Value> {
+    fn live(objects: &[(Kind, &str, Value)]) -> HashMap<(Kind, String), ObservedChild> {
         objects
             .iter()
-            .map(|(k, n, v)| ((*k, n.to_string()), v.clone()))
+            .map(|(k, n, v)| {
+                let child = ObservedChild::from_json(*k, v.clone()).unwrap();
+                ((*k, n.to_string()), child)
+            })
             .collect()
     }
 
@@ -618,47 +543,6 @@ mod tests {
         let (c, st) = health(&valid(&s), &live(&objects), &[], at(NOW)).unwrap();
         assert!(c.status, "{c:?}");
         assert!(st.last_database_backup_time.is_none());
-    }
-
-    #[test]
-    fn restore_completion_is_recorded_once() {
-        let job = json!({"status": {"completionTime": "2026-01-10T04:00:00Z",
-            "conditions": [{"type": "Complete", "status": "True"}]}});
-        assert_eq!(
-            restored_time(None, Some(&job)),
-            Some(Time(at("2026-01-10T04:00:00Z")))
-        );
-        let running = json!({"status": {"active": 1}});
-        assert_eq!(restored_time(None, Some(&running)), None);
-        assert_eq!(restored_time(None, None), None);
-        // once recorded, the Job no longer matters (its TTL deletes it)
-        let recorded = PhotoSiteStatus {
-            restore: Some(crate::crd::RestoreStatus {
-                originals_restored_time: Some(Time(at("2026-01-10T04:00:00Z"))),
-            }),
-            ..PhotoSiteStatus::default()
-        };
-        assert!(restored_time(Some(&recorded), None).is_some());
-    }
-
-    #[test]
-    fn a_failed_restore_job_is_a_problem_until_deleted() {
-        let s = with(demo(), |s| s.spec.restore = Some(restore_spec()));
-        let site = valid(&s);
-        let failed = json!({"status": {"failed": 7, "conditions": [
-            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]}});
-        let p = restore_failure(&site, false, Some(&failed)).unwrap();
-        assert_eq!(p.reason, "RestoreFailed");
-        assert!(p.message.contains("s3://backups/prod/old"), "{}", p.message);
-        assert!(p.message.contains("backoff limit"), "{}", p.message);
-        assert!(
-            p.message.contains("delete job demo-restore"),
-            "{}",
-            p.message
-        );
-        assert!(restore_failure(&site, false, None).is_none());
-        assert!(restore_failure(&site, true, Some(&failed)).is_none());
-        assert!(restore_failure(&valid(&demo()), false, Some(&failed)).is_none());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Step 1: read what a PhotoSite references.
+//! Stage 4, dereference: read what a PhotoSite references.
 //!
 //! - its credentials Secret (from the watch store, else a GET): existing values are kept,
 //!   missing ones generated, so the session key and admin password are never rotated by
@@ -17,12 +17,60 @@ use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Secret};
 use kube::api::Api;
 use sha2::{Digest, Sha256};
 
-use super::Context;
-use crate::build::network_policy::POSTGRES_PORT;
-use crate::build::object_store::{ACCESS_KEY_ID, ACCESS_SECRET_KEY};
-use crate::build::{Credentials, ExternalDatabase, Kind, ValidatedSite, secret};
-use crate::error::Stage;
-use crate::{Error, names};
+use super::context::Context;
+use crate::children::network_policy::POSTGRES_PORT;
+use crate::children::{Credentials, ExternalDatabase, Kind, secret};
+use crate::error::{ApiError, Stage};
+use crate::names;
+use crate::site::ValidatedSite;
+use crate::site::{ACCESS_KEY_ID, ACCESS_SECRET_KEY};
+
+/// Why what a PhotoSite references cannot be read.
+#[derive(thiserror::Error, Debug)]
+pub enum DereferenceError {
+    /// `storage.originals.existingClaim` names a claim that does not exist.
+    #[error("existing claim {0:?} for originals not found")]
+    MissingClaim(String),
+    /// The external database Secret or its key does not exist.
+    #[error("external database secret: {0}")]
+    MissingDatabaseSecret(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The credentials Secret in the store does not convert (a bug).
+    #[error("serialization: {0}")]
+    Serialization(#[from] serde_json::Error),
+}
+
+impl DereferenceError {
+    /// Label for the `photo_operator_reconcile_errors_total` counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            DereferenceError::MissingClaim(_) => "missing_claim",
+            DereferenceError::MissingDatabaseSecret(_) => "missing_database_secret",
+            DereferenceError::Api(e) => e.metric_label(),
+            DereferenceError::Serialization(_) => "serialization",
+        }
+    }
+
+    /// Reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DereferenceError::MissingClaim(_) => "ExistingClaimNotFound",
+            DereferenceError::MissingDatabaseSecret(_) => "DatabaseSecretNotFound",
+            DereferenceError::Api(e) => e.reason(),
+            DereferenceError::Serialization(_) => "InternalError",
+        }
+    }
+
+    /// A missing claim or Secret is the author's to fix.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            DereferenceError::MissingClaim(_) | DereferenceError::MissingDatabaseSecret(_) => true,
+            DereferenceError::Api(e) => e.is_user_error(),
+            DereferenceError::Serialization(_) => false,
+        }
+    }
+}
 
 /// What the PhotoSite references, as read from the cluster.
 #[derive(Clone, Debug)]
@@ -65,13 +113,13 @@ pub async fn dereference(
     site: &ValidatedSite<'_>,
     ctx: &Context,
     restore_pending: bool,
-) -> Result<References, Error> {
+) -> Result<References, DereferenceError> {
     let ns = site.namespace;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let get_secret = |name: String| {
         let secrets = secrets.clone();
         async move {
-            secrets.get_opt(&name).await.map_err(Error::api(
+            secrets.get_opt(&name).await.map_err(ApiError::api(
                 Stage::Dereference,
                 format!("Secret {ns}/{name}"),
             ))
@@ -88,19 +136,19 @@ pub async fn dereference(
     let mut existing_claim_phase = None;
     if let Some(claim) = &site.spec.storage.originals.existing_claim {
         let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
-        let found = pvcs.get_opt(claim).await.map_err(Error::api(
+        let found = pvcs.get_opt(claim).await.map_err(ApiError::api(
             Stage::Dereference,
             format!("PersistentVolumeClaim {ns}/{claim}"),
         ))?;
         let Some(found) = found else {
-            return Err(Error::MissingClaim(claim.clone()));
+            return Err(DereferenceError::MissingClaim(claim.clone()));
         };
         existing_claim_phase = found.status.and_then(|s| s.phase);
     }
 
     let mut external_database = None;
     if let Some(ext) = &site.spec.database.external {
-        let missing = |what: String| Error::MissingDatabaseSecret(what);
+        let missing = DereferenceError::MissingDatabaseSecret;
         let uri = get_secret(ext.secret_name.clone())
             .await?
             .ok_or_else(|| missing(format!("Secret {:?} not found", ext.secret_name)))?;

@@ -4,7 +4,7 @@
 //! `PrometheusRule`) and CloudNativePG's Barman Cloud plugin (`barmancloud.cnpg.io/v1`
 //! `ObjectStore`, for database backups and restore).
 //!
-//! Checked by discovery at start and then every [`super::RunArgs::discovery_interval`]
+//! Checked by discovery at start and then every [`crate::run::RunArgs::discovery_interval`]
 //! (30 s by default) by a task of its own, so installing any of them after the operator needs
 //! no restart: within one interval the watches of the new kinds start ([`super::watches`])
 //! and every PhotoSite is reconciled again. A discovery request that fails for another reason
@@ -18,7 +18,7 @@ use kube::Client;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::build::Apis;
+use crate::children::Apis;
 
 /// The optional APIs, as last discovered; shared by the reconciles and the watches, which
 /// subscribe to its changes.

@@ -5,9 +5,9 @@
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 
-use super::status::Problem;
-use super::{Context, Outcome};
-use crate::Error;
+use super::conditions::Problem;
+use super::context::Context;
+use crate::children::Kind;
 
 fn truncate(mut s: String) -> String {
     if s.len() > 1000 {
@@ -27,24 +27,29 @@ async fn publish(ctx: &Context, reference: &ObjectReference, event: Event) {
 }
 
 /// Normal event listing what was applied and deleted.
-pub async fn changed(ctx: &Context, reference: &ObjectReference, outcome: &Outcome) {
-    let list = |v: &[(crate::build::Kind, String)]| {
+pub async fn changed(
+    ctx: &Context,
+    reference: &ObjectReference,
+    applied: &[(Kind, String)],
+    deleted: &[(Kind, String)],
+) {
+    let list = |v: &[(Kind, String)]| {
         v.iter()
             .map(|(k, n)| format!("{}/{}", k.kind_name(), n))
             .collect::<Vec<_>>()
             .join(", ")
     };
     let mut note = String::new();
-    if !outcome.applied.is_empty() {
-        note.push_str(&format!("applied {}", list(&outcome.applied)));
+    if !applied.is_empty() {
+        note.push_str(&format!("applied {}", list(applied)));
     }
-    if !outcome.deleted.is_empty() {
+    if !deleted.is_empty() {
         if !note.is_empty() {
             note.push_str("; ");
         }
-        note.push_str(&format!("deleted {}", list(&outcome.deleted)));
+        note.push_str(&format!("deleted {}", list(deleted)));
     }
-    let reason = if outcome.applied.is_empty() {
+    let reason = if applied.is_empty() {
         "Deleted"
     } else {
         "Applied"
@@ -63,15 +68,15 @@ pub async fn changed(ctx: &Context, reference: &ObjectReference, outcome: &Outco
     .await;
 }
 
-/// Warning event for an error.
-pub async fn warning(ctx: &Context, reference: &ObjectReference, err: &Error, action: &str) {
+/// Warning event for an error (`why`: its reason and message).
+pub async fn warning(ctx: &Context, reference: &ObjectReference, why: &Problem, action: &str) {
     publish(
         ctx,
         reference,
         Event {
             type_: EventType::Warning,
-            reason: err.reason().into(),
-            note: Some(truncate(err.to_string())),
+            reason: why.reason.into(),
+            note: Some(truncate(why.message.clone())),
             action: action.into(),
             secondary: None,
         },

@@ -1,11 +1,11 @@
-//! The pure diff: a site's desired children against what the watch stores show of them ->
-//! what to write. [`plan`] is the only place this decision is made; the controller executes
+//! Stage 6, plan: the pure diff of a site's desired children against their typed
+//! observations -> what to write. [`plan`] is the only place this decision is made; the controller executes
 //! it ([`super::apply`]), the benchmark times it and the tests assert on it without an API.
 //!
 //! No writes for a converged site: a child is applied only when its live copy lacks the hash
-//! of this exact desired object (annotation [`HASH_ANNOTATION`]: any change to what we would
+//! of this exact desired object (annotation [`ssa::HASH_ANNOTATION`]: any change to what we would
 //! apply, including fields we stopped setting, changes it) or when the fields the stores keep
-//! (labels, annotations, owner references, `spec.replicas`, Secret data; see [`prune`]) no
+//! (labels, annotations, owner references, `spec.replicas`, Secret data; see [`ssa::prune`]) no
 //! longer have the desired values, which catches the usual out-of-band edits (someone
 //! scaling the Deployment, removing a label or an owner reference). The stores keep only that
 //! projection plus `status`, which is what keeps the operator small with 1000 sites (see the
@@ -21,7 +21,7 @@
 //! template is immutable, and a Job that ran is a record, not something to update.
 //!
 //! Deletions: children the operator may create for a site
-//! ([`crate::build::possible_children`], looked up by name: no scan of the stores) that exist,
+//! ([`crate::children::possible_children`], looked up by name: no scan of the stores) that exist,
 //! carry the site's labels and are no longer desired (HPA after autoscaling is turned off,
 //! Ingress, monitoring, the backup CronJob and ScheduledBackup). The originals claim, the
 //! database, the credentials Secret, the Barman Cloud ObjectStores (a retained or
@@ -29,175 +29,17 @@
 //! restore's report; its TTL removes it) are never deleted this way: data is only removed by
 //! the garbage collector under `dataPolicy: Delete`.
 
-use std::collections::HashMap;
-
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, PersistentVolumeClaimSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
-use super::Stores;
-use crate::build::{self, Child, Desired, Kind, ValidatedSite, quantity};
-use crate::{Error, labels};
-
-/// Annotation with the hash of the desired object last applied.
-pub const HASH_ANNOTATION: &str = "photostack.io/applied-hash";
-
-/// Annotation that kubectl's client-side apply adds; never useful to the operator.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// `spec` fields the stores keep: the replica count of any kind, and what [`plan`] needs to
-/// know of a PersistentVolumeClaim (immutable fields, size).
-fn kept_spec(kind: &str) -> &'static [&'static str] {
-    if kind == Kind::PersistentVolumeClaim.kind_name() {
-        &["replicas", "accessModes", "storageClassName", "resources"]
-    } else {
-        &["replicas"]
-    }
-}
-
-/// The desired object with its hash annotation.
-pub fn with_hash(object: &Value) -> Result<Value, Error> {
-    let hash = hex::encode(Sha256::digest(serde_json::to_vec(object)?));
-    let mut object = object.clone();
-    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        let annotations = meta
-            .entry("annotations")
-            .or_insert_with(|| Value::Object(Default::default()));
-        if let Some(a) = annotations.as_object_mut() {
-            a.insert(
-                HASH_ANNOTATION.into(),
-                Value::String(hash[..16].to_string()),
-            );
-        }
-    }
-    Ok(object)
-}
-
-/// Whether every field of `desired` is present in `live` with the same value (lists must have
-/// the same length and match element-wise).
-pub fn is_subset(desired: &Value, live: &Value) -> bool {
-    match (desired, live) {
-        (Value::Object(d), Value::Object(l)) => d
-            .iter()
-            .all(|(k, v)| l.get(k).is_some_and(|lv| is_subset(v, lv))),
-        (Value::Array(d), Value::Array(l)) => {
-            d.len() == l.len() && d.iter().zip(l).all(|(a, b)| is_subset(a, b))
-        }
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (a, b) => a == b,
-    }
-}
-
-fn pruned_spec(kind: &str, spec: Option<&Value>) -> Option<Value> {
-    let spec = spec?.as_object()?;
-    let kept: serde_json::Map<String, Value> = kept_spec(kind)
-        .iter()
-        .filter_map(|k| spec.get(*k).map(|v| (k.to_string(), v.clone())))
-        .collect();
-    (!kept.is_empty()).then_some(Value::Object(kept))
-}
-
-/// The part of an object the stores keep and the diff compares: identity metadata, labels,
-/// annotations, owner references, `data` (Secret, ConfigMap), `status`, and the `spec`
-/// fields of [`kept_spec`].
-pub fn prune(object: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    for key in ["apiVersion", "kind", "data", "status"] {
-        if let Some(v) = object.get(key) {
-            out.insert(key.into(), v.clone());
-        }
-    }
-    if let Some(meta) = object.get("metadata").and_then(Value::as_object) {
-        let mut m = serde_json::Map::new();
-        for key in [
-            "name",
-            "namespace",
-            "uid",
-            "resourceVersion",
-            "generation",
-            "labels",
-            "annotations",
-            "ownerReferences",
-            "deletionTimestamp",
-        ] {
-            if let Some(v) = meta.get(key) {
-                m.insert(key.into(), v.clone());
-            }
-        }
-        if let Some(a) = m.get_mut("annotations").and_then(Value::as_object_mut) {
-            a.remove(LAST_APPLIED);
-        }
-        out.insert("metadata".into(), Value::Object(m));
-    }
-    let kind = object["kind"].as_str().unwrap_or_default();
-    if let Some(spec) = pruned_spec(kind, object.get("spec")) {
-        out.insert("spec".into(), spec);
-    }
-    Value::Object(out)
-}
-
-/// Prune a watched object of `kind` in place before it enters a store (see [`prune`]).
-///
-/// The API server leaves `apiVersion` and `kind` out of the items of a list of built-in
-/// kinds (only watch events carry them), so they are set here from the watch's kind: a copy
-/// without them would never match a desired object and every reconcile after a (re)list
-/// would apply the child again.
-pub fn prune_dynamic(kind: Kind, o: &mut kube::api::DynamicObject) {
-    let ar = kind.api_resource();
-    o.types.get_or_insert_with(|| kube::core::TypeMeta {
-        api_version: ar.api_version.clone(),
-        kind: ar.kind.clone(),
-    });
-    o.metadata.managed_fields = None;
-    if let Some(a) = o.metadata.annotations.as_mut() {
-        a.remove(LAST_APPLIED);
-    }
-    let kind = kind.kind_name();
-    let mut data = serde_json::Map::new();
-    for key in ["data", "status"] {
-        if let Some(v) = o.data.get(key) {
-            data.insert(key.into(), v.clone());
-        }
-    }
-    if let Some(spec) = pruned_spec(kind, o.data.get("spec")) {
-        data.insert("spec".into(), spec);
-    }
-    o.data = Value::Object(data);
-}
-
-/// Whether a desired child (with hash) needs a write given its (pruned) live copy.
-pub fn needs_apply(desired_with_hash: &Value, live: Option<&Value>) -> bool {
-    match live {
-        None => true,
-        Some(live) => !is_subset(&prune(desired_with_hash), live),
-    }
-}
-
-/// A site's children as the watch stores show them (pruned), by kind and name: every child
-/// the operator may create for the site that exists.
-#[derive(Clone, Debug, Default)]
-pub struct Observed {
-    pub site: String,
-    pub children: HashMap<(Kind, String), Value>,
-}
-
-impl Observed {
-    pub fn from_stores(stores: &Stores, site: &ValidatedSite) -> Result<Observed, Error> {
-        let mut children = HashMap::new();
-        for (kind, name) in build::possible_children(site.name) {
-            if let Some(live) = stores.get(kind, site.namespace, &name) {
-                children.insert((kind, name), serde_json::to_value(&*live)?);
-            }
-        }
-        Ok(Observed {
-            site: site.name.to_string(),
-            children,
-        })
-    }
-
-    pub fn get(&self, kind: Kind, name: &str) -> Option<&Value> {
-        self.children.get(&(kind, name.to_string()))
-    }
-}
+use super::observe::{Observed, ObservedChild};
+#[cfg(doc)]
+use super::ssa;
+use super::ssa::{needs_apply, with_hash};
+use crate::children::{ChildObject, Desired, Kind};
+use crate::labels;
+use crate::quantity;
 
 /// A child the API refused (or would refuse) to take: reported in the status, the other
 /// children are applied anyway.
@@ -221,11 +63,42 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// Why a plan cannot be made: a desired object that does not serialise (a bug).
+#[derive(thiserror::Error, Debug)]
+pub enum PlanError {
+    #[error("serialization: {0}")]
+    Serialization(#[from] serde_json::Error),
+}
+
+impl PlanError {
+    /// Label for the `photo_operator_reconcile_errors_total` counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            PlanError::Serialization(_) => "serialization",
+        }
+    }
+
+    /// Reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PlanError::Serialization(_) => "InternalError",
+        }
+    }
+}
+
+/// A child to server-side apply: the desired object serialised, with its hash annotation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToApply {
+    pub kind: Kind,
+    pub name: String,
+    pub object: Value,
+}
+
 /// What to write for one site.
 #[derive(Clone, Debug, Default)]
 pub struct Plan {
     /// Children to server-side apply, in apply order, with their hash annotation.
-    pub apply: Vec<Child>,
+    pub apply: Vec<ToApply>,
     /// Children whose live copy already matches.
     pub unchanged: Vec<(Kind, String)>,
     /// Children held back because the API would refuse them.
@@ -242,50 +115,81 @@ impl Plan {
 }
 
 /// Kinds that are never deleted by the operator (data, credentials, where the database
-/// archives, the restore's record).
+/// archives, the restore's record). The match is exhaustive: a new [`Kind`] does not compile
+/// until it says whether cleanup may delete it (`rbac_check.py` reads the `=> true` arm).
 pub fn protected(kind: Kind) -> bool {
-    matches!(
-        kind,
+    match kind {
         Kind::PersistentVolumeClaim
-            | Kind::DatabaseCluster
-            | Kind::Secret
-            | Kind::ObjectStore
-            | Kind::Job
-    )
+        | Kind::DatabaseCluster
+        | Kind::Secret
+        | Kind::ObjectStore
+        | Kind::Job => true,
+        Kind::ServiceAccount
+        | Kind::ConfigMap
+        | Kind::ScheduledBackup
+        | Kind::Service
+        | Kind::PodDisruptionBudget
+        | Kind::NetworkPolicy
+        | Kind::Deployment
+        | Kind::CronJob
+        | Kind::HorizontalPodAutoscaler
+        | Kind::Ingress
+        | Kind::ServiceMonitor
+        | Kind::PodMonitor
+        | Kind::PrometheusRule => false,
+    }
 }
 
-fn size_bytes(v: &Value) -> Option<u64> {
-    quantity::parse_bytes(v.pointer("/spec/resources/requests/storage")?.as_str()?).ok()
+fn size_bytes(spec: &PersistentVolumeClaimSpec) -> Option<u64> {
+    quantity::parse_bytes(&storage(spec)?.0).ok()
+}
+
+fn storage(spec: &PersistentVolumeClaimSpec) -> Option<&Quantity> {
+    spec.resources.as_ref()?.requests.as_ref()?.get("storage")
+}
+
+/// A value as the messages show it (JSON).
+fn shown<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
 }
 
 /// The originals claim to apply given its live copy, or why it cannot be applied.
-fn claim(desired: &Value, live: Option<&Value>) -> Result<Value, String> {
-    let Some(live) = live else {
+fn claim(
+    desired: &PersistentVolumeClaim,
+    live: Option<&ObservedChild>,
+) -> Result<PersistentVolumeClaim, String> {
+    let Some((live, _)) = live.and_then(ObservedChild::claim) else {
         return Ok(desired.clone());
     };
-    let live_modes = live.pointer("/spec/accessModes");
-    let want_modes = desired.pointer("/spec/accessModes");
-    if let (Some(l), Some(w)) = (live_modes, want_modes)
+    let want = desired.spec.clone().unwrap_or_default();
+    if let (Some(l), Some(w)) = (&live.access_modes, &want.access_modes)
         && l != w
     {
         return Err(format!(
-            "not applied: the claim's access modes are immutable (claim {l}, spec {w})"
+            "not applied: the claim's access modes are immutable (claim {}, spec {})",
+            shown(l),
+            shown(w)
         ));
     }
-    let live_class = live.pointer("/spec/storageClassName");
-    let want_class = desired.pointer("/spec/storageClassName");
-    if let (Some(l), Some(w)) = (live_class, want_class)
+    if let (Some(l), Some(w)) = (&live.storage_class_name, &want.storage_class_name)
         && l != w
     {
         return Err(format!(
-            "not applied: the claim's storage class is immutable (claim {l}, spec {w})"
+            "not applied: the claim's storage class is immutable (claim {}, spec {})",
+            shown(l),
+            shown(w)
         ));
     }
     let mut object = desired.clone();
-    if let (Some(l), Some(w)) = (size_bytes(live), size_bytes(desired))
+    if let (Some(l), Some(w)) = (size_bytes(live), size_bytes(&want))
         && l > w
-        && let Some(size) = live.pointer("/spec/resources/requests/storage")
-        && let Some(slot) = object.pointer_mut("/spec/resources/requests/storage")
+        && let Some(size) = storage(live)
+        && let Some(slot) = object
+            .spec
+            .as_mut()
+            .and_then(|s| s.resources.as_mut())
+            .and_then(|r| r.requests.as_mut())
+            .and_then(|r| r.get_mut("storage"))
     {
         // A claim never shrinks: keep the live size.
         *slot = size.clone();
@@ -294,7 +198,7 @@ fn claim(desired: &Value, live: Option<&Value>) -> Result<Value, String> {
 }
 
 /// Decide what to write for one site.
-pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
+pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
     for c in &desired.children {
         let live = observed.get(c.kind, &c.name);
@@ -302,9 +206,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
             plan.unchanged.push((c.kind, c.name.clone()));
             continue;
         }
-        let object = if c.kind == Kind::PersistentVolumeClaim {
-            match claim(&c.object, live) {
-                Ok(o) => o,
+        let object = if let ChildObject::PersistentVolumeClaim(desired) = &c.object {
+            match claim(desired, live) {
+                Ok(o) => serde_json::to_value(o)?,
                 Err(message) => {
                     plan.held.push(Refusal {
                         kind: c.kind,
@@ -315,11 +219,11 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
                 }
             }
         } else {
-            c.object.clone()
+            c.to_json()?
         };
         let object = with_hash(&object)?;
-        if needs_apply(&object, live) {
-            plan.apply.push(Child {
+        if needs_apply(&object, live.map(|l| &l.pruned)) {
+            plan.apply.push(ToApply {
                 kind: c.kind,
                 name: c.name.clone(),
                 object,
@@ -334,9 +238,9 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
         .filter(|((kind, name), live)| {
             !protected(*kind)
                 && !desired.contains(*kind, name)
-                && live.pointer("/metadata/deletionTimestamp").is_none()
-                && live["metadata"]["labels"][labels::SITE] == observed.site.as_str()
-                && live["metadata"]["labels"][labels::MANAGED_BY] == labels::MANAGER
+                && live.meta.deletion_timestamp.is_none()
+                && live.label(labels::SITE) == Some(observed.site.as_str())
+                && live.label(labels::MANAGED_BY) == Some(labels::MANAGER)
         })
         .map(|(k, _)| k.clone())
         .collect();
@@ -348,78 +252,23 @@ pub fn plan(desired: &Desired, observed: &Observed) -> Result<Plan, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::controller::ssa::{HASH_ANNOTATION, prune_dynamic};
+    use crate::test_support::*;
     use serde_json::json;
 
-    #[test]
-    fn subset_ignores_server_fields() {
-        let d = json!({"spec": {"replicas": 2, "ports": [{"port": 80}]}});
-        let l = json!({"spec": {"replicas": 2, "ports": [{"port": 80, "protocol": "TCP"}], "x": 1}, "status": {}});
-        assert!(is_subset(&d, &l));
-        let l2 = json!({"spec": {"replicas": 3, "ports": [{"port": 80}]}});
-        assert!(!is_subset(&d, &l2));
-        let l3 = json!({"spec": {"replicas": 2, "ports": [{"port": 80}, {"port": 81}]}});
-        assert!(!is_subset(&d, &l3));
-    }
-
-    #[test]
-    fn hash_detects_removed_fields() {
-        let a = json!({"metadata": {"name": "x"}, "spec": {"a": 1, "b": 2}});
-        let b = json!({"metadata": {"name": "x"}, "spec": {"a": 1}});
-        let live = with_hash(&a).unwrap();
-        assert!(!needs_apply(&with_hash(&a).unwrap(), Some(&live)));
-        // b is a subset of the live object, but the hash differs: apply to drop spec.b
-        assert!(needs_apply(&with_hash(&b).unwrap(), Some(&live)));
-        assert!(needs_apply(&with_hash(&a).unwrap(), None));
-    }
-
-    fn pruned(o: &Value) -> Value {
-        let kind = Kind::ALL
-            .into_iter()
-            .find(|k| o["kind"] == k.kind_name())
-            .unwrap();
+    /// A live child as the stores hold it (pruned), parsed.
+    fn live(kind: Kind, o: &Value) -> ObservedChild {
         let mut live: kube::api::DynamicObject = serde_json::from_value(o.clone()).unwrap();
         prune_dynamic(kind, &mut live);
-        serde_json::to_value(&live).unwrap()
+        ObservedChild::parse(kind, &live).unwrap()
     }
 
-    #[test]
-    fn listed_objects_without_type_meta_still_match() {
-        // A list response's items carry no apiVersion/kind (watch events do).
-        let d = build_all(&demo(), &inputs());
-        for c in &d.children {
-            let desired = with_hash(&c.object).unwrap();
-            let mut listed = desired.clone();
-            let m = listed.as_object_mut().unwrap();
-            m.remove("apiVersion");
-            m.remove("kind");
-            let mut live: kube::api::DynamicObject = serde_json::from_value(listed).unwrap();
-            assert!(live.types.is_none());
-            prune_dynamic(c.kind, &mut live);
-            let live = serde_json::to_value(&live).unwrap();
-            assert!(
-                !needs_apply(&desired, Some(&live)),
-                "{:?} {} would be applied again after every list",
-                c.kind,
-                c.name
-            );
-        }
-    }
-
-    #[test]
-    fn pruned_store_copy_still_catches_replica_drift() {
-        let desired = with_hash(&json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "x", "labels": {"a": "b"}},
-            "spec": {"replicas": 2, "template": {"spec": {"containers": []}}}
-        }))
-        .unwrap();
-        let mut live = pruned(&desired);
-        assert!(live.pointer("/spec/template").is_none());
-        assert!(!needs_apply(&desired, Some(&live)));
-        live["spec"]["replicas"] = json!(5); // kubectl scale deployment/x
-        assert!(needs_apply(&desired, Some(&live)));
-        assert_eq!(prune(&desired)["spec"], json!({"replicas": 2}));
+    /// Change a live child's JSON (as an out-of-band edit would) and parse it again.
+    fn edit(obs: &mut Observed, key: &(Kind, String), f: impl FnOnce(&mut Value)) {
+        let child = obs.children.get_mut(key).unwrap();
+        let mut json = child.pruned.clone();
+        f(&mut json);
+        *child = ObservedChild::from_json(key.0, json).unwrap();
     }
 
     /// Observed children of a site: every desired child as applied, pruned as the stores hold
@@ -433,7 +282,7 @@ mod tests {
                 .map(|c| {
                     (
                         (c.kind, c.name.clone()),
-                        pruned(&with_hash(&c.object).unwrap()),
+                        live(c.kind, &with_hash(&c.json()).unwrap()),
                     )
                 })
                 .collect(),
@@ -496,7 +345,9 @@ mod tests {
             "fakeflickr-originals".to_string(),
         );
         // adopted under Retain from a PhotoSite that asked for another class
-        obs.children.get_mut(&key).unwrap()["spec"]["storageClassName"] = json!("gp3");
+        edit(&mut obs, &key, |o| {
+            o["spec"]["storageClassName"] = json!("gp3")
+        });
         let p = plan(&d, &obs).unwrap();
         assert!(
             p.apply
@@ -514,7 +365,9 @@ mod tests {
         assert!(p.apply.is_empty() && p.unchanged.len() == d.children.len() - 1);
 
         let mut obs = observed(&d, "fakeflickr");
-        obs.children.get_mut(&key).unwrap()["spec"]["accessModes"] = json!(["ReadWriteOnce"]);
+        edit(&mut obs, &key, |o| {
+            o["spec"]["accessModes"] = json!(["ReadWriteOnce"])
+        });
         let p = plan(&d, &obs).unwrap();
         assert!(p.held[0].message.contains("access modes are immutable"));
     }
@@ -528,8 +381,9 @@ mod tests {
             "fakeflickr-originals".to_string(),
         );
         // grown out of band (or the spec shrank): keep the live size
-        obs.children.get_mut(&key).unwrap()["spec"]["resources"]["requests"]["storage"] =
-            json!("200Gi");
+        edit(&mut obs, &key, |o| {
+            o["spec"]["resources"]["requests"]["storage"] = json!("200Gi")
+        });
         let p = plan(&d, &obs).unwrap();
         let c = p
             .apply
@@ -541,7 +395,7 @@ mod tests {
             "200Gi"
         );
         // once applied with the live size, nothing more to do
-        obs.children.insert(key.clone(), pruned(&c.object));
+        obs.children.insert(key.clone(), live(key.0, &c.object));
         let p = plan(&d, &obs).unwrap();
         assert!(p.is_empty(), "{:?}", p.apply);
         // a bigger size in the spec is applied (the API decides whether the class can expand)

@@ -1,5 +1,5 @@
-//! Step 4: status, computed only from what was applied (or is live), patched only when it
-//! changed.
+//! Stage 8, status: computed only from the typed observations of what was applied (or is
+//! live), patched only when it changed.
 //!
 //! Conditions ([`ConditionType`]): `Ready`, `Progressing`, `Degraded`, `DatabaseReady`, and
 //! with `spec.backup` `BackupHealthy` (see [`super::backups`]; it never affects `Ready`). Each
@@ -18,100 +18,20 @@ use std::collections::HashMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::backups;
+use super::conditions::{Cond, ConditionType, Problem, reason};
+use super::context::Context;
+use super::observe::ObservedChild;
 use super::plan::Refusal;
-use super::{Context, backups};
-use crate::build::{Kind, OptionalApi, ValidatedSite, ingress};
-use crate::crd::{PhotoSite, PhotoSiteStatus, RestoreStatus};
-use crate::error::Stage;
-use crate::{Error, labels, names};
-
-/// The conditions a PhotoSite reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ConditionType {
-    BackupHealthy,
-    DatabaseReady,
-    Degraded,
-    Progressing,
-    Ready,
-}
-
-impl ConditionType {
-    pub const ALL: [ConditionType; 5] = [
-        ConditionType::BackupHealthy,
-        ConditionType::DatabaseReady,
-        ConditionType::Degraded,
-        ConditionType::Progressing,
-        ConditionType::Ready,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConditionType::BackupHealthy => "BackupHealthy",
-            ConditionType::DatabaseReady => "DatabaseReady",
-            ConditionType::Degraded => "Degraded",
-            ConditionType::Progressing => "Progressing",
-            ConditionType::Ready => "Ready",
-        }
-    }
-
-    fn parse(s: &str) -> Option<ConditionType> {
-        ConditionType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-}
-
-/// Condition reasons the operator sets itself (errors bring their own, see
-/// [`Error::reason`]).
-pub mod reason {
-    pub const READY: &str = "Ready";
-    pub const AS_EXPECTED: &str = "AsExpected";
-    pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
-    pub const ROLLING_OUT: &str = "RollingOut";
-    pub const DATABASE_NOT_READY: &str = "DatabaseNotReady";
-    pub const PODS_NOT_READY: &str = "PodsNotReady";
-    pub const ORIGINALS_PENDING: &str = "OriginalsPending";
-    /// The API server refused one or more children.
-    pub const CHILD_REFUSED: &str = "ChildRefused";
-    /// The site needs a CloudNativePG cluster and CloudNativePG is not installed.
-    pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
-    /// The site's database backups or restore need the Barman Cloud plugin, not installed.
-    pub const BARMAN_CLOUD_NOT_INSTALLED: &str = "BarmanCloudNotInstalled";
-    /// A Secret that `spec.backup` or `spec.restore` names is missing or lacks a key.
-    pub const BACKUP_SECRET_NOT_FOUND: &str = "BackupSecretNotFound";
-}
-
-/// One condition before timestamps and generation.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Cond {
-    pub type_: ConditionType,
-    pub status: bool,
-    pub reason: String,
-    pub message: String,
-}
-
-impl Cond {
-    pub fn new(
-        type_: ConditionType,
-        status: bool,
-        reason: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
-        Cond {
-            type_,
-            status,
-            reason: reason.into(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Why a site is Degraded.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
-    pub reason: &'static str,
-    pub message: String,
-}
+use super::restore::Restore;
+use crate::children::crd_types::{ClusterStatus, StatusCondition};
+use crate::children::{Kind, OptionalApi, ingress};
+use crate::crd::{PhotoSite, PhotoSiteStatus};
+use crate::error::{ApiError, Stage};
+use crate::site::ValidatedSite;
+use crate::{labels, names};
 
 /// The problems of a reconcile: missing CloudNativePG or Barman Cloud plugin, then each
 /// refused child.
@@ -136,18 +56,10 @@ pub fn problems(refused: &[Refusal], missing: &[OptionalApi]) -> Vec<Problem> {
     out
 }
 
-fn int(v: &Value, path: &[&str]) -> i64 {
-    let mut cur = v;
-    for p in path {
-        cur = &cur[*p];
-    }
-    cur.as_i64().unwrap_or(0)
-}
-
 /// Database state from the live CloudNativePG Cluster: (ready, short state, message).
 pub fn database_state(
     site: &ValidatedSite,
-    cluster: Option<&Value>,
+    cluster: Option<&ClusterStatus>,
     cnpg_missing: bool,
 ) -> (bool, String, String) {
     if let Some(ext) = &site.spec.database.external {
@@ -175,11 +87,8 @@ pub fn database_state(
         );
     };
     let want = site.spec.database.instances as i64;
-    let ready_instances = int(c, &["status", "readyInstances"]);
-    let ready_cond = c["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|x| x["type"] == "Ready"))
-        .is_some_and(|x| x["status"] == "True");
+    let ready_instances = c.ready_instances.unwrap_or(0);
+    let ready_cond = StatusCondition::find(&c.conditions, "Ready").is_some_and(|x| x.is("True"));
     if ready_cond && ready_instances >= want {
         (
             true,
@@ -187,7 +96,7 @@ pub fn database_state(
             format!("{ready_instances}/{want} Postgres instances ready"),
         )
     } else {
-        let phase = c["status"]["phase"].as_str().unwrap_or("not reported");
+        let phase = c.phase.as_deref().unwrap_or("not reported");
         (
             false,
             "Pending".into(),
@@ -196,11 +105,41 @@ pub fn database_state(
     }
 }
 
+/// Why the status cannot be written.
+#[derive(thiserror::Error, Debug)]
+pub enum StatusError {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+}
+
+impl StatusError {
+    /// Label for the `photo_operator_reconcile_errors_total` counter.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            StatusError::Api(e) => e.metric_label(),
+        }
+    }
+
+    /// Reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            StatusError::Api(e) => e.reason(),
+        }
+    }
+
+    /// The API server refused the status as invalid.
+    pub fn is_user_error(&self) -> bool {
+        match self {
+            StatusError::Api(e) => e.is_user_error(),
+        }
+    }
+}
+
 /// What status is computed from, besides the PhotoSite.
 #[derive(Debug, Default)]
 pub struct Observations<'a> {
     /// Live copy of each child, by kind and name.
-    pub live: HashMap<(Kind, String), Value>,
+    pub live: HashMap<(Kind, String), ObservedChild>,
     /// Why the site is Degraded (empty: it is not).
     pub problems: Vec<Problem>,
     /// Optional APIs the spec needs and the cluster lacks.
@@ -209,29 +148,32 @@ pub struct Observations<'a> {
     pub existing_claim_phase: Option<String>,
     /// The time backups' ages are measured at.
     pub now: k8s_openapi::jiff::Timestamp,
+    /// Where the restore of `spec.restore` stands ([`super::restore::decide`]).
+    pub restore: Restore,
 }
 
 /// The status for a site whose children were applied.
 pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) -> PhotoSiteStatus {
     let generation = photosite.metadata.generation;
-    let want = crate::build::deployment::replicas(site) as i64;
-    let null = Value::Null;
-    let d = obs
-        .live
-        .get(&(Kind::Deployment, names::app(site.name)))
-        .unwrap_or(&null);
-    let replicas = int(d, &["status", "replicas"]);
-    let ready = int(d, &["status", "readyReplicas"]);
-    let updated = int(d, &["status", "updatedReplicas"]);
-    let observed = int(d, &["status", "observedGeneration"]);
-    let dep_gen = int(d, &["metadata", "generation"]);
+    let want = crate::children::deployment::replicas(site) as i64;
+    let d = obs.live.get(&(Kind::Deployment, names::app(site.name)));
+    let ds = d
+        .and_then(ObservedChild::deployment)
+        .cloned()
+        .unwrap_or_default();
+    let replicas = i64::from(ds.replicas.unwrap_or(0));
+    let ready = i64::from(ds.ready_replicas.unwrap_or(0));
+    let updated = i64::from(ds.updated_replicas.unwrap_or(0));
+    let observed = ds.observed_generation.unwrap_or(0);
+    let dep_gen = d.and_then(|d| d.meta.generation).unwrap_or(0);
     let rolled_out =
-        !d.is_null() && observed >= dep_gen && updated >= want && ready >= want && replicas == want;
+        d.is_some() && observed >= dep_gen && updated >= want && ready >= want && replicas == want;
     let cnpg_missing = obs.missing.contains(&OptionalApi::CloudNativePg);
     let (db_ready, db_state, db_message) = database_state(
         site,
         obs.live
-            .get(&(Kind::DatabaseCluster, names::database_cluster(site.name))),
+            .get(&(Kind::DatabaseCluster, names::database_cluster(site.name)))
+            .and_then(ObservedChild::cluster),
         cnpg_missing,
     );
     let originals = if site.owns_originals_claim() {
@@ -240,21 +182,15 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
                 Kind::PersistentVolumeClaim,
                 names::originals_claim(site.name),
             ))
-            .and_then(|c| c.pointer("/status/phase"))
-            .and_then(Value::as_str)
-            .map(String::from)
+            .and_then(ObservedChild::claim)
+            .and_then(|(_, status)| status.phase.clone())
     } else {
         obs.existing_claim_phase.clone()
     };
-    let claim = crate::build::pvc::claim_name(site);
-    let restored = backups::restored_time(
-        photosite.status.as_ref(),
-        obs.live.get(&(Kind::Job, names::restore(site.name))),
-    );
-    let restoring = if restored.is_none() {
-        backups::restoring(site)
-    } else {
-        None
+    let claim = crate::children::pvc::claim_name(site);
+    let restoring = match &obs.restore {
+        Restore::Pending { restoring, .. } => Some(restoring.clone()),
+        Restore::NotAsked | Restore::Done(_) => None,
     };
     let backup = backups::health(site, &obs.live, obs.missing, obs.now);
 
@@ -318,18 +254,17 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
         database: Some(db_state),
         originals,
         backup,
-        restore: site.restore.as_ref().map(|_| RestoreStatus {
-            originals_restored_time: restored,
-        }),
+        restore: obs.restore.status(),
     }
 }
 
-/// The status for a site the operator cannot satisfy: Degraded, not Ready, everything else kept.
-pub fn degraded(site: &PhotoSite, err: &Error) -> PhotoSiteStatus {
+/// The status for a site the operator cannot satisfy (`why`: the error's reason and message):
+/// Degraded, not Ready, everything else kept.
+pub fn degraded(site: &PhotoSite, why: &Problem) -> PhotoSiteStatus {
     use ConditionType::*;
     let generation = site.metadata.generation;
     let mut status = site.status.clone().unwrap_or_default();
-    let msg = err.to_string();
+    let msg = why.message.clone();
     let mut conds: Vec<Cond> = status
         .conditions
         .iter()
@@ -348,10 +283,10 @@ pub fn degraded(site: &PhotoSite, err: &Error) -> PhotoSiteStatus {
         ));
     }
     if !conds.iter().any(|c| c.type_ == Progressing) {
-        conds.push(Cond::new(Progressing, false, err.reason(), msg.clone()));
+        conds.push(Cond::new(Progressing, false, why.reason, msg.clone()));
     }
-    conds.push(Cond::new(Degraded, true, err.reason(), msg.clone()));
-    conds.push(Cond::new(Ready, false, err.reason(), msg));
+    conds.push(Cond::new(Degraded, true, why.reason, msg.clone()));
+    conds.push(Cond::new(Ready, false, why.reason, msg));
     status.conditions = merge(site.status.as_ref(), &conds, generation);
     status.observed_generation = generation;
     status.selector = Some(labels::selector_string(&site.name_any()));
@@ -393,7 +328,7 @@ pub async fn patch_if_changed(
     site: &PhotoSite,
     ctx: &Context,
     status: PhotoSiteStatus,
-) -> Result<bool, Error> {
+) -> Result<bool, StatusError> {
     if site.status.as_ref() == Some(&status) {
         return Ok(false);
     }
@@ -411,20 +346,27 @@ pub async fn patch_if_changed(
         &Patch::Apply(&patch),
     )
     .await
-    .map_err(Error::api(Stage::Status, format!("PhotoSite {ns}/{name}")))?;
+    .map_err(ApiError::api(
+        Stage::Status,
+        format!("PhotoSite {ns}/{name}"),
+    ))?;
     ctx.metrics.status_writes.inc();
     Ok(true)
 }
 
 /// Record a Degraded status; returns whether it changed (then an Event is due too).
-pub async fn patch_degraded(site: &PhotoSite, ctx: &Context, err: &Error) -> Result<bool, Error> {
-    patch_if_changed(site, ctx, degraded(site, err)).await
+pub async fn patch_degraded(
+    site: &PhotoSite,
+    ctx: &Context,
+    why: &Problem,
+) -> Result<bool, StatusError> {
+    patch_if_changed(site, ctx, degraded(site, why)).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     fn cond(s: &PhotoSiteStatus, t: ConditionType) -> &Condition {
         s.conditions.iter().find(|c| c.type_ == t.as_str()).unwrap()
@@ -500,11 +442,19 @@ mod tests {
         let mut live = HashMap::new();
         live.insert(
             (Kind::PersistentVolumeClaim, "demo-originals".to_string()),
-            json!({"status": {"phase": "Pending"}}),
+            ObservedChild::from_json(
+                Kind::PersistentVolumeClaim,
+                json!({"status": {"phase": "Pending"}}),
+            )
+            .unwrap(),
         );
         live.insert(
             (Kind::DatabaseCluster, "demo-db".to_string()),
-            json!({"status": {"readyInstances": 2, "conditions": [{"type": "Ready", "status": "True"}]}}),
+            ObservedChild::from_json(
+                Kind::DatabaseCluster,
+                json!({"status": {"readyInstances": 2, "conditions": [{"type": "Ready", "status": "True"}]}}),
+            )
+            .unwrap(),
         );
         let obs = Observations {
             live,

@@ -1,7 +1,7 @@
 //! The watches that feed the controller, and the stores they fill.
 //!
 //! One watch per child kind (only the operator's children, by label; pruned before they are
-//! stored, [`plan::prune_dynamic`]) and one of the PhotoSites. Three rules, each learned on a
+//! stored, [`ssa::prune_dynamic`]) and one of the PhotoSites. Three rules, each learned on a
 //! live API server:
 //!
 //! - **A watch handles its own errors.** It retries with its own backoff
@@ -39,11 +39,21 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::watch;
 use tracing::warn;
 
-use super::plan;
-use crate::build::{Apis, Kind, OptionalApi};
+use super::ssa;
+use crate::children::{Apis, Kind, OptionalApi};
 use crate::crd::PhotoSite;
+use crate::labels;
 use crate::metrics::Metrics;
-use crate::{Error, labels};
+
+/// The watch of a kind the reconcile reads has not listed (its store would show children as
+/// missing): a permission or an API the operator cannot list.
+#[derive(thiserror::Error, Debug)]
+#[error("the watch of {kind} has not listed in {seconds} s: {detail}")]
+pub struct NotListed {
+    pub kind: &'static str,
+    pub seconds: u64,
+    pub detail: String,
+}
 
 /// How long a reconcile waits for the watches it depends on to list.
 pub const LIST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -69,7 +79,7 @@ struct Watched {
 }
 
 /// Live children, as seen by the watches, pruned to what the diff and the status need
-/// ([`plan::prune`]) to keep memory small.
+/// ([`ssa::prune`]) to keep memory small.
 #[derive(Clone, Default)]
 pub struct Stores {
     stores: HashMap<Kind, Watched>,
@@ -99,7 +109,7 @@ impl Stores {
     /// watch prunes), ahead of the watch event that will bring the same object.
     pub fn record(&self, kind: Kind, mut object: DynamicObject) {
         if let Some(watched) = self.stores.get(&kind) {
-            plan::prune_dynamic(kind, &mut object);
+            ssa::prune_dynamic(kind, &mut object);
             lock(&watched.writer).apply_watcher_event(&watcher::Event::Apply(object));
         }
     }
@@ -114,7 +124,7 @@ impl Stores {
 
     /// Wait until the watch of every kind a reconcile with these `apis` reads has listed, or
     /// fail after `timeout` naming the first kind that has not (and its watch's last error).
-    pub async fn wait_listed(&self, apis: Apis, timeout: Duration) -> Result<(), Error> {
+    pub async fn wait_listed(&self, apis: Apis, timeout: Duration) -> Result<(), NotListed> {
         let deadline = tokio::time::Instant::now() + timeout;
         for kind in Kind::ALL {
             if kind.needs().is_some_and(|api| !apis.has(api)) {
@@ -138,7 +148,7 @@ impl Stores {
                     ListState::Listed => "listed just now".to_string(),
                 },
             };
-            return Err(Error::WatchNotListed {
+            return Err(NotListed {
                 kind: kind.kind_name(),
                 seconds: timeout.as_secs(),
                 detail,
@@ -241,7 +251,7 @@ fn watch_events(
 ) -> impl Stream<Item = DynamicObject> + Send {
     let config = watcher::Config::default().labels(&labels::managed_selector());
     let failed = state.clone();
-    let watched = watcher(api, config).modify(move |o| plan::prune_dynamic(kind, o));
+    let watched = watcher(api, config).modify(move |o| ssa::prune_dynamic(kind, o));
     retry_with_backoff(watched, move |e| {
         warn!(kind = kind.kind_name(), error = %e, "watch failed; retrying with backoff");
         metrics.count_watch_error(kind.kind_name());
@@ -550,10 +560,12 @@ mod tests {
             ))),
             cluster_state,
         );
-        let err = stores
-            .wait_listed(Apis::NONE, Duration::from_secs(30))
-            .await
-            .expect_err("ConfigMaps never listed");
+        let err = crate::controller::observe::ObserveError::from(
+            stores
+                .wait_listed(Apis::NONE, Duration::from_secs(30))
+                .await
+                .expect_err("ConfigMaps never listed"),
+        );
         let text = err.to_string();
         assert!(
             text.contains("ConfigMap") && text.contains("403 Forbidden"),

@@ -25,7 +25,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Client, ResourceExt};
-use photo_operator::build::Kind;
+use photo_operator::children::Kind;
 use photo_operator::crd::PhotoSite;
 use serde_json::{Value, json};
 

@@ -11,9 +11,9 @@ use k8s_openapi::api::autoscaling::v2::{
 };
 use kube::Resource;
 
-use super::ValidatedSite;
 use crate::crd::PhotoSite;
 use crate::names;
+use crate::site::ValidatedSite;
 
 pub fn build(site: &ValidatedSite) -> HorizontalPodAutoscaler {
     let a = &site.spec.autoscaling;
@@ -55,7 +55,7 @@ pub fn build(site: &ValidatedSite) -> HorizontalPodAutoscaler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     #[test]
     fn targets_the_photosite() {

@@ -24,7 +24,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::backup::{BACKUP_COMPONENT, RESTORE_COMPONENT};
 use super::config_map::{METRICS_PORT, PORT};
-use super::{ExternalDatabase, ValidatedSite};
+use super::inputs::ExternalDatabase;
+use crate::site::ValidatedSite;
 use crate::{labels, names};
 
 const NS_LABEL: &str = "kubernetes.io/metadata.name";
@@ -189,7 +190,7 @@ pub fn jobs(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> Option
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     fn ports(rule: &NetworkPolicyIngressRule) -> Vec<IntOrString> {
         rule.ports

@@ -6,7 +6,7 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::ValidatedSite;
+use crate::site::ValidatedSite;
 use crate::{labels, names};
 
 pub fn build(site: &ValidatedSite) -> PodDisruptionBudget {
@@ -27,7 +27,7 @@ pub fn build(site: &ValidatedSite) -> PodDisruptionBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     #[test]
     fn one_at_a_time() {

@@ -3,8 +3,8 @@
 
 use k8s_openapi::api::core::v1::ServiceAccount;
 
-use super::ValidatedSite;
 use crate::names;
+use crate::site::ValidatedSite;
 
 pub fn build(site: &ValidatedSite) -> ServiceAccount {
     ServiceAccount {
@@ -17,7 +17,7 @@ pub fn build(site: &ValidatedSite) -> ServiceAccount {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     #[test]
     fn no_token() {

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use sha2::{Digest, Sha256};
 
-use super::ValidatedSite;
 use crate::names;
+use crate::site::ValidatedSite;
 
 /// Where the pods keep things (also used by the Deployment builder).
 pub const DATA_DIR: &str = "/var/lib/photo";
@@ -115,7 +115,7 @@ pub fn hash(cm: &ConfigMap) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     #[test]
     fn environment() {

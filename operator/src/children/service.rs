@@ -10,9 +10,9 @@
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::ValidatedSite;
 use super::config_map::METRICS_PORT;
 use super::deployment::{HTTP_PORT_NAME, METRICS_PORT_NAME};
+use crate::site::ValidatedSite;
 use crate::{labels, names};
 
 pub const PORT_NAME: &str = HTTP_PORT_NAME;
@@ -61,7 +61,7 @@ pub fn metrics(site: &ValidatedSite) -> Service {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     #[test]
     fn selects_pods() {

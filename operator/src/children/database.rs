@@ -8,8 +8,8 @@
 //! alone rather than block every write.
 //!
 //! CloudNativePG creates the application Secret `<cluster>-app` (key `uri`) that the
-//! Deployment mounts as `DATABASE_URL`, and the `<cluster>-rw` Service. We have no Rust types
-//! for the CNPG API, so the object is JSON; a test validates it against the CNPG CRD schema.
+//! Deployment mounts as `DATABASE_URL`, and the `<cluster>-rw` Service. Typed by
+//! [`super::crd_types::Cluster`]; a test validates it against the CNPG CRD schema.
 //! Not built with `database.external`. Owned by the PhotoSite only under `dataPolicy: Delete`.
 //!
 //! Backups and restore go through the Barman Cloud plugin (`plugin` is whether it is
@@ -23,96 +23,110 @@
 //!   and owner as `initdb` would, and a new `<cluster>-app` Secret. The controller never
 //!   builds such a cluster without the plugin: it would start empty.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
-use super::ValidatedSite;
+use super::crd_types::{
+    Bootstrap, CLOUDNATIVE_PG, Cluster, ClusterAffinity, ClusterPlugin, ClusterSpec,
+    ClusterStorage, ExternalCluster, Object, PluginReference, PostgresConfiguration, Recovery,
+    RecoveryTarget, Synchronous,
+};
 use super::object_store::PLUGIN;
 use crate::names;
+use crate::site::ValidatedSite;
 
 /// Name of the restore source in `externalClusters`.
 pub const RESTORE_SOURCE: &str = "origin";
 
-pub fn build(site: &ValidatedSite, plugin: bool) -> Value {
+/// `{barmanObjectName: object, ...more}`: a plugin's parameters.
+fn plugin_parameters(object: String, more: &[(&str, &str)]) -> BTreeMap<String, String> {
+    let mut p = BTreeMap::from([("barmanObjectName".to_string(), object)]);
+    p.extend(more.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    p
+}
+
+pub fn build(site: &ValidatedSite, plugin: bool) -> Cluster {
     let db = &site.spec.database;
-    let mut storage = json!({ "size": db.storage.size.0 });
-    if let Some(sc) = &db.storage.storage_class_name {
-        storage["storageClass"] = json!(sc);
-    }
     let bootstrap = match &site.restore {
-        Some(restore) if plugin => {
-            let mut recovery = json!({
-                "source": RESTORE_SOURCE,
-                "database": names::DATABASE_NAME,
-                "owner": names::DATABASE_OWNER,
-            });
-            if let Some(t) = &restore.spec.target_time {
-                recovery["recoveryTarget"] = json!({ "targetTime": t });
-            }
-            json!({ "recovery": recovery })
-        }
-        _ => json!({
-            "initdb": {
-                "database": names::DATABASE_NAME,
-                "owner": names::DATABASE_OWNER,
-            }
+        Some(restore) if plugin => Bootstrap::Recovery(Recovery {
+            source: RESTORE_SOURCE.into(),
+            database: names::DATABASE_NAME.into(),
+            owner: names::DATABASE_OWNER.into(),
+            recovery_target: restore
+                .spec
+                .target_time
+                .clone()
+                .map(|target_time| RecoveryTarget { target_time }),
+        }),
+        _ => Bootstrap::Initdb {
+            database: names::DATABASE_NAME.into(),
+            owner: names::DATABASE_OWNER.into(),
+        },
+    };
+    let spec = ClusterSpec {
+        instances: db.instances,
+        storage: ClusterStorage {
+            size: db.storage.size.0.clone(),
+            storage_class: db.storage.storage_class_name.clone(),
+        },
+        bootstrap,
+        // Replicas in other zones: a zone outage leaves a replica to promote.
+        affinity: ClusterAffinity {
+            enable_pod_anti_affinity: true,
+            topology_key: "topology.kubernetes.io/zone".into(),
+            pod_anti_affinity_type: "preferred".into(),
+        },
+        enable_pdb: true,
+        postgresql: (db.instances > 1).then(|| PostgresConfiguration {
+            synchronous: Synchronous {
+                method: "any".into(),
+                number: 1,
+                data_durability: "preferred".into(),
+            },
+        }),
+        image_name: db.image_name.clone(),
+        plugins: (plugin && site.backup.is_some()).then(|| {
+            vec![ClusterPlugin {
+                name: PLUGIN.into(),
+                is_wal_archiver: true,
+                parameters: plugin_parameters(names::backup(site.name), &[]),
+            }]
+        }),
+        external_clusters: site.restore.as_ref().filter(|_| plugin).map(|restore| {
+            vec![ExternalCluster {
+                name: RESTORE_SOURCE.into(),
+                plugin: PluginReference {
+                    name: PLUGIN.into(),
+                    parameters: plugin_parameters(
+                        names::restore(site.name),
+                        &[("serverName", &restore.server_name)],
+                    ),
+                },
+            }]
         }),
     };
-    let mut spec = json!({
-        "instances": db.instances,
-        "storage": storage,
-        "bootstrap": bootstrap,
-        // Replicas in other zones: a zone outage leaves a replica to promote.
-        "affinity": {
-            "enablePodAntiAffinity": true,
-            "topologyKey": "topology.kubernetes.io/zone",
-            "podAntiAffinityType": "preferred",
-        },
-        "enablePDB": true,
-    });
-    if db.instances > 1 {
-        spec["postgresql"] = json!({
-            "synchronous": { "method": "any", "number": 1, "dataDurability": "preferred" },
-        });
+    Object {
+        api_version: CLOUDNATIVE_PG,
+        kind: "Cluster",
+        metadata: site.data_meta(names::database_cluster(site.name), "database"),
+        spec,
     }
-    if let Some(image) = &db.image_name {
-        spec["imageName"] = json!(image);
-    }
-    if plugin && site.backup.is_some() {
-        spec["plugins"] = json!([{
-            "name": PLUGIN,
-            "isWALArchiver": true,
-            "parameters": { "barmanObjectName": names::backup(site.name) },
-        }]);
-    }
-    if let (Some(restore), true) = (&site.restore, plugin) {
-        spec["externalClusters"] = json!([{
-            "name": RESTORE_SOURCE,
-            "plugin": {
-                "name": PLUGIN,
-                "parameters": {
-                    "barmanObjectName": names::restore(site.name),
-                    "serverName": restore.server_name,
-                },
-            },
-        }]);
-    }
-    json!({
-        "apiVersion": "postgresql.cnpg.io/v1",
-        "kind": "Cluster",
-        "metadata": site.data_meta(names::database_cluster(site.name), "database"),
-        "spec": spec,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::site::ValidatedSite;
+    use crate::test_support::*;
+    use serde_json::{Value, json};
+
+    fn built(site: &ValidatedSite, plugin: bool) -> Value {
+        json(&build(site, plugin))
+    }
 
     #[test]
     fn cluster_shape() {
         let s = fakeflickr();
-        let c = build(&valid(&s), true);
+        let c = built(&valid(&s), true);
         assert_eq!(c["metadata"]["name"], "fakeflickr-db");
         assert_eq!(c["spec"]["instances"], 3);
         assert_eq!(c["spec"]["storage"]["size"], "20Gi");
@@ -123,13 +137,13 @@ mod tests {
 
     #[test]
     fn a_commit_waits_for_a_replica_when_there_is_one() {
-        let c = build(&valid(&fakeflickr()), true);
+        let c = built(&valid(&fakeflickr()), true);
         assert_eq!(
             c["spec"]["postgresql"]["synchronous"],
             json!({ "method": "any", "number": 1, "dataDurability": "preferred" })
         );
         let single = with(demo(), |s| s.spec.database.instances = 1);
-        let c = build(&valid(&single), true);
+        let c = built(&valid(&single), true);
         assert!(
             c["spec"].get("postgresql").is_none(),
             "no replica to wait for"
@@ -142,7 +156,7 @@ mod tests {
             s.spec.database.image_name = Some("ghcr.io/cloudnative-pg/postgresql:17".into());
             s.spec.database.storage.storage_class_name = Some("fast".into());
         });
-        let c = build(&valid(&s), true);
+        let c = built(&valid(&s), true);
         assert_eq!(
             c["spec"]["imageName"],
             "ghcr.io/cloudnative-pg/postgresql:17"
@@ -154,16 +168,16 @@ mod tests {
     #[test]
     fn backups_make_the_plugin_the_wal_archiver() {
         let s = with(demo(), |s| s.spec.backup = Some(backup_spec()));
-        let c = build(&valid(&s), true);
+        let c = built(&valid(&s), true);
         let p = &c["spec"]["plugins"][0];
         assert_eq!(p["name"], "barman-cloud.cloudnative-pg.io");
         assert_eq!(p["isWALArchiver"], true);
         assert_eq!(p["parameters"]["barmanObjectName"], "demo-backup");
         assert!(c["spec"]["bootstrap"]["initdb"].is_object());
         // without the plugin installed the cluster still runs, unarchived
-        assert!(build(&valid(&s), false)["spec"].get("plugins").is_none());
+        assert!(built(&valid(&s), false)["spec"].get("plugins").is_none());
         assert!(
-            build(&valid(&demo()), true)["spec"]
+            built(&valid(&demo()), true)["spec"]
                 .get("plugins")
                 .is_none()
         );
@@ -177,7 +191,7 @@ mod tests {
             r.target_time = Some("2026-03-01T12:00:00Z".into());
             s.spec.restore = Some(r);
         });
-        let c = build(&valid(&s), true);
+        let c = built(&valid(&s), true);
         let recovery = &c["spec"]["bootstrap"]["recovery"];
         assert_eq!(recovery["source"], "origin");
         assert_eq!(recovery["database"], "photos");
@@ -198,7 +212,7 @@ mod tests {
         assert!(c["spec"].get("plugins").is_none());
         // the source defaults to a site of the same name
         let s = with(demo(), |s| s.spec.restore = Some(restore_spec()));
-        let c = build(&valid(&s), true);
+        let c = built(&valid(&s), true);
         assert_eq!(
             c["spec"]["externalClusters"][0]["plugin"]["parameters"]["serverName"],
             "demo-db"

@@ -18,9 +18,9 @@ use k8s_openapi::api::networking::v1::{
     IngressServiceBackend, IngressSpec, IngressTLS, ServiceBackendPort,
 };
 
-use super::ValidatedSite;
 use crate::crd::IssuerKind;
 use crate::names;
+use crate::site::ValidatedSite;
 
 /// ingress-nginx's request body limit.
 pub const BODY_SIZE_ANNOTATION: &str = "nginx.ingress.kubernetes.io/proxy-body-size";
@@ -118,7 +118,7 @@ pub fn url(site: &ValidatedSite) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     #[test]
     fn tls_with_cluster_issuer() {

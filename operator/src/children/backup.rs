@@ -37,9 +37,10 @@ use super::deployment::{
     self, CONTAINER, DATA_LIMIT, TMP_LIMIT, config_env, container_security, empty_dir, mount,
     originals_volume, plain_env, pod_security, read_only_mount, secret_env,
 };
-use super::object_store::{ACCESS_KEY_ID, ACCESS_SECRET_KEY, Store};
-use super::{ValidatedSite, quantity};
 use crate::crd::AccessMode;
+use crate::quantity;
+use crate::site::ValidatedSite;
+use crate::site::{ACCESS_KEY_ID, ACCESS_SECRET_KEY, Store};
 use crate::{labels, names};
 
 /// Component label of the backup pods (and of the backup children).
@@ -52,37 +53,6 @@ pub const BACKUP_DEADLINE_SECONDS: i64 = 6 * 3600;
 pub const RESTORE_TTL_SECONDS: i32 = 7 * 24 * 3600;
 /// Where a private CA of the object store is mounted.
 pub const STORE_CA_DIR: &str = "/etc/photo/backup-ca";
-
-/// The schedule of `spec.backup.schedule` as a CronJob takes it (five fields or a macro,
-/// single spaces) and as CloudNativePG takes it (a leading seconds field).
-pub fn schedules(schedule: &str) -> Result<(String, String), String> {
-    const MACROS: [&str; 7] = [
-        "@yearly",
-        "@annually",
-        "@monthly",
-        "@weekly",
-        "@daily",
-        "@midnight",
-        "@hourly",
-    ];
-    let s = schedule.trim();
-    if MACROS.contains(&s) {
-        return Ok((s.to_string(), s.to_string()));
-    }
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    let field_ok = |f: &&str| {
-        f.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'*' | b',' | b'/' | b'-' | b'?'))
-    };
-    if fields.len() != 5 || !fields.iter().all(field_ok) {
-        return Err(format!(
-            "backup.schedule {schedule:?} must be five cron fields (minute hour day-of-month month day-of-week) or one of {}",
-            MACROS.join(", ")
-        ));
-    }
-    let cron = fields.join(" ");
-    Ok((cron.clone(), format!("0 {cron}")))
-}
 
 /// Labels of a backup or restore pod (and of the Jobs): the site's, without the server
 /// pods' selector.
@@ -294,9 +264,9 @@ pub fn restore_job(site: &ValidatedSite, store: &Store) -> Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::object_store::store;
-    use crate::build::test_support::*;
     use crate::crd::{CaSecretRef, ObjectStoreSpec};
+    use crate::site::store;
+    use crate::test_support::*;
 
     fn spec(endpoint: Option<&str>) -> ObjectStoreSpec {
         ObjectStoreSpec {
@@ -314,25 +284,6 @@ mod tests {
             .env
             .as_ref()
             .and_then(|e| e.iter().find(|v| v.name == name).cloned())
-    }
-
-    #[test]
-    fn schedules_for_cronjob_and_cloudnative_pg() {
-        assert_eq!(
-            schedules("0 3 * * *").unwrap(),
-            ("0 3 * * *".into(), "0 0 3 * * *".into())
-        );
-        assert_eq!(
-            schedules(" 30  2 * * MON-FRI ").unwrap(),
-            ("30 2 * * MON-FRI".into(), "0 30 2 * * MON-FRI".into())
-        );
-        assert_eq!(
-            schedules("@daily").unwrap(),
-            ("@daily".into(), "@daily".into())
-        );
-        for bad in ["", "0 3 * *", "0 0 3 * * *", "@every 1h", "0 3 * * ;"] {
-            assert!(schedules(bad).is_err(), "{bad:?}");
-        }
     }
 
     #[test]

@@ -45,8 +45,11 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use sha2::{Digest, Sha256};
 
 use super::config_map::{CACHE_DIR, DATA_DIR, METRICS_PORT, ORIGINALS_DIR, PORT};
-use super::{Inputs, ValidatedSite, pvc, quantity, secret};
+use super::inputs::Inputs;
+use super::{pvc, secret};
 use crate::crd::{AccessMode, SslMode};
+use crate::quantity;
+use crate::site::ValidatedSite;
 use crate::{labels, names};
 
 pub const CONTAINER: &str = "photo-server";
@@ -438,9 +441,9 @@ pub fn build(site: &ValidatedSite, config_hash: &str, inputs: &Inputs) -> Deploy
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
-    use crate::build::{Credentials, ExternalDatabase};
+    use crate::children::{Credentials, ExternalDatabase};
     use crate::crd::{CaSecretRef, PhotoSite};
+    use crate::test_support::*;
 
     fn deploy_with(s: &PhotoSite, inputs: &Inputs) -> Deployment {
         build(&valid(s), "abc", inputs)

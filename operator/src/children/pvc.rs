@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{
     PersistentVolumeClaim, PersistentVolumeClaimSpec, VolumeResourceRequirements,
 };
 
-use super::ValidatedSite;
 use crate::names;
+use crate::site::ValidatedSite;
 
 pub fn build(site: &ValidatedSite) -> PersistentVolumeClaim {
     let o = &site.spec.storage.originals;
@@ -42,8 +42,8 @@ pub fn claim_name(site: &ValidatedSite) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
     use crate::crd::AccessMode;
+    use crate::test_support::*;
 
     #[test]
     fn rwx_by_default_and_settable() {

@@ -12,8 +12,9 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use rand::RngExt;
 
-use super::{Credentials, ValidatedSite};
+use super::inputs::Credentials;
 use crate::names;
+use crate::site::ValidatedSite;
 
 pub const SESSION_KEY: &str = "session-key";
 pub const ADMIN_PASSWORD: &str = "admin-password";
@@ -67,7 +68,7 @@ fn random_token(len: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::test_support::*;
+    use crate::test_support::*;
 
     #[test]
     fn keeps_existing_values() {
