@@ -29,7 +29,7 @@ def registered():
 
 
 def check_rules(files, known):
-    """Warn about PrometheusRule expressions (from `photo-operator render`) on unknown metrics."""
+    """Fail on PrometheusRule expressions (from `photo-operator render`) on unknown metrics."""
     import yaml
     standard = {"up"}  # added by Prometheus to every scrape
     # Exported by other components the backup alerts rely on (documented in the README):
@@ -50,14 +50,14 @@ def check_rules(files, known):
                             bad.append(f"{f}: rule {r.get('alert') or r.get('record')}: metric {m} is not exported "
                                        f"by photo-server (its metrics are prefixed photo_) nor a known exporter")
     for b in sorted(set(bad)):
-        print(f"WARN {b}")
+        print(f"FAIL {b}")
+    print(f"alert rules: every metric they query is exported: {not bad}")
     return not bad
 
 
 def main():
     if len(sys.argv) > 2 and sys.argv[1] == "--rules":
-        check_rules(sys.argv[2:], registered())
-        return 0
+        return 0 if check_rules(sys.argv[2:], registered()) else 1
     ok = True
     text = DASH.read_text()
     dash = json.loads(text)

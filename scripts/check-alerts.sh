@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The PrometheusRule the operator renders, checked by Prometheus's own tool: `promtool check
+# rules` on the rules as rendered, and `promtool test rules` on tests/alerts/rules.test.yaml
+# (series in, alerts out, for every alert). Installs Debian's prometheus package for promtool
+# when it is missing.
+#
+#   scripts/check-alerts.sh [PHOTO_OPERATOR_BIN]   (default target/debug/photo-operator)
+#   PYTHON: an interpreter with PyYAML (default python3; test-deploy.sh passes its venv's)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-${CARGO_TARGET_DIR:-$PWD/target}/debug/photo-operator}
+if ! command -v promtool >/dev/null; then
+  echo "installing Debian's prometheus package (promtool)"
+  as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$bin" render -f tests/alerts/site.yaml >"$work/rendered.yaml"
+"${PYTHON:-python3}" - "$work" <<'PY'
+import sys, yaml
+work = sys.argv[1]
+rules = [d for d in yaml.safe_load_all(open(f"{work}/rendered.yaml"))
+         if d and d.get("kind") == "PrometheusRule"]
+if len(rules) != 1:
+    sys.exit(f"expected one PrometheusRule in the render of tests/alerts/site.yaml, got {len(rules)}")
+spec = rules[0]["spec"]
+yaml.safe_dump(spec, open(f"{work}/as-rendered.yaml", "w"))
+for group in spec["groups"]:
+    for rule in group["rules"]:
+        rule.pop("annotations", None)
+yaml.safe_dump(spec, open(f"{work}/rules.yaml", "w"))
+alerts = sorted(r["alert"] for g in spec["groups"] for r in g["rules"] if "alert" in r)
+tested = open("tests/alerts/rules.test.yaml").read()
+missing = [a for a in alerts if f"alertname: {a}" not in tested]
+if missing:
+    sys.exit(f"alerts without a promtool test in tests/alerts/rules.test.yaml: {', '.join(missing)}")
+print(f"alerts rendered: {', '.join(alerts)}")
+PY
+promtool check rules "$work/as-rendered.yaml"
+cp tests/alerts/rules.test.yaml "$work/"
+promtool test rules "$work/rules.test.yaml"
