@@ -38,15 +38,19 @@ fn rss_kib() -> u64 {
 }
 
 fn site(i: usize) -> PhotoSite {
-    let full = i % 2 == 1;
-    let yaml = if full {
-        format!(
-            "apiVersion: photostack.io/v1alpha1
+    let ns = i % 50;
+    let mut yaml = format!(
+        "apiVersion: photostack.io/v1alpha1
 kind: PhotoSite
 metadata: {{name: site-{i}, namespace: ns-{ns}, uid: uid-{i}, generation: 1}}
 spec:
   image: ghcr.io/photostack/photo-server:0.1.0
-  replicas: 3
+"
+    );
+    // every other site sets everything the operator builds children for
+    if i % 2 == 1 {
+        yaml.push_str(&format!(
+            "  replicas: 3
   autoscaling: {{enabled: true, minReplicas: 3, maxReplicas: 12, targetCPUUtilizationPercentage: 70}}
   storage:
     originals: {{size: 100Gi, storageClassName: efs-sc}}
@@ -57,20 +61,9 @@ spec:
     className: nginx
     tls: {{issuerRef: {{kind: ClusterIssuer, name: letsencrypt}}}}
   monitoring: {{serviceMonitor: true, alerts: true}}
-",
-            ns = i % 50
-        )
-    } else {
-        format!(
-            "apiVersion: photostack.io/v1alpha1
-kind: PhotoSite
-metadata: {{name: site-{i}, namespace: ns-{ns}, uid: uid-{i}, generation: 1}}
-spec:
-  image: ghcr.io/photostack/photo-server:0.1.0
-",
-            ns = i % 50
-        )
-    };
+"
+        ));
+    }
     serde_yaml::from_str(&yaml).expect("site")
 }
 

@@ -28,7 +28,7 @@ use crate::children::crd_types::StatusCondition;
 use crate::children::{Kind, OptionalApi};
 use crate::crd::{BackupStatus, PhotoSiteStatus};
 use crate::names;
-use crate::site::ValidatedSite;
+use crate::site::{ValidatedBackup, ValidatedSite};
 
 /// Reasons of the `BackupHealthy` condition, most serious first.
 pub mod reason {
@@ -88,10 +88,11 @@ fn age_issue(
     last: Option<Timestamp>,
     since: Option<Timestamp>,
     now: Timestamp,
-    max_age: &str,
-    max_age_seconds: i64,
+    backup: &ValidatedBackup,
 ) -> Option<Issue> {
-    let too_old = |t: Timestamp| now.duration_since(t) > SignedDuration::from_secs(max_age_seconds);
+    let max_age = backup.spec.max_age.as_str();
+    let too_old =
+        |t: Timestamp| now.duration_since(t) > SignedDuration::from_secs(backup.max_age_seconds);
     match (last, since) {
         (Some(t), _) if too_old(t) => Some(Issue {
             reason: reason::BACKUP_TOO_OLD,
@@ -115,6 +116,20 @@ fn age_issue(
     }
 }
 
+/// An age check's outcome: its issue, or the last success for the healthy message.
+fn tally(
+    issue: Option<Issue>,
+    what: &str,
+    last: Option<Timestamp>,
+    issues: &mut Vec<Issue>,
+    fine: &mut Vec<String>,
+) {
+    match issue {
+        Some(i) => issues.push(i),
+        None => fine.extend(last.map(|t| format!("{what} at {}", show(t)))),
+    }
+}
+
 /// The `BackupHealthy` condition and `status.backup` of a site with `spec.backup`, from the
 /// live children.
 pub fn health(
@@ -124,7 +139,6 @@ pub fn health(
     now: Timestamp,
 ) -> Option<(Cond, BackupStatus)> {
     let backup = site.backup.as_ref()?;
-    let max_age = backup.spec.max_age.as_str();
     let ns = site.namespace;
     let get = |kind: Kind, name: String| live.get(&(kind, name));
     let mut issues = Vec::new();
@@ -161,17 +175,8 @@ pub fn health(
                 }),
                 _ => {
                     let created = cj.meta.creation_timestamp.as_ref().map(|t| t.0);
-                    match age_issue(
-                        "originals",
-                        last_ok,
-                        created,
-                        now,
-                        max_age,
-                        backup.max_age_seconds,
-                    ) {
-                        Some(i) => issues.push(i),
-                        None => fine.extend(last_ok.map(|t| format!("originals at {}", show(t)))),
-                    }
+                    let age = age_issue("originals", last_ok, created, now, backup);
+                    tally(age, "originals", last_ok, &mut issues, &mut fine);
                 }
             }
         }
@@ -248,17 +253,8 @@ pub fn health(
                 let created = store
                     .and_then(|s| s.meta.creation_timestamp.as_ref())
                     .map(|t| t.0);
-                match age_issue(
-                    "database",
-                    last_ok,
-                    created,
-                    now,
-                    max_age,
-                    backup.max_age_seconds,
-                ) {
-                    Some(i) => issues.push(i),
-                    None => fine.extend(last_ok.map(|t| format!("database at {}", show(t)))),
-                }
+                let age = age_issue("database", last_ok, created, now, backup);
+                tally(age, "database", last_ok, &mut issues, &mut fine);
             }
         }
     }
