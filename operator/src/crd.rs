@@ -20,6 +20,7 @@ mod database;
 mod defaults;
 mod exposure;
 mod server;
+mod slo;
 mod status;
 mod storage;
 
@@ -37,6 +38,7 @@ pub use exposure::{
     IngressSpec, IssuerKind, IssuerRef, MonitoringSpec, NetworkPolicySettings, TlsSpec,
 };
 pub use server::{AutoscalingSpec, ImagePullPolicy, UploadsSpec};
+pub use slo::{LatencyObjective, SloSpec};
 pub use status::{BackupStatus, PhotoSiteStatus, RestoreStatus};
 pub use storage::{AccessMode, CacheSpec, OriginalsSpec, StorageSpec};
 

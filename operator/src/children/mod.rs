@@ -18,6 +18,7 @@
 //! [`Inputs::originals_restored`] says the Job has succeeded; the controller reads that from
 //! the live Job and keeps it in `status.restore`.
 
+mod alert_rule;
 pub mod backup;
 pub mod config_map;
 pub mod crd_types;
@@ -35,6 +36,7 @@ pub mod pvc;
 pub mod secret;
 pub mod service;
 pub mod service_account;
+mod slo_alerts;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;

@@ -26,8 +26,10 @@ use super::crd_types::{
     ServiceMonitorSpec,
 };
 
+use super::alert_rule::{alert, severity};
 use super::deployment::METRICS_PORT_NAME;
 use super::service::METRICS_COMPONENT;
+use super::slo_alerts::slo_rules;
 use crate::site::{ValidatedBackup, ValidatedSite};
 use crate::{labels, names};
 
@@ -65,31 +67,6 @@ fn map<const N: usize>(entries: [(&str, String); N]) -> BTreeMap<String, String>
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
-}
-
-fn alert(
-    alert: &str,
-    expr: String,
-    for_: &str,
-    labels: &BTreeMap<String, String>,
-    summary: String,
-    description: String,
-) -> AlertRule {
-    AlertRule {
-        alert: alert.into(),
-        expr,
-        for_: for_.into(),
-        labels: labels.clone(),
-        annotations: map([("summary", summary), ("description", description)]),
-    }
-}
-
-/// Labels of an alert of this site: `severity` and `photosite`.
-fn severity(site: &ValidatedSite, severity: &str) -> BTreeMap<String, String> {
-    map([
-        ("severity", severity.to_string()),
-        ("photosite", site.name.to_string()),
-    ])
 }
 
 pub fn service_monitor(site: &ValidatedSite) -> ServiceMonitor {
@@ -248,6 +225,7 @@ pub fn prometheus_rule(site: &ValidatedSite) -> PrometheusRule {
             "More than 5% of requests have failed with a 5xx status for 10 minutes.".into(),
         ),
     ];
+    rules.extend(slo_rules(site, &sel));
     if let Some(b) = &site.backup {
         rules.extend(backup_rules(site, b));
     }
@@ -336,7 +314,13 @@ mod tests {
                 "PhotoSiteDown",
                 "PhotoSiteDegraded",
                 "PhotoSiteHighLatency",
-                "PhotoSiteHighErrorRate"
+                "PhotoSiteHighErrorRate",
+                "PhotoSiteAvailabilityBudgetBurn",
+                "PhotoSiteAvailabilityBudgetBurn",
+                "PhotoSiteImageLatencyBudgetBurn",
+                "PhotoSiteImageLatencyBudgetBurn",
+                "PhotoSiteRenderLatencyBudgetBurn",
+                "PhotoSiteRenderLatencyBudgetBurn",
             ]
         );
     }
@@ -385,6 +369,7 @@ mod tests {
         assert!(names.contains(&"PhotoSiteOriginalsBackupTooOld"));
         assert!(!names.contains(&"PhotoSiteDatabaseBackupTooOld"));
         let r = json(&prometheus_rule(&valid(&fakeflickr())));
-        assert_eq!(r["spec"]["groups"][0]["rules"].as_array().unwrap().len(), 4);
+        // without spec.backup: the four site alerts and the six burn-rate alerts only
+        assert_eq!(r["spec"]["groups"][0]["rules"].as_array().unwrap().len(), 10);
     }
 }

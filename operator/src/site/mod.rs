@@ -8,6 +8,7 @@
 
 mod backup;
 mod error;
+mod slo;
 mod store;
 
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ pub use backup::{ValidatedBackup, ValidatedRestore, schedules};
 use backup::{validate_backup, validate_restore};
 pub use error::ValidateError;
 use error::invalid;
+use slo::validate_slo;
+pub use slo::{LatencySlo, Objective, RENDER_BUCKETS, REQUEST_BUCKETS, ValidatedSlo};
 pub use store::{ACCESS_KEY_ID, ACCESS_SECRET_KEY, DATABASE_FOLDER, Store, store};
 
 /// A PhotoSite that passed [`validate`], with the values the builders need already parsed.
@@ -47,6 +50,8 @@ pub struct ValidatedSite<'a> {
     pub backup: Option<ValidatedBackup<'a>>,
     /// `spec.restore`, checked.
     pub restore: Option<ValidatedRestore<'a>>,
+    /// `spec.monitoring.slo`, checked.
+    pub slo: ValidatedSlo,
     /// Only [`validate`] can build one: nothing outside this module can name [`Checked`].
     _checked: Checked,
 }
@@ -206,6 +211,7 @@ pub fn validate(site: &PhotoSite) -> Result<ValidatedSite<'_>, ValidateError> {
         .iter()
         .map(|c| canonical_cidr(c).map_err(|e| invalid(format!("networkPolicy.ingressCIDRs: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let slo = validate_slo(&spec.monitoring.slo)?;
     let backup = spec
         .backup
         .as_ref()
@@ -237,6 +243,7 @@ pub fn validate(site: &PhotoSite) -> Result<ValidatedSite<'_>, ValidateError> {
         ingress_cidrs,
         backup,
         restore,
+        slo,
         _checked: Checked,
     })
 }
