@@ -169,8 +169,10 @@ pub struct PhotoSiteSpec {
     #[serde(default)]
     pub network_policy: NetworkPolicySettings,
 
-    /// Compute resources of the photo-server container. Defaults to requests of 100m CPU and
-    /// 256Mi memory and a 1Gi memory limit.
+    /// Compute resources of the photo-server container (and of the backup and restore Jobs).
+    /// Defaults to requests of 100m CPU and 256Mi memory and limits of 2 CPUs and 1Gi
+    /// memory. An `ephemeral-storage` request and limit are added unless given: the cache's
+    /// `sizeLimit` plus the pod's scratch space (and 256Mi for logs in the limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
 

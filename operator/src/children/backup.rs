@@ -27,18 +27,14 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
-    Affinity, Container, EnvVar, KeyToPath, PodAffinity, PodAffinityTerm, PodSpec, PodTemplateSpec,
-    SecretVolumeSource, Volume, WeightedPodAffinityTerm,
+    Container, EnvVar, KeyToPath, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::deployment::{
     self, CONTAINER, DATA_LIMIT, TMP_LIMIT, config_env, container_security, empty_dir, mount,
     originals_volume, plain_env, pod_security, read_only_mount, secret_env,
 };
-use crate::crd::AccessMode;
-use crate::quantity;
 use crate::site::ValidatedSite;
 use crate::site::{ACCESS_KEY_ID, ACCESS_SECRET_KEY, Store};
 use crate::{labels, names};
@@ -107,43 +103,15 @@ fn store_env(store: &Store) -> (Vec<EnvVar>, Option<Volume>) {
     (env, volume)
 }
 
-/// Resources of a run: the server's defaults, and `ephemeral-storage` for its scratch
-/// emptyDirs.
-fn resources() -> k8s_openapi::api::core::v1::ResourceRequirements {
-    let mut r = deployment::default_resources();
-    let scratch: u64 = [DATA_LIMIT, TMP_LIMIT]
-        .iter()
-        .map(|q| quantity::parse_bytes(q).unwrap_or(0))
-        .sum();
-    r.requests.get_or_insert_with(BTreeMap::new).insert(
-        "ephemeral-storage".into(),
-        Quantity(format!("{}Mi", scratch >> 20)),
-    );
-    r
-}
-
-/// On a ReadWriteOnce claim the backup pod should run on a node that already has the claim
-/// attached: next to a server pod.
-fn next_to_the_server(site: &ValidatedSite) -> Option<Affinity> {
-    (site.spec.storage.originals.access_mode == AccessMode::ReadWriteOnce).then(|| Affinity {
-        pod_affinity: Some(PodAffinity {
-            preferred_during_scheduling_ignored_during_execution: Some(vec![
-                WeightedPodAffinityTerm {
-                    weight: 100,
-                    pod_affinity_term: PodAffinityTerm {
-                        label_selector: Some(LabelSelector {
-                            match_labels: Some(labels::selector(site.name)),
-                            ..LabelSelector::default()
-                        }),
-                        topology_key: "kubernetes.io/hostname".into(),
-                        ..PodAffinityTerm::default()
-                    },
-                },
-            ]),
-            ..PodAffinity::default()
-        }),
-        ..Affinity::default()
-    })
+/// Resources of a run: the server's (`spec.resources` or the defaults), with
+/// `ephemeral-storage` for its scratch emptyDirs.
+fn resources(site: &ValidatedSite) -> k8s_openapi::api::core::v1::ResourceRequirements {
+    let r = site
+        .spec
+        .resources
+        .clone()
+        .unwrap_or_else(deployment::default_resources);
+    deployment::with_ephemeral_storage(r, deployment::scratch_bytes())
 }
 
 /// The pod of a `photo-server <command>` run against `store`; `with_database` gives it the
@@ -186,7 +154,7 @@ fn pod(
         args: Some(vec![command.to_string()]),
         env_from: Some(config_env(site)),
         env: Some(env),
-        resources: Some(resources()),
+        resources: Some(resources(site)),
         security_context: Some(container_security()),
         volume_mounts: Some(mounts),
         ..Container::default()
@@ -205,8 +173,9 @@ fn pod(
             restart_policy: Some("Never".into()),
             node_selector: spec.node_selector.clone(),
             tolerations: spec.tolerations.clone(),
+            // a backup reads the claim where the servers have it attached
             affinity: (component == BACKUP_COMPONENT)
-                .then(|| next_to_the_server(site))
+                .then(|| deployment::on_the_claims_node(site))
                 .flatten(),
             ..PodSpec::default()
         }),
@@ -264,7 +233,7 @@ pub fn restore_job(site: &ValidatedSite, store: &Store) -> Job {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{CaSecretRef, ObjectStoreSpec};
+    use crate::crd::{AccessMode, CaSecretRef, ObjectStoreSpec};
     use crate::site::store;
     use crate::test_support::*;
 
@@ -355,6 +324,11 @@ mod tests {
         // no writable root, and the scratch space is requested
         let req = c.resources.clone().unwrap().requests.unwrap();
         assert_eq!(req["ephemeral-storage"].0, "320Mi");
+        let lim = c.resources.clone().unwrap().limits.unwrap();
+        assert_eq!(
+            (lim["cpu"].0.as_str(), lim["ephemeral-storage"].0.as_str()),
+            ("2", "576Mi")
+        );
     }
 
     #[test]
@@ -419,7 +393,7 @@ mod tests {
     }
 
     #[test]
-    fn read_write_once_backups_prefer_the_servers_node() {
+    fn read_write_once_backups_run_on_the_servers_node() {
         let s = spec(None);
         let st = store("f", &s).unwrap();
         let rwo = with(demo(), |s| {
@@ -441,10 +415,9 @@ mod tests {
             .unwrap()
             .pod_affinity
             .unwrap()
-            .preferred_during_scheduling_ignored_during_execution
+            .required_during_scheduling_ignored_during_execution
             .unwrap()
-            .remove(0)
-            .pod_affinity_term;
+            .remove(0);
         assert_eq!(term.topology_key, "kubernetes.io/hostname");
         assert_eq!(
             term.label_selector.unwrap().match_labels,

@@ -52,6 +52,7 @@ pub struct ClusterSpec {
     pub postgresql: Option<PostgresConfiguration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_name: Option<String>,
+    pub resources: k8s_openapi::api::core::v1::ResourceRequirements,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugins: Option<Vec<ClusterPlugin>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -75,7 +75,10 @@ pub fn build(site: &ValidatedSite, plugin: bool) -> Cluster {
             topology_key: "topology.kubernetes.io/zone".into(),
             pod_anti_affinity_type: "preferred".into(),
         },
-        enable_pdb: true,
+        // CloudNativePG's PodDisruptionBudget keeps the primary from being evicted; with one
+        // instance that blocks every node drain (an EKS node-group upgrade fails), and
+        // CloudNativePG advises turning it off for single-instance clusters.
+        enable_pdb: db.instances > 1,
         postgresql: (db.instances > 1).then(|| PostgresConfiguration {
             synchronous: Synchronous {
                 method: "any".into(),
@@ -84,6 +87,10 @@ pub fn build(site: &ValidatedSite, plugin: bool) -> Cluster {
             },
         }),
         image_name: db.image_name.clone(),
+        resources: db
+            .resources
+            .clone()
+            .unwrap_or_else(super::deployment::default_resources),
         plugins: (plugin && site.backup.is_some()).then(|| {
             vec![ClusterPlugin {
                 name: PLUGIN.into(),
@@ -117,7 +124,10 @@ mod tests {
     use super::*;
     use crate::site::ValidatedSite;
     use crate::test_support::*;
+    use k8s_openapi::api::core::v1::ResourceRequirements;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use serde_json::{Value, json};
+    use std::collections::BTreeMap;
 
     fn built(site: &ValidatedSite, plugin: bool) -> Value {
         json(&build(site, plugin))
@@ -147,6 +157,34 @@ mod tests {
         assert!(
             c["spec"].get("postgresql").is_none(),
             "no replica to wait for"
+        );
+    }
+
+    #[test]
+    fn database_resources_default_to_limited_and_follow_the_spec() {
+        let c = built(&valid(&demo()), true);
+        assert_eq!(c["spec"]["resources"]["limits"]["cpu"], "2");
+        assert_eq!(c["spec"]["resources"]["requests"]["memory"], "256Mi");
+        let s = with(demo(), |s| {
+            s.spec.database.resources = Some(ResourceRequirements {
+                limits: Some(BTreeMap::from([(
+                    "memory".to_string(),
+                    Quantity("8Gi".into()),
+                )])),
+                ..ResourceRequirements::default()
+            })
+        });
+        let c = built(&valid(&s), true);
+        assert_eq!(c["spec"]["resources"], json!({"limits": {"memory": "8Gi"}}));
+    }
+
+    #[test]
+    fn a_single_instance_does_not_block_node_drains() {
+        let single = with(demo(), |s| s.spec.database.instances = 1);
+        assert_eq!(built(&valid(&single), true)["spec"]["enablePDB"], false);
+        assert_eq!(
+            built(&valid(&fakeflickr()), true)["spec"]["enablePDB"],
+            true
         );
     }
 

@@ -5,7 +5,8 @@
 //!   autoscaler's floor before the HPA first writes `spec.replicas`;
 //! - rolling updates with `maxUnavailable: 0`, so capacity never dips during a rollout; on a
 //!   `ReadWriteOncePod` claim (one pod at most) the old pod goes first (`maxSurge: 0`), as a
-//!   surge pod could never mount the claim;
+//!   surge pod could never mount the claim; on a `ReadWriteOnce` claim every pod is required
+//!   on the node the claim is attached to ([`on_the_claims_node`]);
 //! - the ConfigMap hash and a hash of the referenced Secret values in the pod template, so a
 //!   configuration change or a rotated Secret rolls the pods;
 //! - two ports: `http` (web, behind the Service the Ingress uses) and `metrics` (`/metrics`,
@@ -33,11 +34,11 @@ use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
+    Affinity, Capabilities, ConfigMapEnvSource, Container, ContainerPort, EmptyDirVolumeSource,
     EnvFromSource, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath,
-    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    TopologySpreadConstraint, Volume, VolumeMount,
+    PersistentVolumeClaimVolumeSource, PodAffinity, PodAffinityTerm, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -147,19 +148,62 @@ fn spread(key: &str, site: &str) -> TopologySpreadConstraint {
     }
 }
 
-/// Default resources when the spec gives none.
+/// On a ReadWriteOnce originals claim, every pod mounting it must run on the node it is
+/// attached to (elsewhere it waits on a Multi-Attach error, and a rollout's surge pod never
+/// starts): required affinity to the site's server pods on `kubernetes.io/hostname`. The
+/// scheduler lets the first such pod go anywhere (a pod matching its own term with no other
+/// match); every later one, surge pods and backup Jobs included, follows it.
+pub fn on_the_claims_node(site: &ValidatedSite) -> Option<Affinity> {
+    (site.spec.storage.originals.access_mode == AccessMode::ReadWriteOnce).then(|| Affinity {
+        pod_affinity: Some(PodAffinity {
+            required_during_scheduling_ignored_during_execution: Some(vec![PodAffinityTerm {
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(labels::selector(site.name)),
+                    ..LabelSelector::default()
+                }),
+                topology_key: "kubernetes.io/hostname".into(),
+                ..PodAffinityTerm::default()
+            }]),
+            ..PodAffinity::default()
+        }),
+        ..Affinity::default()
+    })
+}
+
+/// Default resources of a container when the spec gives none: CPU and memory requests and
+/// limits, limits included because a namespace whose ResourceQuota covers limits refuses
+/// pods without them (`must specify limits.cpu`). 2 CPUs: photo-server sizes its render pool
+/// by the CPUs its cgroup allows.
 pub fn default_resources() -> ResourceRequirements {
     ResourceRequirements {
         requests: Some(BTreeMap::from([
             ("cpu".to_string(), Quantity("100m".into())),
             ("memory".to_string(), Quantity("256Mi".into())),
         ])),
-        limits: Some(BTreeMap::from([(
-            "memory".to_string(),
-            Quantity("1Gi".into()),
-        )])),
+        limits: Some(BTreeMap::from([
+            ("cpu".to_string(), Quantity("2".into())),
+            ("memory".to_string(), Quantity("1Gi".into())),
+        ])),
         ..ResourceRequirements::default()
     }
+}
+
+/// Room in the `ephemeral-storage` limit for the container's logs, beyond its emptyDirs.
+const LOG_ROOM: u64 = 256 << 20;
+
+/// `r` with an `ephemeral-storage` request of `emptydirs` bytes and a limit of that plus
+/// [`LOG_ROOM`], each unless already set: the kubelet then evicts a pod filling the node's
+/// disk, and a quota on ephemeral storage admits it.
+pub fn with_ephemeral_storage(mut r: ResourceRequirements, emptydirs: u64) -> ResourceRequirements {
+    r.requests
+        .get_or_insert_with(BTreeMap::new)
+        .entry("ephemeral-storage".to_string())
+        .or_insert_with(|| bytes_quantity(emptydirs));
+    r.limits
+        .get_or_insert_with(BTreeMap::new)
+        .entry("ephemeral-storage".to_string())
+        .or_insert_with(|| bytes_quantity(emptydirs.saturating_add(LOG_ROOM)));
+    r
 }
 
 /// Bytes as a quantity, in Mi when whole.
@@ -171,28 +215,23 @@ fn bytes_quantity(bytes: u64) -> Quantity {
     }
 }
 
-/// The `ephemeral-storage` the pod's emptyDirs may fill: cache, data and tmp limits.
-pub fn ephemeral_storage(site: &ValidatedSite) -> Quantity {
-    let scratch = [DATA_LIMIT, TMP_LIMIT]
+/// Bytes the scratch emptyDirs (data and tmp) may fill.
+pub fn scratch_bytes() -> u64 {
+    [DATA_LIMIT, TMP_LIMIT]
         .iter()
         .map(|q| quantity::parse_bytes(q).unwrap_or(0))
-        .sum::<u64>();
-    bytes_quantity(site.cache_bytes.saturating_add(scratch))
+        .sum()
 }
 
-/// The spec's resources (or the defaults), with an `ephemeral-storage` request added unless
-/// the spec sets one.
+/// The spec's resources (or the defaults), with `ephemeral-storage` for the cache and
+/// scratch emptyDirs unless the spec sets it.
 fn resources(site: &ValidatedSite) -> ResourceRequirements {
-    let mut r = site
+    let r = site
         .spec
         .resources
         .clone()
         .unwrap_or_else(default_resources);
-    r.requests
-        .get_or_insert_with(BTreeMap::new)
-        .entry("ephemeral-storage".to_string())
-        .or_insert_with(|| ephemeral_storage(site));
-    r
+    with_ephemeral_storage(r, site.cache_bytes.saturating_add(scratch_bytes()))
 }
 
 /// Replicas of the Deployment: `spec.replicas`, within the autoscaler's bounds when it is on.
@@ -404,10 +443,14 @@ pub fn build(site: &ValidatedSite, config_hash: &str, inputs: &Inputs) -> Deploy
             volumes: Some(volumes),
             node_selector: spec.node_selector.clone(),
             tolerations: spec.tolerations.clone(),
-            topology_spread_constraints: Some(vec![
-                spread("topology.kubernetes.io/zone", site.name),
-                spread("kubernetes.io/hostname", site.name),
-            ]),
+            // on a ReadWriteOnce claim the pods share its node: nothing to spread
+            affinity: on_the_claims_node(site),
+            topology_spread_constraints: on_the_claims_node(site).is_none().then(|| {
+                vec![
+                    spread("topology.kubernetes.io/zone", site.name),
+                    spread("kubernetes.io/hostname", site.name),
+                ]
+            }),
             termination_grace_period_seconds: Some(30),
             ..PodSpec::default()
         }),
@@ -496,6 +539,34 @@ mod tests {
         // without autoscaling spec.replicas is copied as is, zero included
         let s = with(demo(), |s| s.spec.replicas = 0);
         assert_eq!(deploy(&s).spec.unwrap().replicas, Some(0));
+    }
+
+    #[test]
+    fn read_write_once_pods_share_the_claims_node() {
+        // EBS-style claim on a multi-node cluster: a pod (surge pods included) on another node
+        // than the claim's waits forever on Multi-Attach
+        let rwo = with(fakeflickr(), |s| {
+            s.spec.storage.originals.access_mode = AccessMode::ReadWriteOnce
+        });
+        let p = pod(deploy(&rwo));
+        let terms = p
+            .affinity
+            .unwrap()
+            .pod_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .unwrap();
+        assert_eq!(terms.len(), 1);
+        assert_eq!(terms[0].topology_key, "kubernetes.io/hostname");
+        assert_eq!(
+            terms[0].label_selector.clone().unwrap().match_labels,
+            Some(labels::selector("fakeflickr"))
+        );
+        assert!(p.topology_spread_constraints.is_none());
+        // ReadWriteMany: spread over zones and nodes, no affinity
+        let p = pod(deploy(&fakeflickr()));
+        assert!(p.affinity.is_none());
+        assert_eq!(p.topology_spread_constraints.unwrap().len(), 2);
     }
 
     #[test]
@@ -737,6 +808,12 @@ mod tests {
         // 4Gi cache + 256Mi data + 64Mi tmp
         assert_eq!(req["ephemeral-storage"].0, "4416Mi");
         assert_eq!(req["cpu"].0, "100m");
+        // every limit a namespace ResourceQuota may demand: cpu, memory, ephemeral storage
+        // (the emptyDirs and 256Mi of logs)
+        let lim = c.resources.clone().unwrap().limits.unwrap();
+        assert_eq!(lim["cpu"].0, "2");
+        assert_eq!(lim["memory"].0, "1Gi");
+        assert_eq!(lim["ephemeral-storage"].0, "4672Mi");
         // a request the spec sets is kept
         let s = with(demo(), |s| {
             s.spec.resources = Some(ResourceRequirements {

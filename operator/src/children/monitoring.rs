@@ -370,6 +370,9 @@ mod tests {
         assert!(!names.contains(&"PhotoSiteDatabaseBackupTooOld"));
         let r = json(&prometheus_rule(&valid(&fakeflickr())));
         // without spec.backup: the four site alerts and the six burn-rate alerts only
-        assert_eq!(r["spec"]["groups"][0]["rules"].as_array().unwrap().len(), 10);
+        assert_eq!(
+            r["spec"]["groups"][0]["rules"].as_array().unwrap().len(),
+            10
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! `spec.database`: the CloudNativePG cluster, or an external database.
 
+use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,11 @@ pub struct DatabaseSpec {
     /// Storage of each Postgres instance.
     #[serde(default)]
     pub storage: DatabaseStorageSpec,
+    /// Compute resources of each Postgres instance. Defaults to requests of 100m CPU and
+    /// 256Mi memory and limits of 2 CPUs and 1Gi memory (a namespace with a ResourceQuota
+    /// on limits refuses pods without them). Ignored with `external`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
     /// Postgres operand image of the CloudNativePG cluster; the CloudNativePG default when
     /// empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,6 +41,7 @@ impl Default for DatabaseSpec {
         Self {
             instances: default_db_instances(),
             storage: DatabaseStorageSpec::default(),
+            resources: None,
             image_name: None,
             external: None,
         }
