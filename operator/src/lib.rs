@@ -23,6 +23,7 @@
 //! - [`controller`]: the other stages, the watches, discovery and the reconcile;
 //! - [`names`], [`labels`], [`quantity`]: derived names and labels, Kubernetes quantities;
 //! - [`error`]: the failed API call every stage's error may carry;
+//! - [`installed_crd`]: at start, is the cluster's PhotoSite CRD this operator's;
 //! - [`render`]: `photo-operator render -f FILE`;
 //! - [`run`]: `photo-operator run`, the wiring; [`leader`], [`metrics`], [`telemetry`]: what
 //!   it runs besides the controller.
@@ -33,6 +34,7 @@ pub mod crd;
 pub mod error;
 #[cfg(test)]
 pub mod fixtures;
+pub mod installed_crd;
 pub mod labels;
 pub mod leader;
 pub mod metrics;

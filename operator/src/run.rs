@@ -110,6 +110,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
 
+    // An old CRD would silently drop the fields this operator writes: stop and say so.
+    crate::installed_crd::check(&client).await?;
+
     let apis = discovery::discover(&client, Apis::NONE).await;
     info!(
         cloudnative_pg = apis.cloudnative_pg,
