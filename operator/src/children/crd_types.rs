@@ -159,6 +159,9 @@ pub struct ClusterStatus {
     pub ready_instances: Option<i64>,
     #[serde(default)]
     pub phase: Option<String>,
+    /// Why the cluster is in its phase, e.g. an instance that cannot be scheduled.
+    #[serde(default)]
+    pub phase_reason: Option<String>,
     #[serde(default)]
     pub conditions: Vec<StatusCondition>,
 }

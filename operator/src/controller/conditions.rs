@@ -46,6 +46,12 @@ pub mod reason {
     pub const ROLLING_OUT: &str = "RollingOut";
     pub const DATABASE_NOT_READY: &str = "DatabaseNotReady";
     pub const PODS_NOT_READY: &str = "PodsNotReady";
+    /// The Deployment cannot create its pods (`ReplicaFailure`: a ResourceQuota or
+    /// LimitRange refusal, an admission webhook, a missing ServiceAccount).
+    pub const PODS_REFUSED: &str = "PodsRefused";
+    /// The rollout passed the Deployment's progress deadline (`ProgressDeadlineExceeded`):
+    /// pods that never become ready (an image that cannot be pulled, a crash loop).
+    pub const ROLLOUT_STUCK: &str = "RolloutStuck";
     pub const ORIGINALS_PENDING: &str = "OriginalsPending";
     /// The API server refused one or more children.
     pub const CHILD_REFUSED: &str = "ChildRefused";

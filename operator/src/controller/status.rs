@@ -97,12 +97,50 @@ pub fn database_state(
         )
     } else {
         let phase = c.phase.as_deref().unwrap_or("not reported");
+        let why = c
+            .phase_reason
+            .as_deref()
+            .filter(|r| !r.is_empty())
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
         (
             false,
             "Pending".into(),
-            format!("{ready_instances}/{want} Postgres instances ready (phase: {phase})"),
+            format!("{ready_instances}/{want} Postgres instances ready (phase: {phase}{why})"),
         )
     }
+}
+
+/// What the Deployment itself reports as failing: pods it cannot create (`ReplicaFailure`,
+/// e.g. `exceeded quota` or `must specify limits.cpu`) or a rollout past its progress
+/// deadline; with the Deployment's message.
+fn deployment_failure(
+    ds: &k8s_openapi::api::apps::v1::DeploymentStatus,
+    pod_selector: &str,
+) -> Option<(&'static str, String)> {
+    let conds = ds.conditions.as_deref().unwrap_or_default();
+    let find = |t: &str| conds.iter().find(|c| c.type_ == t);
+    if let Some(c) = find("ReplicaFailure").filter(|c| c.status == "True") {
+        return Some((
+            reason::PODS_REFUSED,
+            c.message
+                .clone()
+                .unwrap_or_else(|| "pods cannot be created".into()),
+        ));
+    }
+    find("Progressing")
+        .filter(|c| c.status == "False" && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
+        .map(|c| {
+            (
+                reason::ROLLOUT_STUCK,
+                format!(
+                    "{} (see why its pods are not ready: kubectl get pods -l {pod_selector})",
+                    c.message
+                        .as_deref()
+                        .unwrap_or("the rollout passed its progress deadline"),
+                ),
+            )
+        })
 }
 
 /// Why the status cannot be written.
@@ -235,6 +273,11 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
             reason::ORIGINALS_PENDING,
             format!("PersistentVolumeClaim {claim} is Pending; {pods}"),
         )
+    } else if let (false, Some((why, message))) = (
+        rolled_out,
+        deployment_failure(&ds, &labels::selector_string(site.name)),
+    ) {
+        Cond::new(Ready, false, why, format!("{message}; {pods}"))
     } else if !rolled_out {
         Cond::new(Ready, false, reason::PODS_NOT_READY, pods)
     } else {
@@ -475,5 +518,137 @@ mod tests {
             ..Observations::default()
         };
         assert_eq!(compute(&p, &site, &obs).originals.as_deref(), Some("Bound"));
+    }
+
+    /// A site whose database is ready and whose Deployment reports `status`.
+    fn with_deployment(status: serde_json::Value) -> HashMap<(Kind, String), ObservedChild> {
+        let mut live = HashMap::new();
+        live.insert(
+            (Kind::DatabaseCluster, "demo-db".to_string()),
+            ObservedChild::from_json(
+                Kind::DatabaseCluster,
+                json!({"status": {"readyInstances": 2, "conditions": [{"type": "Ready", "status": "True"}]}}),
+            )
+            .unwrap(),
+        );
+        live.insert(
+            (Kind::Deployment, "demo".to_string()),
+            ObservedChild::from_json(
+                Kind::Deployment,
+                json!({"metadata": {"generation": 1}, "status": status}),
+            )
+            .unwrap(),
+        );
+        live
+    }
+
+    #[test]
+    fn pods_the_quota_refuses_are_named_in_ready() {
+        let p = demo();
+        let site = valid(&p);
+        let live = with_deployment(json!({
+            "observedGeneration": 1,
+            "conditions": [{"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+                "message": "pods \"demo-7c9\" is forbidden: failed quota: compute: must specify limits.cpu"}]
+        }));
+        let s = compute(
+            &p,
+            &site,
+            &Observations {
+                live,
+                ..Observations::default()
+            },
+        );
+        let r = cond(&s, ConditionType::Ready);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", "PodsRefused")
+        );
+        assert!(
+            r.message.contains("must specify limits.cpu"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.contains("0/2 photo-server pods ready"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn a_rollout_past_its_deadline_is_stuck_not_just_not_ready() {
+        let p = demo();
+        let site = valid(&p);
+        let stuck = with_deployment(json!({
+            "observedGeneration": 1, "replicas": 2, "updatedReplicas": 1,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded",
+                "message": "ReplicaSet \"demo-7c9\" has timed out progressing."}]
+        }));
+        let s = compute(
+            &p,
+            &site,
+            &Observations {
+                live: stuck,
+                ..Observations::default()
+            },
+        );
+        let r = cond(&s, ConditionType::Ready);
+        assert_eq!(r.reason, "RolloutStuck");
+        assert!(
+            r.message.contains("has timed out progressing"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message
+                .contains("kubectl get pods -l app.kubernetes.io/instance=demo"),
+            "{}",
+            r.message
+        );
+        // still within the deadline: plain PodsNotReady
+        let slow = with_deployment(json!({
+            "observedGeneration": 1, "replicas": 2,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]
+        }));
+        let s = compute(
+            &p,
+            &site,
+            &Observations {
+                live: slow,
+                ..Observations::default()
+            },
+        );
+        assert_eq!(cond(&s, ConditionType::Ready).reason, "PodsNotReady");
+    }
+
+    #[test]
+    fn the_database_phase_reason_is_in_the_message() {
+        let p = demo();
+        let site = valid(&p);
+        let mut live = HashMap::new();
+        live.insert(
+            (Kind::DatabaseCluster, "demo-db".to_string()),
+            ObservedChild::from_json(
+                Kind::DatabaseCluster,
+                json!({"status": {"readyInstances": 0, "phase": "Setting up primary",
+                    "phaseReason": "Creating primary instance demo-db-1"}}),
+            )
+            .unwrap(),
+        );
+        let s = compute(
+            &p,
+            &site,
+            &Observations {
+                live,
+                ..Observations::default()
+            },
+        );
+        let r = cond(&s, ConditionType::Ready);
+        assert_eq!(r.reason, "DatabaseNotReady");
+        assert_eq!(
+            r.message,
+            "0/2 Postgres instances ready (phase: Setting up primary: Creating primary instance demo-db-1)"
+        );
     }
 }
