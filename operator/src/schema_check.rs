@@ -152,7 +152,7 @@ pub fn check_site(site: &PhotoSite) -> Result<usize, String> {
     let mut states = vec![inputs()];
     if valid.restore.is_some() {
         let mut restored = inputs();
-        restored.originals_restored = true;
+        restored.originals_restored = Some(crate::test_support::restored_at());
         states.push(restored);
     }
     let mut validated = 0;
@@ -628,7 +628,7 @@ mod generated {
             let checked = check_site(&site);
             prop_assert!(checked.is_ok(), "{:?}", checked);
             let mut restored = inputs();
-            restored.originals_restored = true;
+            restored.originals_restored = Some(crate::test_support::restored_at());
             let d = build_all(&site, &restored);
             let deploy = &d.get(Kind::Deployment).unwrap().object;
             let a = &site.spec.autoscaling;

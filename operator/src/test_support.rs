@@ -13,7 +13,7 @@ pub fn inputs() -> Inputs {
         }),
         apis: Apis::ALL,
         external_database: None,
-        originals_restored: false,
+        originals_restored: None,
     }
 }
 
@@ -113,4 +113,11 @@ impl ChildJson for crate::children::Child {
     fn json(&self) -> serde_json::Value {
         self.to_json().expect("serialisable child")
     }
+}
+
+/// A time a restore succeeded at, for sites whose originals are restored.
+pub fn restored_at() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        "2026-01-10T04:00:00Z".parse().expect("a timestamp"),
+    )
 }

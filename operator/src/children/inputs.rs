@@ -1,6 +1,8 @@
 //! What the builders need besides the validated site ([`Inputs`]): facts the controller read
 //! from the cluster (or `render`'s defaults).
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
 use super::kind::Apis;
 
 /// Secret values generated once per site and then read back from the cluster.
@@ -29,10 +31,11 @@ pub struct Inputs {
     pub apis: Apis,
     /// From the external database's Secret; `None` without one, or in `render` (port 5432).
     pub external_database: Option<ExternalDatabase>,
-    /// Whether the restore Job of `spec.restore` has succeeded (recorded in
-    /// `status.restore`): until then the site has the Job and no Deployment. Ignored without
-    /// `spec.restore`; `false` in `render`, which shows a restored site as it starts.
-    pub originals_restored: bool,
+    /// When the restore Job of `spec.restore` succeeded ([`crate::controller::restore`]):
+    /// until then the site has the Job and no Deployment; afterwards the originals claim
+    /// carries the time ([`crate::children::pvc::RESTORED_ANNOTATION`]). Ignored without
+    /// `spec.restore`; `None` in `render`, which shows a restored site as it starts.
+    pub originals_restored: Option<Time>,
 }
 
 impl Default for Inputs {
@@ -41,7 +44,7 @@ impl Default for Inputs {
             credentials: None,
             apis: Apis::ALL,
             external_database: None,
-            originals_restored: false,
+            originals_restored: None,
         }
     }
 }

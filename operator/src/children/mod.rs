@@ -241,7 +241,7 @@ impl<'a> BuildContext<'a> {
             config_map: config_map::build(site),
             plugin: wants_plugin(site) && inputs.apis.barman_cloud,
             cloudnative_pg: site.cloudnative_pg_database() && inputs.apis.cloudnative_pg,
-            restoring: site.restore.is_some() && !inputs.originals_restored,
+            restoring: site.restore.is_some() && inputs.originals_restored.is_none(),
         }
     }
 
@@ -280,7 +280,13 @@ fn build_kind(kind: Kind, ctx: &BuildContext) -> Vec<(String, ChildObject)> {
             if site.owns_originals_claim() {
                 out.push((
                     names::originals_claim(name),
-                    ChildObject::PersistentVolumeClaim(pvc::build(site)),
+                    ChildObject::PersistentVolumeClaim(pvc::build(
+                        site,
+                        inputs
+                            .originals_restored
+                            .as_ref()
+                            .filter(|_| site.restore.is_some()),
+                    )),
                 ));
             }
         }
@@ -545,7 +551,7 @@ mod tests {
                 .get(Kind::HorizontalPodAutoscaler)
                 .is_none()
         );
-        i.originals_restored = true;
+        i.originals_restored = Some(restored_at());
         let after = build_all(&s, &i);
         assert!(after.get(Kind::Job).is_none());
         assert!(after.contains(Kind::Deployment, "demo"));
@@ -687,9 +693,9 @@ mod tests {
     fn every_built_child_is_a_possible_child() {
         let [backed_up, restored] = backup_sites();
         let mut restoring = inputs();
-        restoring.originals_restored = false;
+        restoring.originals_restored = None;
         let mut done = inputs();
-        done.originals_restored = true;
+        done.originals_restored = Some(restored_at());
         for (s, i) in [
             (demo(), inputs()),
             (fakeflickr(), inputs()),

@@ -14,11 +14,10 @@ use super::conditions::{self, ConditionType, Problem};
 use super::context::Context;
 use super::error::Error;
 use super::observe::{ObserveError, Observed};
-use super::restore::{self, Restore};
+use super::restore::{self, Evidence, Restore};
 use super::{apply, backups, dereference, events, plan, status, watches};
 use crate::children::{self, Inputs, Kind, OptionalApi};
 use crate::crd::PhotoSite;
-use crate::names;
 
 /// Requeue of a converged site: a safety net, the watches trigger everything else.
 pub const RESYNC: Duration = Duration::from_secs(300);
@@ -154,14 +153,14 @@ pub async fn pipeline(photosite: &PhotoSite, ctx: &Context) -> Result<Outcome, E
     let restore = restore::decide(
         &site,
         photosite.status.as_ref(),
-        observed.get(Kind::Job, &names::restore(site.name)),
+        &Evidence::of(&observed, &site),
     );
     let refs = dereference::dereference(&site, ctx, restore.pending()).await?;
     let inputs = Inputs {
         credentials: Some(refs.credentials),
         apis,
         external_database: refs.external_database,
-        originals_restored: !restore.pending(),
+        originals_restored: restore.restored_time(),
     };
     let desired = children::desired(&site, &inputs);
     let plan = plan::plan(&desired, &observed)?;

@@ -3,8 +3,10 @@
 //!
 //! A site with `spec.restore` first gets its restore Job and no Deployment (nor backup
 //! CronJob, nor autoscaler); the servers start once the Job has succeeded. That success is
-//! recorded in `status.restore.originalsRestoredTime`, so it outlives the Job (its TTL removes
-//! it) and the site never goes back to restoring. Until then:
+//! recorded in `status.restore.originalsRestoredTime` and on the originals claim
+//! (`photostack.io/originals-restored-time`), so it outlives the Job (its TTL removes it) and
+//! a lost status (a GitOps or Velero migration): the site never goes back to restoring while
+//! its claim or its servers are there ([`decide`]). Until then:
 //! - the builders leave the servers out ([`crate::children::Inputs::originals_restored`]);
 //! - dereference checks the restore's object store Secrets (afterwards they are no longer
 //!   needed);
@@ -16,7 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 
 use super::conditions::{Cond, ConditionType, Problem};
-use super::observe::ObservedChild;
+use super::observe::{Observed, ObservedChild};
+use crate::children::{Kind, pvc};
 use crate::crd::{PhotoSiteStatus, RestoreStatus};
 use crate::names;
 use crate::site::{ValidatedRestore, ValidatedSite};
@@ -51,6 +54,14 @@ impl Restore {
         matches!(self, Restore::Pending { .. })
     }
 
+    /// When the originals were restored (`None` while pending or without `spec.restore`).
+    pub fn restored_time(&self) -> Option<Time> {
+        match self {
+            Restore::Done(t) => Some(t.clone()),
+            Restore::NotAsked | Restore::Pending { .. } => None,
+        }
+    }
+
     /// `status.restore` (for a site with `spec.restore`).
     pub fn status(&self) -> Option<RestoreStatus> {
         match self {
@@ -65,14 +76,50 @@ impl Restore {
     }
 }
 
-/// Decide where the restore stands from the recorded status and the live restore Job.
-pub fn decide(
-    site: &ValidatedSite,
-    old: Option<&PhotoSiteStatus>,
-    job: Option<&ObservedChild>,
-) -> Restore {
-    let job = job.and_then(ObservedChild::job);
-    match (site.restore.as_ref(), restored_time(old, job)) {
+/// The live children that tell whether the restore already succeeded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Evidence<'a> {
+    /// The restore Job (until its TTL removes it).
+    pub job: Option<&'a ObservedChild>,
+    /// The originals claim, marked with [`pvc::RESTORED_ANNOTATION`] once restored.
+    pub claim: Option<&'a ObservedChild>,
+    /// The servers' Deployment: it exists only once the restore has succeeded.
+    pub deployment: Option<&'a ObservedChild>,
+}
+
+impl<'a> Evidence<'a> {
+    /// The evidence among the observed children of `site`.
+    pub fn of(observed: &'a Observed, site: &ValidatedSite) -> Self {
+        Evidence {
+            job: observed.get(Kind::Job, &names::restore(site.name)),
+            claim: observed.get(
+                Kind::PersistentVolumeClaim,
+                &names::originals_claim(site.name),
+            ),
+            deployment: observed.get(Kind::Deployment, &names::app(site.name)),
+        }
+    }
+}
+
+/// Decide where the restore stands. Succeeded, in this order of evidence: the time recorded
+/// in the status; the mark on the originals claim (it survives a lost status); a Job that
+/// completed; a live Deployment (`spec.restore` cannot be added to a running site, so its
+/// servers were started by a succeeded restore). Only without any of them is the restore
+/// (still) to run: never over a site that already runs.
+pub fn decide(site: &ValidatedSite, old: Option<&PhotoSiteStatus>, seen: &Evidence) -> Restore {
+    let job = seen.job.and_then(ObservedChild::job);
+    let recorded = restored_time(old, job)
+        .or_else(|| marked_time(seen.claim))
+        .or_else(|| {
+            let d = seen.deployment?;
+            Some(
+                d.meta
+                    .creation_timestamp
+                    .clone()
+                    .unwrap_or(Time(Timestamp::UNIX_EPOCH)),
+            )
+        });
+    match (site.restore.as_ref(), recorded) {
         (None, _) => Restore::NotAsked,
         (Some(_), Some(t)) => Restore::Done(t),
         (Some(r), None) => Restore::Pending {
@@ -80,6 +127,16 @@ pub fn decide(
             failure: restore_failure(site, false, job),
         },
     }
+}
+
+/// The restore time marked on the originals claim.
+fn marked_time(claim: Option<&ObservedChild>) -> Option<Time> {
+    let value = claim?
+        .meta
+        .annotations
+        .as_ref()?
+        .get(pvc::RESTORED_ANNOTATION)?;
+    value.parse::<Timestamp>().ok().map(Time)
 }
 
 fn is_true(job: &JobStatus, type_: &str) -> bool {
@@ -221,10 +278,14 @@ mod tests {
                 "conditions": [{"type": "Complete", "status": "True"}]}}),
         )
         .unwrap();
-        let d = decide(&site, None, Some(&done));
+        let job = |j| Evidence {
+            job: Some(j),
+            ..Evidence::default()
+        };
+        let d = decide(&site, None, &job(&done));
         assert_eq!(d, Restore::Done(Time(at("2026-01-10T04:00:00Z"))));
         assert!(!d.pending());
-        let pending = decide(&site, None, None);
+        let pending = decide(&site, None, &Evidence::default());
         assert!(pending.pending());
         assert_eq!(
             pending.status(),
@@ -233,9 +294,73 @@ mod tests {
             })
         );
         assert_eq!(
-            decide(&valid(&demo()), None, Some(&done)),
+            decide(&valid(&demo()), None, &job(&done)),
             Restore::NotAsked
         );
         assert_eq!(Restore::NotAsked.status(), None);
+    }
+
+    #[test]
+    fn a_lost_status_does_not_restore_a_running_site_again() {
+        let s = with(demo(), |s| s.spec.restore = Some(restore_spec()));
+        let site = valid(&s);
+        // the Job is gone (TTL) and the status lost: the claim's mark says when
+        let claim = ObservedChild::from_json(
+            Kind::PersistentVolumeClaim,
+            json!({"metadata": {"name": "demo-originals",
+                "annotations": {pvc::RESTORED_ANNOTATION: "2026-01-10T04:00:00Z"}}}),
+        )
+        .unwrap();
+        let seen = Evidence {
+            claim: Some(&claim),
+            ..Evidence::default()
+        };
+        assert_eq!(
+            decide(&site, None, &seen),
+            Restore::Done(Time(at("2026-01-10T04:00:00Z")))
+        );
+        // an unmarked claim (a new one, after a migration without the data) restores again
+        let blank = ObservedChild::from_json(
+            Kind::PersistentVolumeClaim,
+            json!({"metadata": {"name": "demo-originals"}}),
+        )
+        .unwrap();
+        let seen = Evidence {
+            claim: Some(&blank),
+            ..Evidence::default()
+        };
+        assert!(decide(&site, None, &seen).pending());
+        // the servers' Deployment exists only after a restore succeeded
+        let deployment = ObservedChild::from_json(
+            Kind::Deployment,
+            json!({"metadata": {"name": "demo", "creationTimestamp": "2026-01-10T04:01:00Z"}}),
+        )
+        .unwrap();
+        let seen = Evidence {
+            claim: Some(&blank),
+            deployment: Some(&deployment),
+            ..Evidence::default()
+        };
+        assert_eq!(
+            decide(&site, None, &seen),
+            Restore::Done(Time(at("2026-01-10T04:01:00Z")))
+        );
+    }
+
+    #[test]
+    fn the_restored_claim_is_marked_with_the_time() {
+        let s = with(demo(), |s| s.spec.restore = Some(restore_spec()));
+        let site = valid(&s);
+        let t = Time(at("2026-01-10T04:00:00Z"));
+        let claim = pvc::build(&site, Some(&t));
+        assert_eq!(
+            claim.metadata.annotations.unwrap()[pvc::RESTORED_ANNOTATION],
+            "2026-01-10T04:00:00Z"
+        );
+        let unmarked = pvc::build(&site, None)
+            .metadata
+            .annotations
+            .unwrap_or_default();
+        assert!(!unmarked.contains_key(pvc::RESTORED_ANNOTATION));
     }
 }

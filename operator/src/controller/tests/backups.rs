@@ -60,7 +60,7 @@ fn converged_backups(site: &PhotoSite, hours: i64) -> Vec<(Kind, Value)> {
 /// The children of a restored site while its restore Job runs, the Job's status `job`.
 fn restoring_with_job(site: &PhotoSite, job: Value) -> Vec<(Kind, Value)> {
     let mut restoring = controller_inputs();
-    restoring.originals_restored = false;
+    restoring.originals_restored = None;
     let mut live = applied(site, &restoring);
     edit_live(&mut live, Kind::Job, |o| o["status"] = job);
     live
@@ -350,6 +350,13 @@ async fn a_finished_restore_starts_the_servers_and_is_recorded() {
         .expect([
             // the Job has succeeded: the source's Secret is no longer needed
             store_secret("backup-s3"),
+            // the claim is marked restored: a lost status cannot restore over it again
+            apply(Kind::PersistentVolumeClaim, NS, "demo-originals").check(|b| {
+                assert_eq!(
+                    b["metadata"]["annotations"]["photostack.io/originals-restored-time"],
+                    "2026-01-10T04:00:00Z"
+                );
+            }),
             apply(Kind::Deployment, NS, "demo"),
             apply(Kind::CronJob, NS, "demo-backup"),
             status_patch(NS, "demo").check(|b| {
@@ -378,7 +385,7 @@ async fn a_finished_restore_starts_the_servers_and_is_recorded() {
         ..PhotoSiteStatus::default()
     });
     let mut restored = controller_inputs();
-    restored.originals_restored = true;
+    restored.originals_restored = Some(crate::test_support::restored_at());
     let run = Scenario::with_live(&applied(&site, &restored))
         .expect([
             // a restored site no longer reads its source's Secret

@@ -132,7 +132,7 @@ pub fn controller_inputs() -> Inputs {
         credentials: Some(creds()),
         apis: Apis::ALL,
         external_database: None,
-        originals_restored: false,
+        originals_restored: None,
     }
 }
 
@@ -194,8 +194,16 @@ pub fn observations(site: &PhotoSite, live: &[(Kind, Value)]) -> status::Observa
         })
         .collect();
     let v = valid(site);
-    let job = live.get(&(Kind::Job, crate::names::restore(v.name)));
-    let restore = restore::decide(&v, site.status.as_ref(), job);
+    let get = |kind, name| live.get(&(kind, name));
+    let seen = restore::Evidence {
+        job: get(Kind::Job, crate::names::restore(v.name)),
+        claim: get(
+            Kind::PersistentVolumeClaim,
+            crate::names::originals_claim(v.name),
+        ),
+        deployment: get(Kind::Deployment, crate::names::app(v.name)),
+    };
+    let restore = restore::decide(&v, site.status.as_ref(), &seen);
     status::Observations {
         live,
         restore,
