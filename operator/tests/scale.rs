@@ -88,7 +88,7 @@ fn expected_children(site: &Value, ns: &str, apis: Apis) -> Vec<(Kind, String)> 
         }),
         apis,
         external_database: None,
-        originals_restored: false,
+        originals_restored: None,
     };
     let valid = photo_operator::site::validate(&site).expect("a valid PhotoSite");
     children::desired(&valid, &inputs)
