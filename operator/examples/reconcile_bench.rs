@@ -80,7 +80,7 @@ fn main() {
         }),
         apis: Apis::ALL,
         external_database: None,
-        originals_restored: false,
+        originals_restored: None,
     };
 
     // Fill the stores with every child of every site, as live objects with statuses.
