@@ -127,12 +127,8 @@ fn main() {
             let valid = photo_operator::site::validate(s).expect("valid");
             let desired = children::desired(&valid, &inputs);
             let observed = Observed::from_stores(&stores, &valid).expect("observed");
-            let restore_job = photo_operator::names::restore(valid.name);
-            let restore = restore::decide(
-                &valid,
-                s.status.as_ref(),
-                observed.get(Kind::Job, &restore_job),
-            );
+            let seen = restore::Evidence::of(&observed, &valid);
+            let restore = restore::decide(&valid, s.status.as_ref(), &seen);
             let plan = plan::plan(&desired, &observed).expect("plan");
             writes += plan.apply.len() + plan.delete.len();
             let observations = status::Observations {
