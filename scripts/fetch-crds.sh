@@ -17,6 +17,7 @@ CNPG=https://raw.githubusercontent.com/cloudnative-pg/cloudnative-pg/v1.30.0/con
 BARMAN=https://raw.githubusercontent.com/cloudnative-pg/plugin-barman-cloud/v0.14.0/config/crd/bases
 CERT_MANAGER=https://raw.githubusercontent.com/cert-manager/cert-manager/v1.21.1/deploy/crds
 PROMETHEUS=https://raw.githubusercontent.com/prometheus-operator/prometheus-operator/v0.93.0/example/prometheus-operator-crd
+GATEWAY=https://raw.githubusercontent.com/kubernetes-sigs/gateway-api/v1.6.1/config/crd/standard
 
 # sha256, file under DIR, upstream URL
 FILES=(
@@ -32,6 +33,10 @@ FILES=(
   "45a93443daa687d3654f7e9631909ff7edcdf3ec09c5e60251b74aa2722aee5d prometheus-operator-v0.93.0/monitoring.coreos.com_podmonitors.yaml $PROMETHEUS/monitoring.coreos.com_podmonitors.yaml"
   "78be98554b9c8506ab2b4f4feb91c5f3a56e536a0a510f3a8e876a459970d56d prometheus-operator-v0.93.0/monitoring.coreos.com_prometheusrules.yaml $PROMETHEUS/monitoring.coreos.com_prometheusrules.yaml"
   "a99047972c9dd7679ce2050b9968e8a08773492e671b3e17abd476d42aa78a32 prometheus-operator-v0.93.0/monitoring.coreos.com_servicemonitors.yaml $PROMETHEUS/monitoring.coreos.com_servicemonitors.yaml"
+  "53710048ba26f8620eed59d5e51b157ecf040daf5c6eef31a4b991e0808c4be5 gateway-api-v1.6.1/gateway.networking.k8s.io_gatewayclasses.yaml $GATEWAY/gateway.networking.k8s.io_gatewayclasses.yaml"
+  "25b885f5870b8fff1ae82efa2628b2761cef3745900c2aecf8fb76629a01255a gateway-api-v1.6.1/gateway.networking.k8s.io_gateways.yaml $GATEWAY/gateway.networking.k8s.io_gateways.yaml"
+  "a424a0d6c953b162e71d1d97bb7e75012d8f1ac264e7274f2763d1b96ab39852 gateway-api-v1.6.1/gateway.networking.k8s.io_httproutes.yaml $GATEWAY/gateway.networking.k8s.io_httproutes.yaml"
+  "8c645e9333cfa67790cc2a53e0c00076f88b2bd4230d2b49688c78bc34f9b2c3 gateway-api-v1.6.1/gateway.networking.k8s.io_referencegrants.yaml $GATEWAY/gateway.networking.k8s.io_referencegrants.yaml"
 )
 
 # verify DIR: every pinned file present with its checksum

@@ -13,7 +13,8 @@
 #                      kubernetes-validate ships)
 #   PHOTOSTACK_CRDS    directory of third-party CRDs (default ../shared/crds next to the
 #                      checkout: CloudNativePG v1.30.0, cert-manager v1.21.1, Prometheus
-#                      Operator v0.93.0, as scripts/fetch-crds.sh lays them out)
+#                      Operator v0.93.0, Gateway API v1.6.1, as scripts/fetch-crds.sh lays
+#                      them out)
 #   PHOTO_OPERATOR_BIN a prebuilt photo-operator binary (default: cargo build of the workspace's)
 #   CARGO_TARGET_DIR   as for cargo (default target)
 set -euo pipefail
@@ -271,6 +272,9 @@ else
     run "$sample: PhotoSite valid against crds/photosite.yaml" validate "$sample"
     run "$sample: rendered children valid (core kinds strict, CNPG/cert-manager/Prometheus CRDs, restricted PSS)" \
       render_sample "$sample" "$WORK/sample-$(basename "$sample")"
+  done
+  for f in manifests/kind/*.yaml; do
+    run "$f valid (Gateway API CRDs)" validate "$f"
   done
   run "alert rules of the samples query only exported metrics" \
     "$PY" scripts/deploy-checks/check_dashboard.py --rules "$WORK"/sample-*.yaml

@@ -19,6 +19,7 @@ mod backup;
 mod database;
 mod defaults;
 mod exposure;
+mod gateway;
 mod server;
 mod slo;
 mod status;
@@ -37,6 +38,7 @@ use defaults::*;
 pub use exposure::{
     IngressSpec, IssuerKind, IssuerRef, MonitoringSpec, NetworkPolicySettings, TlsSpec,
 };
+pub use gateway::{GatewayParentRef, GatewaySpec};
 pub use server::{AutoscalingSpec, ImagePullPolicy, UploadsSpec};
 pub use slo::{LatencyObjective, SloSpec};
 pub use status::{BackupStatus, PhotoSiteStatus, RestoreStatus};
@@ -152,6 +154,12 @@ pub struct PhotoSiteSpec {
     /// ClusterIP Service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingress: Option<IngressSpec>,
+
+    /// Exposes the site through the Gateway API: an HTTPRoute attached to your Gateway(s).
+    /// Beside or instead of `ingress` (ingress-nginx was retired in March 2026; a Gateway
+    /// controller is the maintained way).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySpec>,
 
     /// Prometheus Operator integration. Ignored (with an Event) when the Prometheus Operator
     /// CRDs are not installed.

@@ -118,6 +118,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         cloudnative_pg = apis.cloudnative_pg,
         prometheus = apis.prometheus,
         barman_cloud = apis.barman_cloud,
+        gateway = apis.gateway,
         "discovered optional APIs"
     );
     if !apis.cloudnative_pg {

@@ -138,6 +138,10 @@ fn schema_for(kind: Kind) -> Option<(Value, Value)> {
             "cnpg-v1.30.0/postgresql.cnpg.io_scheduledbackups.yaml",
             "v1",
         ),
+        Kind::HttpRoute => (
+            "gateway-api-v1.6.1/gateway.networking.k8s.io_httproutes.yaml",
+            "v1",
+        ),
         _ => return None,
     };
     let original = crd_schema(file, version)?;
@@ -328,6 +332,16 @@ fn check_children(site: &PhotoSite, desired: &JsonDesired) -> Result<usize, Stri
             .is_some_and(|m| !m.is_empty() && m.iter().all(|(k, v)| &pod_labels[k] == v))
     };
     let svc = &desired.get(Kind::Service).ok_or("no Service")?.object;
+    if let Some(route) = desired.get(Kind::HttpRoute) {
+        let backend = &route.object["spec"]["rules"][0]["backendRefs"][0];
+        if backend["name"] != svc["metadata"]["name"]
+            || backend["port"] != svc["spec"]["ports"][0]["port"]
+        {
+            return Err(format!(
+                "HTTPRoute backend {backend} is not the Service's web port"
+            ));
+        }
+    }
     let checks = [
         ("Deployment", &deploy["spec"]["selector"]["matchLabels"]),
         ("Service", &svc["spec"]["selector"]),
@@ -395,6 +409,26 @@ fn contract_samples_validate_against_the_crds() {
     assert_eq!(check_site(&demo()), Ok(if with_crds { 1 } else { 0 }));
     // Cluster, ServiceMonitor, PodMonitor, PrometheusRule
     assert_eq!(check_site(&fakeflickr()), Ok(if with_crds { 4 } else { 0 }));
+}
+
+#[test]
+fn the_http_route_validates_against_the_gateway_api_crd() {
+    let with_crds = crds_dir().is_some();
+    let routed = with(fakeflickr(), |s| s.spec.gateway = Some(gateway_spec()));
+    // Cluster, HTTPRoute, ServiceMonitor, PodMonitor, PrometheusRule
+    assert_eq!(check_site(&routed), Ok(if with_crds { 5 } else { 0 }));
+    let Some((schema, original)) = schema_for(Kind::HttpRoute) else {
+        return;
+    };
+    // the check can fail: an unknown path match type, a field HTTPRoute does not have
+    let d = build_all(&routed, &inputs());
+    let route = &d.get(Kind::HttpRoute).unwrap().object;
+    let mut bad = route.clone();
+    bad["spec"]["rules"][0]["matches"][0]["path"]["type"] = json!("Glob");
+    assert!(validate(&schema, &original, &bad).is_err());
+    let mut bad = route.clone();
+    bad["spec"]["host"] = json!("photos.example.com");
+    assert!(validate(&schema, &original, &bad).is_err());
 }
 
 #[test]
@@ -514,6 +548,7 @@ mod generated {
             existing_claim in proptest::option::of("[a-z][a-z0-9-]{0,20}"),
             external in any::<bool>(),
             ingress in any::<bool>(),
+            gateway in proptest::option::of((proptest::option::of("[a-z]([a-z0-9-]{0,20}[a-z0-9])?"), proptest::option::of(Just("https".to_string())))),
             host in "[a-z][a-z0-9]{0,10}\\.example\\.(com|org)",
             tls in any::<bool>(),
             issuer in proptest::option::of((prop_oneof![Just(IssuerKind::ClusterIssuer), Just(IssuerKind::Issuer)], "[a-z][a-z0-9-]{0,20}")),
@@ -563,13 +598,19 @@ mod generated {
             spec.storage.originals.existing_claim = existing_claim;
             if ingress {
                 spec.ingress = Some(IngressSpec {
-                    host: Some(host),
+                    host: Some(host.clone()),
                     class_name: Some("nginx".into()),
                     tls: tls.then(|| TlsSpec {
                         secret_name: None,
                         issuer_ref: issuer.map(|(kind, name)| IssuerRef { kind, name }),
                     }),
                     annotations: None,
+                });
+            }
+            if let Some((namespace, section_name)) = gateway {
+                spec.gateway = Some(crate::crd::GatewaySpec {
+                    parent_refs: vec![crate::crd::GatewayParentRef { name: "public".into(), namespace, section_name }],
+                    hostnames: vec![host.clone()],
                 });
             }
             spec.monitoring.service_monitor = service_monitor;

@@ -121,3 +121,15 @@ pub fn restored_at() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
         "2026-01-10T04:00:00Z".parse().expect("a timestamp"),
     )
 }
+
+/// `spec.gateway`: an HTTPRoute for `photos.example.com` on the Gateway `gateways/public`.
+pub fn gateway_spec() -> crate::crd::GatewaySpec {
+    crate::crd::GatewaySpec {
+        parent_refs: vec![crate::crd::GatewayParentRef {
+            name: "public".into(),
+            namespace: Some("gateways".into()),
+            section_name: None,
+        }],
+        hostnames: vec!["photos.example.com".into()],
+    }
+}

@@ -1,15 +1,16 @@
 //! Rust types for the children whose APIs are not built into Kubernetes (k8s-openapi has
 //! none): CloudNativePG's `Cluster` and `ScheduledBackup`, the Barman Cloud plugin's
-//! `ObjectStore`, and the Prometheus Operator's `ServiceMonitor`, `PodMonitor` and
-//! `PrometheusRule`.
+//! `ObjectStore`, the Gateway API's `HTTPRoute`, and the Prometheus Operator's
+//! `ServiceMonitor`, `PodMonitor` and `PrometheusRule`.
 //!
 //! Only the fields the operator sets are declared (an absent `Option` is left out of the
 //! object, so the operator never owns a field it does not set); `schema_check` validates
 //! every object built from them against the projects' CRD schemas. They are serialised only
 //! at the server-side-apply boundary ([`super::ChildObject::to_json`]).
 //!
-//! The status types the controller reads back (`ClusterStatus`, `ObjectStoreStatus`) are
-//! declared here too, next to the objects they describe, with every field optional: the
+//! The status types the controller reads back (`ClusterStatus`, `ObjectStoreStatus`,
+//! `HttpRouteStatus`) are declared here too, next to the objects they describe, with every
+//! field optional: the
 //! watch stores keep a pruned copy of each child, and an operator of another version may
 //! report less.
 
@@ -329,4 +330,81 @@ pub struct AlertRule {
     pub for_: String,
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+}
+
+// ---- Gateway API (gateway.networking.k8s.io/v1) --------------------------------------------
+
+pub const GATEWAY_API: &str = "gateway.networking.k8s.io/v1";
+
+/// `gateway.networking.k8s.io/v1` `HTTPRoute`.
+pub type HttpRoute = Object<HttpRouteSpec>;
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteSpec {
+    pub parent_refs: Vec<ParentReference>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hostnames: Vec<String>,
+    pub rules: Vec<HttpRouteRule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ParentReference {
+    pub group: &'static str,
+    pub kind: &'static str,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteRule {
+    pub matches: Vec<HttpRouteMatch>,
+    pub backend_refs: Vec<BackendRef>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HttpRouteMatch {
+    pub path: HttpPathMatch,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HttpPathMatch {
+    #[serde(rename = "type")]
+    pub type_: &'static str,
+    pub value: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackendRef {
+    pub name: String,
+    pub port: i32,
+}
+
+/// What is read of an HTTPRoute: whether each Gateway accepted it.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct HttpRouteStatus {
+    #[serde(default)]
+    pub parents: Vec<RouteParentStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteParentStatus {
+    #[serde(default)]
+    pub parent_ref: RouteParentName,
+    #[serde(default)]
+    pub conditions: Vec<StatusCondition>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct RouteParentName {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
 }

@@ -101,12 +101,16 @@ pub fn build(site: &ValidatedSite) -> Option<Ingress> {
 
 /// The URL the site is reachable on, for `status.url`.
 pub fn url(site: &ValidatedSite) -> String {
-    match &site.spec.ingress {
-        Some(i) => {
+    let route_host = site.spec.gateway.as_ref().and_then(|g| g.hostnames.first());
+    match (&site.spec.ingress, route_host) {
+        (Some(i), _) => {
             let scheme = if i.tls.is_some() { "https" } else { "http" };
             format!("{scheme}://{}/", i.host.as_deref().unwrap_or("*"))
         }
-        None => format!(
+        // TLS is the Gateway's listeners' business: http:// reaches both kinds (an HTTPS
+        // Gateway redirects it)
+        (None, Some(host)) => format!("http://{host}/"),
+        (None, None) => format!(
             "http://{}.{}.svc:{}/",
             names::app(site.name),
             site.namespace,

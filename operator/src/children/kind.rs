@@ -24,6 +24,7 @@ pub enum Kind {
     CronJob,
     HorizontalPodAutoscaler,
     Ingress,
+    HttpRoute,
     ServiceMonitor,
     PodMonitor,
     PrometheusRule,
@@ -31,7 +32,7 @@ pub enum Kind {
 
 impl Kind {
     /// All kinds in apply order.
-    pub const ALL: [Kind; 18] = [
+    pub const ALL: [Kind; 19] = [
         Kind::ServiceAccount,
         Kind::ConfigMap,
         Kind::Secret,
@@ -47,6 +48,7 @@ impl Kind {
         Kind::CronJob,
         Kind::HorizontalPodAutoscaler,
         Kind::Ingress,
+        Kind::HttpRoute,
         Kind::ServiceMonitor,
         Kind::PodMonitor,
         Kind::PrometheusRule,
@@ -92,6 +94,7 @@ impl Kind {
                 "horizontalpodautoscalers",
             ),
             Kind::Ingress => ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+            Kind::HttpRoute => ("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes"),
             Kind::ServiceMonitor => (
                 "monitoring.coreos.com",
                 "v1",
@@ -132,6 +135,7 @@ impl Kind {
         match self {
             Kind::DatabaseCluster | Kind::ScheduledBackup => Some(OptionalApi::CloudNativePg),
             Kind::ObjectStore => Some(OptionalApi::BarmanCloud),
+            Kind::HttpRoute => Some(OptionalApi::GatewayApi),
             k if k.is_monitoring() => Some(OptionalApi::PrometheusOperator),
             _ => None,
         }
@@ -147,6 +151,8 @@ pub enum OptionalApi {
     PrometheusOperator,
     /// `barmancloud.cnpg.io/v1` `ObjectStore` (the Barman Cloud plugin for CloudNativePG).
     BarmanCloud,
+    /// `gateway.networking.k8s.io/v1` `HTTPRoute` (the Gateway API).
+    GatewayApi,
 }
 
 /// Which optional APIs the cluster serves (discovery).
@@ -155,6 +161,7 @@ pub struct Apis {
     pub cloudnative_pg: bool,
     pub prometheus: bool,
     pub barman_cloud: bool,
+    pub gateway: bool,
 }
 
 impl Apis {
@@ -163,6 +170,7 @@ impl Apis {
         cloudnative_pg: true,
         prometheus: true,
         barman_cloud: true,
+        gateway: true,
     };
 
     /// No optional API (before the first discovery).
@@ -170,6 +178,7 @@ impl Apis {
         cloudnative_pg: false,
         prometheus: false,
         barman_cloud: false,
+        gateway: false,
     };
 
     pub fn has(self, api: OptionalApi) -> bool {
@@ -177,6 +186,7 @@ impl Apis {
             OptionalApi::CloudNativePg => self.cloudnative_pg,
             OptionalApi::PrometheusOperator => self.prometheus,
             OptionalApi::BarmanCloud => self.barman_cloud,
+            OptionalApi::GatewayApi => self.gateway,
         }
     }
 }
@@ -204,6 +214,7 @@ pub fn possible_children(site: &str) -> Vec<(Kind, String)> {
                 | Kind::Deployment
                 | Kind::HorizontalPodAutoscaler
                 | Kind::Ingress
+                | Kind::HttpRoute
                 | Kind::ServiceMonitor
                 | Kind::PrometheusRule => vec![names::app(site)],
             };

@@ -25,6 +25,7 @@ pub mod crd_types;
 pub mod database;
 pub mod deployment;
 pub mod hpa;
+pub mod http_route;
 pub mod ingress;
 pub mod inputs;
 pub mod kind;
@@ -99,6 +100,7 @@ pub enum ChildObject {
     CronJob(CronJob),
     HorizontalPodAutoscaler(HorizontalPodAutoscaler),
     Ingress(Ingress),
+    HttpRoute(crd_types::HttpRoute),
     ServiceMonitor(crd_types::ServiceMonitor),
     PodMonitor(crd_types::PodMonitor),
     PrometheusRule(crd_types::PrometheusRule),
@@ -122,6 +124,7 @@ impl ChildObject {
             ChildObject::CronJob(_) => Kind::CronJob,
             ChildObject::HorizontalPodAutoscaler(_) => Kind::HorizontalPodAutoscaler,
             ChildObject::Ingress(_) => Kind::Ingress,
+            ChildObject::HttpRoute(_) => Kind::HttpRoute,
             ChildObject::ServiceMonitor(_) => Kind::ServiceMonitor,
             ChildObject::PodMonitor(_) => Kind::PodMonitor,
             ChildObject::PrometheusRule(_) => Kind::PrometheusRule,
@@ -147,6 +150,7 @@ impl ChildObject {
             ChildObject::CronJob(o) => serde_json::to_value(o),
             ChildObject::HorizontalPodAutoscaler(o) => serde_json::to_value(o),
             ChildObject::Ingress(o) => serde_json::to_value(o),
+            ChildObject::HttpRoute(o) => serde_json::to_value(o),
             ChildObject::ServiceMonitor(o) => serde_json::to_value(o),
             ChildObject::PodMonitor(o) => serde_json::to_value(o),
             ChildObject::PrometheusRule(o) => serde_json::to_value(o),
@@ -188,6 +192,9 @@ fn missing_apis(site: &ValidatedSite, apis: Apis) -> Vec<OptionalApi> {
         if wants_plugin(site) && !apis.barman_cloud {
             missing.push(OptionalApi::BarmanCloud);
         }
+    }
+    if site.spec.gateway.is_some() && !apis.gateway {
+        missing.push(OptionalApi::GatewayApi);
     }
     let m = &site.spec.monitoring;
     if (m.service_monitor || m.alerts) && !apis.prometheus {
@@ -390,6 +397,11 @@ fn build_kind(kind: Kind, ctx: &BuildContext) -> Vec<(String, ChildObject)> {
                 out.push((names::app(name), ChildObject::Ingress(ing)));
             }
         }
+        Kind::HttpRoute => {
+            if let Some(route) = http_route::build(site).filter(|_| inputs.apis.gateway) {
+                out.push((names::app(name), ChildObject::HttpRoute(route)));
+            }
+        }
         Kind::ServiceMonitor => {
             if inputs.apis.prometheus && monitoring.service_monitor {
                 out.push((
@@ -457,7 +469,8 @@ mod tests {
 
     #[test]
     fn fakeflickr_has_every_child() {
-        let d = build_all(&fakeflickr(), &inputs());
+        let s = with(fakeflickr(), |s| s.spec.gateway = Some(gateway_spec()));
+        let d = build_all(&s, &inputs());
         // two Services (web, metrics) and one of every kind but the backup and restore ones
         let backup_kinds = [
             Kind::ObjectStore,
@@ -478,7 +491,10 @@ mod tests {
 
     #[test]
     fn backups_add_their_children_in_apply_order() {
-        let s = with(fakeflickr(), |s| s.spec.backup = Some(backup_spec()));
+        let s = with(fakeflickr(), |s| {
+            s.spec.backup = Some(backup_spec());
+            s.spec.gateway = Some(gateway_spec());
+        });
         let d = build_all(&s, &inputs());
         let names: Vec<(Kind, &str)> = d
             .children

@@ -57,6 +57,10 @@ pub mod reason {
     pub const CHILD_REFUSED: &str = "ChildRefused";
     /// The site needs a CloudNativePG cluster and CloudNativePG is not installed.
     pub const CLOUDNATIVE_PG_NOT_INSTALLED: &str = "CloudNativePGNotInstalled";
+    /// `spec.gateway` needs the Gateway API (HTTPRoute), not installed.
+    pub const GATEWAY_API_NOT_INSTALLED: &str = "GatewayAPINotInstalled";
+    /// A Gateway of `spec.gateway` refused the site's HTTPRoute (a Ready reason).
+    pub const ROUTE_NOT_ACCEPTED: &str = "RouteNotAccepted";
     /// The site's database backups or restore need the Barman Cloud plugin, not installed.
     pub const BARMAN_CLOUD_NOT_INSTALLED: &str = "BarmanCloudNotInstalled";
     /// A Secret that `spec.backup` or `spec.restore` names is missing or lacks a key.

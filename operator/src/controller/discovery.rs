@@ -97,10 +97,12 @@ pub async fn discover(client: &Client, previous: Apis) -> Apis {
     )
     .await;
     let barman_cloud = serves(client, "barmancloud.cnpg.io", "v1", &["ObjectStore"]).await;
+    let gateway = serves(client, "gateway.networking.k8s.io", "v1", &["HTTPRoute"]).await;
     Apis {
         cloudnative_pg: cloudnative_pg.unwrap_or(previous.cloudnative_pg),
         prometheus: prometheus.unwrap_or(previous.prometheus),
         barman_cloud: barman_cloud.unwrap_or(previous.barman_cloud),
+        gateway: gateway.unwrap_or(previous.gateway),
     }
 }
 
@@ -120,6 +122,7 @@ pub fn spawn_refresh(
                     cloudnative_pg = apis.cloudnative_pg,
                     prometheus = apis.prometheus,
                     barman_cloud = apis.barman_cloud,
+                    gateway = apis.gateway,
                     "optional APIs changed; watching what is served and reconciling every PhotoSite"
                 );
             }
@@ -137,6 +140,7 @@ mod tests {
             cloudnative_pg: false,
             prometheus: true,
             barman_cloud: false,
+            gateway: false,
         });
         assert!(!c.set(c.get()));
         assert!(c.set(Apis::ALL));

@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::watches::{NotListed, Stores};
-use crate::children::crd_types::{ClusterStatus, ObjectStoreStatus};
+use crate::children::crd_types::{ClusterStatus, HttpRouteStatus, ObjectStoreStatus};
 use crate::children::{self, Kind};
 use crate::site::ValidatedSite;
 
@@ -86,6 +86,7 @@ pub enum ChildState {
     CronJob(CronJobStatus),
     DatabaseCluster(ClusterStatus),
     ObjectStore(ObjectStoreStatus),
+    HttpRoute(HttpRouteStatus),
 }
 
 /// What is read of a PersistentVolumeClaim.
@@ -127,6 +128,7 @@ impl ObservedChild {
                 ChildState::DatabaseCluster(field(data, "status").map_err(error)?)
             }
             Kind::ObjectStore => ChildState::ObjectStore(field(data, "status").map_err(error)?),
+            Kind::HttpRoute => ChildState::HttpRoute(field(data, "status").map_err(error)?),
             Kind::ServiceAccount
             | Kind::ConfigMap
             | Kind::Secret
@@ -190,6 +192,14 @@ impl ObservedChild {
     pub fn cluster(&self) -> Option<&ClusterStatus> {
         match &self.state {
             ChildState::DatabaseCluster(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The HTTPRoute's status, if this is one.
+    pub fn http_route(&self) -> Option<&HttpRouteStatus> {
+        match &self.state {
+            ChildState::HttpRoute(s) => Some(s),
             _ => None,
         }
     }

@@ -134,6 +134,7 @@ pub fn protected(kind: Kind) -> bool {
         | Kind::CronJob
         | Kind::HorizontalPodAutoscaler
         | Kind::Ingress
+        | Kind::HttpRoute
         | Kind::ServiceMonitor
         | Kind::PodMonitor
         | Kind::PrometheusRule => false,

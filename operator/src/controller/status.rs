@@ -49,6 +49,12 @@ pub fn problems(refused: &[Refusal], missing: &[OptionalApi]) -> Vec<Problem> {
             message: "the Barman Cloud plugin for CloudNativePG is not installed (the API serves no barmancloud.cnpg.io/v1 ObjectStore): the database is not backed up, and a database to restore is not created until it is".into(),
         });
     }
+    if missing.contains(&OptionalApi::GatewayApi) {
+        out.push(Problem {
+            reason: reason::GATEWAY_API_NOT_INSTALLED,
+            message: "the Gateway API is not installed (the API serves no gateway.networking.k8s.io/v1 HTTPRoute): spec.gateway cannot route to the site until its CRDs and a Gateway controller are".into(),
+        });
+    }
     out.extend(refused.iter().map(|r| Problem {
         reason: reason::CHILD_REFUSED,
         message: r.to_string(),
@@ -109,6 +115,33 @@ pub fn database_state(
             format!("{ready_instances}/{want} Postgres instances ready (phase: {phase}{why})"),
         )
     }
+}
+
+/// Why a Gateway refused the site's HTTPRoute (`Accepted` or `ResolvedRefs` false), naming
+/// the Gateway and its reason; `None` while accepted or not yet answered.
+fn route_refusal(route: Option<&ObservedChild>) -> Option<String> {
+    let parents = &route?.http_route()?.parents;
+    let refusals: Vec<String> = parents
+        .iter()
+        .flat_map(|p| {
+            ["Accepted", "ResolvedRefs"]
+                .into_iter()
+                .filter_map(move |t| {
+                    let c = StatusCondition::find(&p.conditions, t).filter(|c| c.is("False"))?;
+                    let gateway = match &p.parent_ref.namespace {
+                        Some(ns) => format!("{ns}/{}", p.parent_ref.name),
+                        None => p.parent_ref.name.clone(),
+                    };
+                    Some(format!(
+                        "Gateway {gateway}: {t} False ({}): {}",
+                        c.reason.as_deref().unwrap_or("no reason"),
+                        c.message.as_deref().unwrap_or("")
+                    ))
+                })
+        })
+        .collect();
+    (!refusals.is_empty())
+        .then(|| format!("the HTTPRoute is not in service: {}", refusals.join("; ")))
 }
 
 /// What the Deployment itself reports as failing: pods it cannot create (`ReplicaFailure`,
@@ -266,6 +299,10 @@ pub fn compute(photosite: &PhotoSite, site: &ValidatedSite, obs: &Observations) 
         r
     } else if !db_ready {
         Cond::new(Ready, false, reason::DATABASE_NOT_READY, db_message)
+    } else if let Some(refusal) =
+        route_refusal(obs.live.get(&(Kind::HttpRoute, names::app(site.name))))
+    {
+        Cond::new(Ready, false, reason::ROUTE_NOT_ACCEPTED, refusal)
     } else if !rolled_out && originals.as_deref() == Some("Pending") {
         Cond::new(
             Ready,
@@ -649,6 +686,82 @@ mod tests {
         assert_eq!(
             r.message,
             "0/2 Postgres instances ready (phase: Setting up primary: Creating primary instance demo-db-1)"
+        );
+    }
+
+    #[test]
+    fn a_route_the_gateway_refuses_keeps_the_site_unready_with_its_reason() {
+        let p = with(demo(), |s| s.spec.gateway = Some(gateway_spec()));
+        let site = valid(&p);
+        let mut live = with_deployment(json!({
+            "observedGeneration": 1, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2
+        }));
+        let route = |status| {
+            ObservedChild::from_json(
+                Kind::HttpRoute,
+                json!({"metadata": {"name": "demo"}, "status": status}),
+            )
+            .unwrap()
+        };
+        live.insert(
+            (Kind::HttpRoute, "demo".to_string()),
+            route(json!({"parents": [{"parentRef": {"name": "public", "namespace": "gateways"},
+                "conditions": [{"type": "Accepted", "status": "False", "reason": "NotAllowedByListeners",
+                    "message": "no listener allows routes from namespace photos"}]}]})),
+        );
+        let obs = Observations {
+            live,
+            ..Observations::default()
+        };
+        let s = compute(&p, &site, &obs);
+        let r = cond(&s, ConditionType::Ready);
+        assert_eq!(
+            (r.status.as_str(), r.reason.as_str()),
+            ("False", "RouteNotAccepted")
+        );
+        assert_eq!(
+            r.message,
+            "the HTTPRoute is not in service: Gateway gateways/public: Accepted False (NotAllowedByListeners): no listener allows routes from namespace photos"
+        );
+        assert_eq!(s.url.as_deref(), Some("http://photos.example.com/"));
+        // accepted, or not answered yet: Ready
+        let mut live = obs.live;
+        live.insert(
+            (Kind::HttpRoute, "demo".to_string()),
+            route(json!({"parents": [{"parentRef": {"name": "public"},
+                "conditions": [{"type": "Accepted", "status": "True"}]}]})),
+        );
+        let s = compute(
+            &p,
+            &site,
+            &Observations {
+                live,
+                ..Observations::default()
+            },
+        );
+        assert_eq!(cond(&s, ConditionType::Ready).status, "True");
+    }
+
+    #[test]
+    fn a_gateway_without_the_gateway_api_degrades_the_site() {
+        let p = with(demo(), |s| s.spec.gateway = Some(gateway_spec()));
+        let site = valid(&p);
+        let missing = [OptionalApi::GatewayApi];
+        let obs = Observations {
+            problems: problems(&[], &missing),
+            missing: &missing,
+            ..Observations::default()
+        };
+        let s = compute(&p, &site, &obs);
+        let d = cond(&s, ConditionType::Degraded);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "GatewayAPINotInstalled")
+        );
+        assert!(
+            d.message.contains("gateway.networking.k8s.io/v1 HTTPRoute"),
+            "{}",
+            d.message
         );
     }
 }

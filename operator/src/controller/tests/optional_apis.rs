@@ -124,6 +124,7 @@ async fn discovery_finds_cloudnative_pg_and_the_prometheus_operator() {
                 ),
             ),
             get_missing("/apis/barmancloud.cnpg.io/v1"),
+            get_missing("/apis/gateway.networking.k8s.io/v1"),
             // later: both installed; discovery of the other group fails: keep its answer
             Step::new(
                 Method::GET,
@@ -139,6 +140,14 @@ async fn discovery_finds_cloudnative_pg_and_the_prometheus_operator() {
                 Method::GET,
                 "/apis/barmancloud.cnpg.io/v1",
                 Reply::Json(200, resources(&["ObjectStore"])),
+            ),
+            Step::new(
+                Method::GET,
+                "/apis/gateway.networking.k8s.io/v1",
+                Reply::Json(
+                    200,
+                    resources(&["Gateway", "GatewayClass", "HTTPRoute", "GRPCRoute"]),
+                ),
             ),
         ])
         .start();
