@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::auth::{self, Auth};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::db::cached::Lookups;
 use crate::db::{Db, DbResult, Photo};
 use crate::metrics::Metrics;
@@ -63,12 +63,9 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// Why the stores or pools cannot be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Bootstrap(#[from] crate::bootstrap::BootstrapError),
+pub enum OpenError {
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
     #[error("cannot open the originals directory {path}: {source}")]
@@ -85,12 +82,12 @@ pub enum StartError {
 impl AppState {
     /// Opens the stores and pools. The database is only set up here;
     /// `bootstrap::connect_database` reaches it.
-    pub fn open(config: Config) -> Result<SharedState, StartError> {
+    pub fn open(config: Config) -> Result<SharedState, OpenError> {
         let metrics = Metrics::new();
         let db = Db::open(config.database_url.as_deref(), &config.data_dir)?;
         let originals_dir = config.originals_dir();
         let originals =
-            OriginalStore::open(originals_dir.clone()).map_err(|source| StartError::Originals {
+            OriginalStore::open(originals_dir.clone()).map_err(|source| OpenError::Originals {
                 path: originals_dir.display().to_string(),
                 source,
             })?;
@@ -106,13 +103,13 @@ impl AppState {
             config.render_memory_bytes,
             metrics.clone(),
         )
-        .map_err(StartError::RenderPool)?;
+        .map_err(OpenError::RenderPool)?;
         let key = auth::load_key(
             config.session_key.as_deref(),
             config.session_key_file.as_deref(),
             &config.data_dir,
         )
-        .map_err(StartError::SessionKey)?;
+        .map_err(OpenError::SessionKey)?;
         let auth = Auth::new(
             key,
             config.session_ttl,

@@ -5,6 +5,7 @@
 //! decide nothing that is decided here.
 
 pub mod accounts;
+pub mod credentials;
 pub mod photos;
 pub mod quota;
 pub mod upload;
