@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod orphans;
 pub mod render;
 pub mod renditions;
+pub mod routes;
 pub mod server;
 pub mod state;
 pub mod storage;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::auth::extract::SessionContext;
 use crate::auth::{self, Auth};
 use crate::config::Config;
 use crate::db::cached::Lookups;
@@ -161,6 +162,16 @@ impl AppState {
 
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::SeqCst)
+    }
+}
+
+impl SessionContext for AppState {
+    fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    fn db(&self) -> &Db {
+        &self.db
     }
 }
 

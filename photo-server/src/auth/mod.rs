@@ -15,7 +15,9 @@
 //!   guessing from elsewhere cannot use up (see [`throttle`]).
 
 pub mod cookies;
+pub mod extract;
 pub mod password;
+pub mod session;
 pub mod throttle;
 
 use std::net::IpAddr;

@@ -8,9 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::extract::{Admin, Viewer};
 use crate::domain::accounts;
 use crate::error::ApiResult;
-use crate::http::extract::{Admin, Viewer};
 use crate::state::SharedState;
 
 #[derive(Debug, Serialize)]

@@ -91,7 +91,7 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
                 None => Requester::Anonymous(
                     state
                         .auth
-                        .client_ip(headers, super::extract::peer(request.extensions()))
+                        .client_ip(headers, crate::auth::extract::peer(request.extensions()))
                         .map(crate::auth::client_of),
                 ),
             };

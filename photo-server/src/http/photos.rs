@@ -8,10 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::extract::{SignedIn, Viewer};
 use crate::db::{Photo, PhotoPatch, SessionUser};
 use crate::domain::photos;
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{SignedIn, Viewer};
 use crate::renditions::Renditions;
 use crate::state::SharedState;
 

@@ -24,12 +24,12 @@ use axum::http::{HeaderMap, StatusCode};
 use http_body::Frame;
 use serde::Serialize;
 
+use crate::auth::extract::{Viewer, csrf_header};
 use crate::db::{PhotoPatch, SessionUser, Visibility};
 use crate::domain::photos::{self, MAX_DESCRIPTION, MAX_TITLE};
 use crate::domain::quota::{self, Room};
 use crate::domain::upload::{self, SpooledFile, UploadMeta};
 use crate::error::{ApiError, ApiResult, caused_by};
-use crate::http::extract::{Viewer, csrf_header};
 use crate::http::photos::{PhotoJson, to_json};
 use crate::state::SharedState;
 

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
+use crate::auth::extract::Viewer;
 use crate::error::ApiError;
-use crate::http::extract::Viewer;
 use crate::state::SharedState;
 use crate::web::{PageContext, bytes};
 

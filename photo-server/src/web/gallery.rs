@@ -8,9 +8,9 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use crate::auth::extract::Viewer;
 use crate::db::Photo;
 use crate::domain::photos;
-use crate::http::extract::Viewer;
 use crate::renditions::Renditions;
 use crate::state::SharedState;
 use crate::web::{PageContext, alt, srcset};

@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
+use crate::auth::extract::Viewer;
+use crate::auth::session::{header_value, login_cookies, same_origin};
 use crate::auth::{KNOWN_COOKIE, SESSION_COOKIE, cookies};
 use crate::domain::accounts;
 use crate::error::ApiError;
-use crate::http::extract::Viewer;
-use crate::http::session::{header_value, login_cookies, same_origin};
 use crate::state::SharedState;
 use crate::web::PageContext;
 
@@ -117,7 +117,7 @@ pub async fn submit(
         accounts::authenticate(&state, viewer.ip, known, &input.username, input.password).await;
     let (status, message, retry_after) = match result {
         Ok((token, user)) => {
-            return match login_cookies(&state, &token, &user.username, viewer.tls) {
+            return match login_cookies(&state.auth, &token, &user.username, viewer.tls) {
                 Ok(cookies) => (cookies, Redirect::to(&next)).into_response(),
                 Err(e) => e.into_response(),
             };

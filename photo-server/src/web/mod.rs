@@ -17,9 +17,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{DOCTYPE, Markup, html};
 
+use crate::auth::extract::Viewer;
 use crate::auth::{ANON_COOKIE, cookies, new_token};
 use crate::db::Photo;
-use crate::http::extract::Viewer;
 use crate::renditions::Renditions;
 use crate::state::SharedState;
 
@@ -37,7 +37,7 @@ pub fn routes() -> Router<SharedState> {
             get(login::page)
                 .post(login::submit)
                 .layer(axum::extract::DefaultBodyLimit::max(
-                    crate::http::LOGIN_BODY_LIMIT,
+                    crate::auth::session::LOGIN_BODY_LIMIT,
                 )),
         )
         .route("/logout", post(login::logout))

@@ -6,10 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
+use crate::auth::extract::Viewer;
 use crate::db::Visibility;
 use crate::domain::photos::visible_photo;
 use crate::error::ApiError;
-use crate::http::extract::Viewer;
 use crate::state::SharedState;
 use crate::web::{PageContext, alt, bytes, srcset};
 

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use crate::http::extract::Viewer;
+use crate::auth::extract::Viewer;
 use crate::state::SharedState;
 use crate::web::{PageContext, bytes};
 

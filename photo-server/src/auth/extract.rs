@@ -18,10 +18,26 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
-use crate::auth::{ANON_COOKIE, CSRF_HEADER, SESSION_COOKIE, cookies};
-use crate::db::SessionUser;
+use crate::auth::{ANON_COOKIE, Auth, CSRF_HEADER, SESSION_COOKIE, cookies};
+use crate::db::{Db, SessionUser};
 use crate::error::{ApiError, ApiResult};
-use crate::state::SharedState;
+
+/// What the extractors need of the app's state: the session rules and keys,
+/// and the database the sessions are in. `state::AppState` implements it.
+pub trait SessionContext {
+    fn auth(&self) -> &Auth;
+    fn db(&self) -> &Db;
+}
+
+impl<T: SessionContext> SessionContext for std::sync::Arc<T> {
+    fn auth(&self) -> &Auth {
+        (**self).auth()
+    }
+
+    fn db(&self) -> &Db {
+        (**self).db()
+    }
+}
 
 pub struct Viewer {
     pub user: Option<SessionUser>,
@@ -40,16 +56,16 @@ pub fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
         .map(|c| c.0.ip())
 }
 
-impl FromRequestParts<SharedState> for Viewer {
+impl<S: SessionContext + Send + Sync> FromRequestParts<S> for Viewer {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> ApiResult<Viewer> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Viewer> {
         let headers = &parts.headers;
         let peer = peer(&parts.extensions);
         let mut user = None;
         let mut session_token = None;
         if let Some(token) = cookies::get(headers, SESSION_COOKIE) {
-            user = state.auth.session_user(&state.db, token).await?;
+            user = state.auth().session_user(state.db(), token).await?;
             if user.is_some() {
                 session_token = Some(token.to_string());
             }
@@ -58,8 +74,8 @@ impl FromRequestParts<SharedState> for Viewer {
             user,
             session_token,
             anon: cookies::get(headers, ANON_COOKIE).map(str::to_string),
-            tls: state.auth.request_is_tls(headers, peer),
-            ip: state.auth.client_ip(headers, peer),
+            tls: state.auth().request_is_tls(headers, peer),
+            ip: state.auth().client_ip(headers, peer),
         })
     }
 }
@@ -80,13 +96,13 @@ impl Viewer {
     /// header is absent. `403` when missing or wrong.
     pub fn check_csrf(
         &self,
-        state: &SharedState,
+        state: &impl SessionContext,
         headers: &HeaderMap,
         form_field: Option<&str>,
     ) -> ApiResult<()> {
         let presented = csrf_header(headers).or(form_field);
         match (self.csrf_binding(), presented) {
-            (Some(binding), Some(token)) if state.auth.csrf_valid(binding, token) => Ok(()),
+            (Some(binding), Some(token)) if state.auth().csrf_valid(binding, token) => Ok(()),
             _ => Err(ApiError::Csrf),
         }
     }
@@ -103,10 +119,10 @@ pub struct SignedIn {
     pub viewer: Viewer,
 }
 
-impl FromRequestParts<SharedState> for SignedIn {
+impl<S: SessionContext + Send + Sync> FromRequestParts<S> for SignedIn {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> ApiResult<SignedIn> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<SignedIn> {
         let viewer = Viewer::from_request_parts(parts, state).await?;
         let user = viewer.user()?.clone();
         viewer.check_csrf(state, &parts.headers, None)?;
@@ -117,10 +133,10 @@ impl FromRequestParts<SharedState> for SignedIn {
 /// A [`SignedIn`] admin.
 pub struct Admin(pub SignedIn);
 
-impl FromRequestParts<SharedState> for Admin {
+impl<S: SessionContext + Send + Sync> FromRequestParts<S> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> ApiResult<Admin> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Admin> {
         let signed_in = SignedIn::from_request_parts(parts, state).await?;
         if !signed_in.user.is_admin {
             return Err(ApiError::Forbidden("admins only".into()));
