@@ -5,6 +5,7 @@
 
 pub(crate) mod admin;
 pub mod body_deadline;
+mod caching;
 pub(crate) mod health;
 pub(crate) mod images;
 pub(crate) mod observe;

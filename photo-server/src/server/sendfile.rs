@@ -13,18 +13,13 @@ use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::LazyLock;
 use std::task::{Context, Poll, ready};
 
-use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
+use crate::metrics::SENT_FROM_FILES;
 use crate::zero_copy;
-
-/// Bytes of response bodies sent with `sendfile` since start
-/// (`photo_http_sendfile_bytes_total`).
-pub static SENT_FROM_FILES: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 pub struct SendfileStream {
     inner: TcpStream,
