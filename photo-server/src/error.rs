@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::db::DbError;
 use crate::render::RenderError;
+use crate::renditions::RenditionError;
 
 /// A request body that missed its deadline (`http::body_deadline`).
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
@@ -110,6 +111,19 @@ impl From<DbError> for ApiError {
             ApiError::DatabaseUnavailable
         } else {
             ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+impl From<RenditionError> for ApiError {
+    fn from(e: RenditionError) -> Self {
+        match e {
+            RenditionError::Busy => ApiError::Overloaded,
+            RenditionError::Panicked => ApiError::Internal(e.to_string()),
+            // Not 500: the photo is as good as gone.
+            RenditionError::MissingOriginal => ApiError::NotFound,
+            RenditionError::CannotRender(_) => ApiError::Unprocessable(e.to_string()),
+            RenditionError::Failed(e) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -98,7 +98,7 @@ pub async fn delete(state: &SharedState, user: &SessionUser, id: &str) -> ApiRes
         tracing::warn!(id, error = %e, "photo deleted but its original could not be removed");
     }
     state
-        .cache
+        .renditions
         .remove_photo(id, state.config.renditions.widths());
     tracing::info!(id, user = %user.username, "photo deleted");
     Ok(())

@@ -78,7 +78,8 @@ pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Chec
     };
     let widths = state.config.renditions.widths().to_vec();
     let result = state
-        .renderer
+        .renditions
+        .pool()
         .run_unshared(move || {
             let file = std::fs::File::open(&path).map_err(|e| RenderError::Read(e.to_string()))?;
             let check = render::Check::plan(render::open_file(file)?, limits, &widths)?;

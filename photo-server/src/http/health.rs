@@ -47,7 +47,7 @@ pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
     } else {
         "error"
     };
-    let cache = if state.cache.writable() {
+    let cache = if state.renditions.cache().writable() {
         "ok"
     } else {
         "degraded"

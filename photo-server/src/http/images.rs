@@ -1,30 +1,26 @@
 //! `GET /img/{size}/{id}.jpg` (and `HEAD`): the hot path.
 //!
-//! A cached hit costs one in-memory metadata lookup and one in-memory (or
-//! local disk) read; the database is consulted only when the metadata cache
-//! has expired, and sessions only for private photos. A miss renders once per
-//! pod (single-flight) on the render pool and is cached for the next request.
-
-use std::time::Instant;
+//! This parses the path, applies who may see what, and asks the rendition
+//! service (`renditions::service`) for the bytes: a cached hit costs one
+//! in-memory metadata lookup and one in-memory (or local disk) read; the
+//! database is consulted only when the metadata cache has expired, and
+//! sessions only for private photos, originals, and renders to queue. A miss
+//! renders once per pod (single-flight) on the render pool and is cached for
+//! the next request.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
-use bytes::Bytes;
 
 use crate::auth::{SESSION_COOKIE, cookies};
-use crate::db::{Photo, SessionUser, Visibility};
+use crate::db::{SessionUser, Visibility};
 use crate::error::{ApiError, ApiResult};
 use crate::http::caching::{Caching, etag, if_none_match, respond};
 use crate::http::originals;
 use crate::ids;
-use crate::metrics::SizeLabels;
-use crate::render::{
-    self,
-    pool::{Plan, PoolError, Requester},
-};
+use crate::render::pool::Requester;
 use crate::renditions::Size;
-use crate::state::{JobError, SharedState};
+use crate::state::SharedState;
 use crate::storage::cache::RenditionKey;
 
 pub async fn image(State(state): State<SharedState>, request: Request) -> ApiResult<Response> {
@@ -80,7 +76,7 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
         id: id.to_string(),
         width,
     };
-    let (bytes, cache_status) = match state.cache.get(&key).await {
+    let (bytes, cache_status) = match state.renditions.cached(&key).await {
         Some(bytes) => (bytes, "hit"),
         None => {
             let user = match viewer {
@@ -96,7 +92,11 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
                         .map(crate::auth::client_of),
                 ),
             };
-            (rendition(&state, &photo, key, requester).await?, "miss")
+            let bytes = state
+                .renditions
+                .render(key, photo.format, requester)
+                .await?;
+            (bytes, "miss")
         }
     };
     let mut response = respond(
@@ -125,92 +125,6 @@ async fn session_user(state: &SharedState, headers: &HeaderMap) -> ApiResult<Opt
 
 fn split_path(path: &str) -> Option<(&str, &str)> {
     path.strip_prefix("/img/")?.split_once('/')
-}
-
-async fn rendition(
-    state: &SharedState,
-    photo: &Photo,
-    key: RenditionKey,
-    requester: Requester,
-) -> ApiResult<Bytes> {
-    if let Some(failure) = state.render_failures.get(&key) {
-        return Err(render_failure(&failure));
-    }
-    let job_state = state.clone();
-    let job_key = key.clone();
-    let format = photo.format;
-    let result = state
-        .renderer
-        .run(key.clone(), requester, move || {
-            plan_render(job_state, job_key, format)
-        })
-        .await;
-    match result {
-        Ok(bytes) => Ok(bytes),
-        Err(PoolError::Overloaded) => Err(ApiError::Overloaded),
-        // Only a render nobody waits for is cancelled; answered in case.
-        Err(PoolError::Cancelled) => Err(ApiError::Overloaded),
-        Err(PoolError::Panicked) => Err(ApiError::Internal("render panicked".into())),
-        Err(PoolError::Job(JobError::MissingOriginal)) => {
-            tracing::error!(id = %photo.id, "original missing from the originals store");
-            Err(ApiError::NotFound)
-        }
-        Err(PoolError::Job(e @ JobError::Render(_))) => {
-            // The same original will fail the same way: remember it rather
-            // than decode it again on every request.
-            tracing::warn!(id = %photo.id, width = key.width, error = %e, "photo cannot be rendered");
-            let answer = render_failure(&e);
-            state.metrics.renders_failed.inc();
-            state.render_failures.insert(key, e);
-            Err(answer)
-        }
-        Err(PoolError::Job(e)) => Err(ApiError::Internal(e.to_string())),
-    }
-}
-
-fn render_failure(e: &JobError) -> ApiError {
-    ApiError::Unprocessable(format!("this photo cannot be rendered at this size: {e}"))
-}
-
-/// Plans a render on a blocking thread, from the original's headers (what
-/// it takes in memory); the planned work renders on the render pool and
-/// caches the rendition.
-fn plan_render(
-    state: SharedState,
-    key: RenditionKey,
-    format: render::Format,
-) -> Result<Plan<Bytes, JobError>, JobError> {
-    let original = match state.originals.open_file(&key.id, format) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(JobError::MissingOriginal);
-        }
-        Err(e) => return Err(JobError::Io(e.to_string())),
-    };
-    let limits = render::DecodeLimits {
-        max_pixels: state.config.max_pixels,
-        max_bytes: state.config.decode_max_bytes,
-    };
-    let rendition = render::Rendition::plan(
-        render::open_file(original)?,
-        key.width,
-        state.config.jpeg_quality,
-        limits,
-    )?;
-    Ok(Plan::new(rendition.memory(), move || {
-        let start = Instant::now();
-        let jpeg = rendition.run()?;
-        state
-            .metrics
-            .render_duration
-            .get_or_create(&SizeLabels {
-                size: key.width.to_string(),
-            })
-            .observe(start.elapsed().as_secs_f64());
-        let bytes = Bytes::from(jpeg);
-        state.cache.put(&key, &bytes);
-        Ok(bytes)
-    }))
 }
 
 #[cfg(test)]

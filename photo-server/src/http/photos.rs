@@ -12,7 +12,7 @@ use crate::auth::extract::{SignedIn, Viewer};
 use crate::db::{Photo, PhotoPatch, SessionUser};
 use crate::domain::photos;
 use crate::error::{ApiError, ApiResult};
-use crate::renditions::Renditions;
+use crate::renditions::{Renditions, Size};
 use crate::state::SharedState;
 
 /// A photo as the API shows it.
@@ -40,12 +40,9 @@ pub struct PhotoJson {
 /// (its owner and admins: originals keep their location metadata).
 pub fn urls(renditions: &Renditions, id: &str, with_original: bool) -> BTreeMap<String, String> {
     renditions
-        .names()
-        .filter(|name| with_original || name != "orig")
-        .map(|name| {
-            let url = format!("/img/{name}/{id}.jpg");
-            (name, url)
-        })
+        .sizes()
+        .filter(|&size| with_original || size != Size::Original)
+        .map(|size| (size.to_string(), size.url(id)))
         .collect()
 }
 

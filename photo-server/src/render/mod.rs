@@ -2,7 +2,7 @@
 //!
 //! CPU work, no async: callers run it on the bounded render pool (`pool.rs`).
 //! Each piece of work is planned first from the original's headers
-//! ([`open_file`], then [`Rendition::plan`] or [`Check::plan`]), so the pool
+//! ([`open_file`], then [`Resize::plan`] or [`Check::plan`]), so the pool
 //! knows the memory it takes before it starts (`schedule.rs`). The only other
 //! I/O is reading an original as it is decoded (`source.rs` watches those
 //! reads). The fast path follows libvips: a JPEG much
@@ -181,7 +181,7 @@ pub fn render(
     quality: u8,
     limits: DecodeLimits,
 ) -> Result<Vec<u8>, RenderError> {
-    Rendition::plan(
+    Resize::plan(
         Opened::new(Source::Memory(Cursor::new(original.to_vec())))?,
         target_width,
         quality,
@@ -193,14 +193,14 @@ pub fn render(
 /// Renders the original in `file` as [`render`] does, read as it is
 /// decoded. The render pool takes the same steps apart, to grant the memory
 /// the plan names before the work runs: [`open_file`] and
-/// [`Rendition::plan`], then [`Rendition::run`].
+/// [`Resize::plan`], then [`Resize::run`].
 pub fn render_file(
     file: std::fs::File,
     target_width: u32,
     quality: u8,
     limits: DecodeLimits,
 ) -> Result<Vec<u8>, RenderError> {
-    Rendition::plan(open_file(file)?, target_width, quality, limits)?.run()
+    Resize::plan(open_file(file)?, target_width, quality, limits)?.run()
 }
 
 /// Checks the upload in `file` as [`probe`] does (in steps on the render
@@ -321,9 +321,9 @@ fn cut_for_eighth_scale(source: &mut Source) -> Result<Option<Vec<u8>>, RenderEr
     eighth::dc_stream(source).map_err(read_error)
 }
 
-/// One rendition of an original, planned from its headers: what it takes
-/// in memory is known before any of it is taken.
-pub struct Rendition {
+/// A resize of an original to one width (a rendition), planned from its
+/// headers: what it takes in memory is known before any of it is taken.
+pub struct Resize {
     original: Opened,
     target_width: u32,
     quality: u8,
@@ -335,14 +335,14 @@ pub struct Rendition {
     memory: u64,
 }
 
-impl Rendition {
+impl Resize {
     /// Checks the pixel count and the decode's memory against `limits`.
     pub fn plan(
         original: Opened,
         target_width: u32,
         quality: u8,
         limits: DecodeLimits,
-    ) -> Result<Rendition, RenderError> {
+    ) -> Result<Resize, RenderError> {
         let (w, h) = original.stored_size();
         check_pixels(w, h, limits.max_pixels)?;
         let (scale, mut decode_bytes) = match &original.pixels {
@@ -370,7 +370,7 @@ impl Rendition {
         };
         let (out_w, out_h) = fit_width(dw, dh, target_width);
         let memory = decode_bytes + u64::from(out_w) * u64::from(out_h) * 3 * 2;
-        Ok(Rendition {
+        Ok(Resize {
             original,
             target_width,
             quality,

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::auth::extract::Viewer;
 use crate::db::Photo;
 use crate::domain::photos;
-use crate::renditions::Renditions;
+use crate::renditions::{Renditions, Size};
 use crate::state::SharedState;
 use crate::web::{PageContext, alt, srcset};
 
@@ -29,7 +29,7 @@ pub fn card(renditions: &Renditions, photo: &Photo) -> Markup {
     html! {
         li.card {
             a href={ "/photos/" (photo.id) } {
-                img src={ "/img/" (thumb) "/" (photo.id) ".jpg" }
+                img src=(Size::Width(thumb).url(&photo.id))
                     srcset=(srcset(renditions, photo))
                     sizes="(max-width: 600px) 50vw, 240px"
                     width=(w) height=(h) loading="lazy" decoding="async"

@@ -20,7 +20,7 @@ use maud::{DOCTYPE, Markup, html};
 use crate::auth::extract::Viewer;
 use crate::auth::{ANON_COOKIE, cookies, new_token};
 use crate::db::Photo;
-use crate::renditions::Renditions;
+use crate::renditions::{Renditions, Size};
 use crate::state::SharedState;
 
 pub const CSP: &str = "default-src 'self'; img-src 'self' data: blob:; script-src 'self'; \
@@ -188,12 +188,16 @@ pub fn srcset(renditions: &Renditions, photo: &Photo) -> String {
         .widths()
         .iter()
         .filter(|&&w| w <= photo.width)
-        .map(|w| format!("/img/{w}/{}.jpg {w}w", photo.id))
+        .map(|&w| format!("{} {w}w", Size::Width(w).url(&photo.id)))
         .collect();
     if parts.len() < renditions.widths().len() {
         // Smaller than some renditions: those serve the photo at its own width.
         if let Some(w) = renditions.widths().iter().find(|&&w| w > photo.width) {
-            parts.push(format!("/img/{w}/{}.jpg {}w", photo.id, photo.width));
+            parts.push(format!(
+                "{} {}w",
+                Size::Width(*w).url(&photo.id),
+                photo.width
+            ));
         }
     }
     parts.join(", ")

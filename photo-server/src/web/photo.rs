@@ -10,6 +10,7 @@ use crate::auth::extract::Viewer;
 use crate::db::Visibility;
 use crate::domain::photos::visible_photo;
 use crate::error::ApiError;
+use crate::renditions::Size;
 use crate::state::SharedState;
 use crate::web::{PageContext, alt, bytes, srcset};
 
@@ -51,7 +52,7 @@ pub async fn page(
         html! {
             article.photo {
                 figure {
-                    img.large src={ "/img/" (large) "/" (photo.id) ".jpg" }
+                    img.large src=(Size::Width(large).url(&photo.id))
                         srcset=(srcset(renditions, &photo))
                         sizes="(max-width: 1500px) 100vw, 1440px"
                         width=(w) height=(h) alt=(alt(&photo));
@@ -75,11 +76,11 @@ pub async fn page(
                     nav.sizes aria-label="Sizes" {
                         "Sizes: "
                         @for width in renditions.widths() {
-                            a href={ "/img/" (width) "/" (photo.id) ".jpg" } { (width) }
+                            a href=(Size::Width(*width).url(&photo.id)) { (width) }
                             " "
                         }
                         @if editable {
-                            a href={ "/img/orig/" (photo.id) ".jpg" } { "original" }
+                            a href=(Size::Original.url(&photo.id)) { "original" }
                         }
                     }
                     @if editable {
