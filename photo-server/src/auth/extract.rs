@@ -19,8 +19,23 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
 use crate::auth::{ANON_COOKIE, Auth, CSRF_HEADER, SESSION_COOKIE, cookies};
-use crate::db::{Db, SessionUser};
-use crate::error::{ApiError, ApiResult};
+use crate::db::{Db, DbError, SessionUser};
+
+/// Why an extractor refused a request (each mapped to the API's answer in
+/// `error.rs`: 401, 403, or the database's).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("log in first")]
+    Unauthorized,
+    #[error("missing or invalid CSRF token")]
+    Csrf,
+    #[error("admins only")]
+    NotAdmin,
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+pub type AuthResult<T> = Result<T, AuthError>;
 
 /// What the extractors need of the app's state: the session rules and keys,
 /// and the database the sessions are in. `state::AppState` implements it.
@@ -57,9 +72,9 @@ pub fn peer(extensions: &axum::http::Extensions) -> Option<IpAddr> {
 }
 
 impl<S: SessionContext + Send + Sync> FromRequestParts<S> for Viewer {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Viewer> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> AuthResult<Viewer> {
         let headers = &parts.headers;
         let peer = peer(&parts.extensions);
         let mut user = None;
@@ -82,8 +97,8 @@ impl<S: SessionContext + Send + Sync> FromRequestParts<S> for Viewer {
 
 impl Viewer {
     /// The logged-in user, or `401`.
-    pub fn user(&self) -> ApiResult<&SessionUser> {
-        self.user.as_ref().ok_or(ApiError::Unauthorized)
+    pub fn user(&self) -> AuthResult<&SessionUser> {
+        self.user.as_ref().ok_or(AuthError::Unauthorized)
     }
 
     /// What the CSRF token is bound to: the session, or before login the
@@ -99,11 +114,11 @@ impl Viewer {
         state: &impl SessionContext,
         headers: &HeaderMap,
         form_field: Option<&str>,
-    ) -> ApiResult<()> {
+    ) -> AuthResult<()> {
         let presented = csrf_header(headers).or(form_field);
         match (self.csrf_binding(), presented) {
             (Some(binding), Some(token)) if state.auth().csrf_valid(binding, token) => Ok(()),
-            _ => Err(ApiError::Csrf),
+            _ => Err(AuthError::Csrf),
         }
     }
 }
@@ -120,9 +135,9 @@ pub struct SignedIn {
 }
 
 impl<S: SessionContext + Send + Sync> FromRequestParts<S> for SignedIn {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<SignedIn> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> AuthResult<SignedIn> {
         let viewer = Viewer::from_request_parts(parts, state).await?;
         let user = viewer.user()?.clone();
         viewer.check_csrf(state, &parts.headers, None)?;
@@ -134,12 +149,12 @@ impl<S: SessionContext + Send + Sync> FromRequestParts<S> for SignedIn {
 pub struct Admin(pub SignedIn);
 
 impl<S: SessionContext + Send + Sync> FromRequestParts<S> for Admin {
-    type Rejection = ApiError;
+    type Rejection = AuthError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> ApiResult<Admin> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> AuthResult<Admin> {
         let signed_in = SignedIn::from_request_parts(parts, state).await?;
         if !signed_in.user.is_admin {
-            return Err(ApiError::Forbidden("admins only".into()));
+            return Err(AuthError::NotAdmin);
         }
         Ok(Admin(signed_in))
     }

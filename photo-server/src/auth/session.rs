@@ -2,11 +2,11 @@
 //! shared by `POST /rest/login` (`http::session`) and the login form
 //! (`web::login`).
 
+use axum::http::header::InvalidHeaderValue;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use axum::response::AppendHeaders;
 
 use crate::auth::{Auth, KNOWN_CLIENT_TTL, KNOWN_COOKIE, SESSION_COOKIE, cookies};
-use crate::error::{ApiError, ApiResult};
 
 /// Largest body of a login (JSON or form): a username and a password.
 pub const LOGIN_BODY_LIMIT: usize = 16 * 1024;
@@ -34,8 +34,12 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
 }
 
 /// The `Set-Cookie` value of a new session.
-pub fn session_cookie(auth: &Auth, token: &str, tls: bool) -> ApiResult<HeaderValue> {
-    header_value(&cookies::set(SESSION_COOKIE, token, auth.session_ttl, tls))
+pub fn session_cookie(
+    auth: &Auth,
+    token: &str,
+    tls: bool,
+) -> Result<HeaderValue, InvalidHeaderValue> {
+    HeaderValue::from_str(&cookies::set(SESSION_COOKIE, token, auth.session_ttl, tls))
 }
 
 /// The `Set-Cookie` headers of a successful login: the session, and the
@@ -46,7 +50,7 @@ pub fn login_cookies(
     token: &str,
     username: &str,
     tls: bool,
-) -> ApiResult<AppendHeaders<[(HeaderName, HeaderValue); 2]>> {
+) -> Result<AppendHeaders<[(HeaderName, HeaderValue); 2]>, InvalidHeaderValue> {
     let known = cookies::set(
         KNOWN_COOKIE,
         &auth.known_client_token(username),
@@ -55,13 +59,8 @@ pub fn login_cookies(
     );
     Ok(AppendHeaders([
         (header::SET_COOKIE, session_cookie(auth, token, tls)?),
-        (header::SET_COOKIE, header_value(&known)?),
+        (header::SET_COOKIE, HeaderValue::from_str(&known)?),
     ]))
-}
-
-/// A header value made at run time (a cookie), or `500`.
-pub fn header_value(text: &str) -> ApiResult<HeaderValue> {
-    HeaderValue::from_str(text).map_err(ApiError::internal)
 }
 
 #[cfg(test)]

@@ -53,18 +53,6 @@ pub struct Photo {
     pub created_at: i64,
 }
 
-impl Photo {
-    /// Whether `viewer` may see this photo at all.
-    pub fn visible_to(&self, viewer: Option<&SessionUser>) -> bool {
-        self.visibility == Visibility::Public || viewer.is_some_and(|v| self.editable_by(v))
-    }
-
-    /// Owners and admins may edit and delete.
-    pub fn editable_by(&self, user: &SessionUser) -> bool {
-        user.is_admin || user.user_id == self.owner_id
-    }
-}
-
 /// Fields `PATCH /rest/photos/{id}` may change.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,8 +4,10 @@
 //! (`quota`), and how an upload is checked and committed (`upload`). Handlers parse requests and shape responses; they
 //! decide nothing that is decided here.
 
+pub mod access;
 pub mod accounts;
 pub mod credentials;
+pub mod error;
 pub mod photos;
 pub mod quota;
 pub mod upload;

@@ -14,6 +14,7 @@ use axum::response::Response;
 
 use crate::auth::{SESSION_COOKIE, cookies};
 use crate::db::{SessionUser, Visibility};
+use crate::domain::access;
 use crate::error::{ApiError, ApiResult};
 use crate::http::caching::{Caching, etag, if_none_match, respond};
 use crate::http::originals;
@@ -42,10 +43,7 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
     let mut viewer = None;
     if photo.visibility == Visibility::Private || size == Size::Original {
         let user = session_user(&state, headers).await?;
-        let allowed = match size {
-            Size::Original => user.as_ref().is_some_and(|v| photo.editable_by(v)),
-            Size::Width(_) => photo.visible_to(user.as_ref()),
-        };
+        let allowed = access::can_fetch(&photo, user.as_ref(), size);
         viewer = Some(user);
         if !allowed {
             // Not 403: a private photo is indistinguishable from a missing one.

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::extract::{SignedIn, Viewer};
 use crate::db::{Photo, PhotoPatch, SessionUser};
-use crate::domain::photos;
+use crate::domain::{access, photos};
 use crate::error::{ApiError, ApiResult};
 use crate::renditions::{Renditions, Size};
 use crate::state::SharedState;
@@ -47,7 +47,7 @@ pub fn urls(renditions: &Renditions, id: &str, with_original: bool) -> BTreeMap<
 }
 
 pub fn to_json(photo: &Photo, renditions: &Renditions, viewer: Option<&SessionUser>) -> PhotoJson {
-    let editable = viewer.is_some_and(|v| photo.editable_by(v));
+    let editable = viewer.is_some_and(|v| access::can_edit(photo, v));
     PhotoJson {
         id: photo.id.clone(),
         title: photo.title.clone(),

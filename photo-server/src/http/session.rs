@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::auth::extract::{Viewer, peer};
-use crate::auth::session::{header_value, login_cookies, same_origin};
+use crate::auth::session::{login_cookies, same_origin};
 use crate::auth::{ANON_COOKIE, KNOWN_COOKIE, SESSION_COOKIE, cookies, new_token};
 use crate::domain::accounts;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, header_value};
 use crate::state::SharedState;
 
 #[derive(Debug, Deserialize)]
@@ -59,7 +59,7 @@ pub async fn login(State(state): State<SharedState>, request: Request) -> ApiRes
         "csrf": state.auth.csrf_token(&token),
     });
     Ok((
-        login_cookies(&state.auth, &token, &user.username, tls)?,
+        login_cookies(&state.auth, &token, &user.username, tls).map_err(ApiError::internal)?,
         Json(body),
     )
         .into_response())

@@ -153,7 +153,7 @@ async fn flush(
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(upload::storage_error)
+    .map_err(|e| upload::storage_error(e).into())
 }
 
 /// Spools one file part; `room` is what the user's quota leaves for this
@@ -183,7 +183,7 @@ async fn spool_file(
         if let Some((room, earlier)) = room
             && !room.fits(earlier + size)
         {
-            return Err(room.exceeded(earlier + size));
+            return Err(room.exceeded(earlier + size).into());
         }
         buffer.extend_from_slice(&chunk);
         if buffer.len() >= WRITE_CHUNK {
@@ -336,7 +336,7 @@ pub async fn upload(
             Err(e) => {
                 state.metrics.upload("refused");
                 tracing::info!(user = %user.username, file = ?name, error = %e, "upload refused");
-                return Err(e);
+                return Err(e.into());
             }
         }
     }

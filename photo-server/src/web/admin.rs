@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
 use crate::auth::extract::Viewer;
+use crate::domain::access;
 use crate::error::ApiError;
 use crate::state::SharedState;
 use crate::web::{PageContext, bytes};
@@ -14,7 +15,7 @@ pub async fn page(State(state): State<SharedState>, viewer: Viewer) -> Response 
     let ctx = PageContext::new(&state, &viewer);
     match &viewer.user {
         None => return Redirect::to("/login?next=/admin").into_response(),
-        Some(u) if !u.is_admin => {
+        Some(u) if access::require_admin(u).is_err() => {
             return ctx.render(
                 StatusCode::FORBIDDEN,
                 "Admins only",

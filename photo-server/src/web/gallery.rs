@@ -56,7 +56,7 @@ pub async fn page(
     let (shown, next) =
         match photos::page(&state, viewer.user.as_ref(), cursor.as_deref(), PAGE).await {
             Ok(page) => page,
-            Err(e) => return e.into_response(),
+            Err(e) => return crate::error::ApiError::from(e).into_response(),
         };
     let renditions = &state.config.renditions;
     ctx.render(

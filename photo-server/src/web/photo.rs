@@ -8,6 +8,8 @@ use maud::html;
 
 use crate::auth::extract::Viewer;
 use crate::db::Visibility;
+use crate::domain::access::can_edit;
+use crate::domain::error::DomainError;
 use crate::domain::photos::visible_photo;
 use crate::error::ApiError;
 use crate::renditions::Size;
@@ -28,11 +30,11 @@ pub async fn page(
     let user = viewer.user.as_ref();
     let photo = match visible_photo(&state, user, &id).await {
         Ok(p) => p,
-        Err(ApiError::NotFound) => return ctx.not_found(),
-        Err(e) => return e.into_response(),
+        Err(DomainError::NotFound) => return ctx.not_found(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let renditions = &state.config.renditions;
-    let editable = user.is_some_and(|u| photo.editable_by(u));
+    let editable = user.is_some_and(|u| can_edit(&photo, u));
     let large = renditions
         .widths()
         .iter()
