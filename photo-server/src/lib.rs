@@ -28,7 +28,6 @@ pub mod storage;
 pub mod telemetry;
 pub mod units;
 pub mod web;
-pub mod zero_copy;
 
 pub use bootstrap::{StartError, start};
 pub use config::Config;

@@ -15,6 +15,8 @@
 //! The cache is an optimisation only. A directory that is missing, full or
 //! read-only makes every miss a render on the fly; it never fails a request.
 
+pub(crate) mod zero_copy;
+
 use std::fs;
 use std::io::{self, Write};
 use std::num::NonZeroUsize;
@@ -30,7 +32,6 @@ use lru::LruCache;
 use crate::ids;
 use crate::metrics::Metrics;
 use crate::render;
-use crate::zero_copy;
 
 /// Names the renderer version that wrote the cache's files.
 const VERSION_FILE: &str = "render-version";
@@ -363,7 +364,10 @@ impl DiskCache {
         let file = Arc::new(fs::File::open(self.path(key))?);
         let len = usize::try_from(file.metadata()?.len()).map_err(io::Error::other)?;
         let mapped = if len >= zero_copy::MIN_LEN {
-            match zero_copy::map_file(file.clone(), len) {
+            // SAFETY: the cache never truncates or writes one of its files in
+            // place: `put` writes a temporary file and renames it over the
+            // old one, eviction and removal unlink (see `zero_copy::map_file`).
+            match unsafe { zero_copy::map_file(file.clone(), len) } {
                 Ok(mapped) => Some(mapped),
                 // No mapping (the process's map count): read it instead.
                 Err(e) => {
