@@ -179,8 +179,8 @@ pub struct Config {
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
-    /// Password checks (Argon2, about 19 MiB each) running at once; past this a login
-    /// answers 503 with Retry-After. 0: one per CPU.
+    /// Password checks (Argon2, about 19 MiB each) running at once; three times as many
+    /// more wait for a turn, and past those a login answers 503 with Retry-After. 0: one per CPU.
     #[arg(long, env = "PHOTO_PASSWORD_CHECKS", default_value_t = 0)]
     pub password_checks: usize,
 

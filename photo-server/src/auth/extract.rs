@@ -4,13 +4,24 @@
 //! - [`Viewer`]: anyone; the session's user if there is one, the client's
 //!   address, and whether the request came over TLS.
 //! - [`SignedIn`]: a logged-in user (`401` otherwise) whose request carries
-//!   a valid CSRF token in `X-CSRF-Token` (`403` otherwise). Every
-//!   state-changing API request takes this, so the rule cannot be forgotten.
-//! - [`Admin`]: a [`SignedIn`] admin (`403` otherwise).
+//!   a valid CSRF token in `X-CSRF-Token` (`403` otherwise): `PATCH` and
+//!   `DELETE /rest/photos/{id}` take it.
+//! - [`Admin`]: a [`SignedIn`] admin (`403` otherwise): the admin API's
+//!   changes take it.
 //!
-//! HTML forms send the token as a `csrf` field instead; their handlers take a
-//! [`Viewer`] and call [`Viewer::check_csrf`] with the field. The image path
-//! does its own, cheaper session lookup, only for private photos.
+//! The other requests that change something take a [`Viewer`] and call
+//! [`Viewer::check_csrf`] themselves: HTML forms with their `csrf` field,
+//! `POST /rest/edit` with the header or, for a form, the `csrf` part that
+//! comes first (`http::upload`), `POST /rest/logout` when there is a session
+//! to end. `POST /rest/login` has no session to bind a token to: it refuses
+//! cross-site requests instead (`auth::session::same_origin`). The image
+//! path does its own, cheaper session lookup (`Auth::session_user_cached`),
+//! only when the answer depends on it: a private photo, an original, or a
+//! render to queue.
+//!
+//! The extractors take the state through [`SessionContext`], so that `auth`
+//! needs nothing of `state`; they refuse with [`AuthError`], which `error.rs`
+//! maps to the API's answers.
 
 use std::net::{IpAddr, SocketAddr};
 

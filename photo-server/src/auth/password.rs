@@ -28,10 +28,11 @@ pub enum PasswordError {
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Bounded password checking: `running` hashes at once, and four times
-/// that admitted in all (running or waiting for a turn); past that,
-/// [`PasswordError::Busy`] (503 with Retry-After) at once. Anyone may take
-/// three of those four places; the last one is kept for known clients
-/// ([`Passwords::admit_known`]). Memory is held only while running.
+/// that admitted in all (running, or waiting for a turn); past that,
+/// [`PasswordError::Busy`] (503 with Retry-After) at once, without waiting.
+/// Anyone may take three quarters of the places; the last quarter is kept
+/// for known clients ([`Passwords::admit_known`]). An Argon2 hash's memory
+/// is held only while it runs, not while it waits.
 pub struct Passwords {
     /// All places.
     admission: Arc<Semaphore>,

@@ -17,7 +17,7 @@ pub fn is_valid_username(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// Whether a password is one of [`COMMON_PASSWORDS`], ignoring case.
+/// Whether a password is one of `COMMON_PASSWORDS`, ignoring case.
 pub fn is_common_password(password: &str) -> bool {
     COMMON_PASSWORDS
         .iter()

@@ -1,5 +1,5 @@
 //! The socket under hyper: a body that is a mapped file (see
-//! [`crate::storage::cache::zero_copy`]) goes out with `sendfile(2)`, everything else with
+//! `storage::cache::zero_copy`) goes out with `sendfile(2)`, everything else with
 //! `writev` as before.
 //!
 //! hyper hands a response to the socket as one vectored write: the head it

@@ -478,7 +478,7 @@ impl DiskCache {
             Err(e) => {
                 self.remember(key, bytes);
                 if self.writable.swap(false, Ordering::Relaxed) {
-                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write to the rendition cache; rendering on the fly");
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "cannot write to the rendition cache; keeping renditions in memory only");
                 }
                 self.metrics.cache_write_errors.inc();
             }
