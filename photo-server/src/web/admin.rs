@@ -9,7 +9,8 @@ use crate::auth::extract::Viewer;
 use crate::domain::access;
 use crate::error::ApiError;
 use crate::state::SharedState;
-use crate::web::{PageContext, bytes};
+use crate::units::bytes;
+use crate::web::page::PageContext;
 
 pub async fn page(State(state): State<SharedState>, viewer: Viewer) -> Response {
     let ctx = PageContext::new(&state, &viewer);

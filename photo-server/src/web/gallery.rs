@@ -13,7 +13,7 @@ use crate::db::Photo;
 use crate::domain::photos;
 use crate::renditions::{Renditions, Size};
 use crate::state::SharedState;
-use crate::web::{PageContext, alt, srcset};
+use crate::web::page::{PageContext, alt, srcset};
 
 const PAGE: u32 = 24;
 

@@ -14,7 +14,7 @@ use crate::auth::{KNOWN_COOKIE, SESSION_COOKIE, cookies};
 use crate::domain::accounts;
 use crate::error::{ApiError, header_value};
 use crate::state::SharedState;
-use crate::web::PageContext;
+use crate::web::page::PageContext;
 
 #[derive(Debug, Deserialize)]
 pub struct Next {

@@ -14,7 +14,8 @@ use crate::domain::photos::visible_photo;
 use crate::error::ApiError;
 use crate::renditions::Size;
 use crate::state::SharedState;
-use crate::web::{PageContext, alt, bytes, srcset};
+use crate::units::bytes;
+use crate::web::page::{PageContext, alt, srcset};
 
 /// `2008-04-20T19:12:06` -> `2008-04-20 19:12`.
 fn pretty_date(iso: &str) -> String {
