@@ -61,6 +61,7 @@ pub mod allocator;
 pub mod auth;
 pub mod backup;
 pub mod bootstrap;
+pub mod clients;
 pub mod config;
 pub mod db;
 pub mod domain;

@@ -87,7 +87,7 @@ pub async fn image(State(state): State<SharedState>, request: Request) -> ApiRes
                     state
                         .auth
                         .client_ip(headers, crate::auth::extract::peer(request.extensions()))
-                        .map(crate::auth::client_of),
+                        .map(crate::clients::client_of),
                 ),
             };
             let bytes = state
