@@ -4,7 +4,7 @@
 use std::io::{BufRead, Seek};
 
 use super::walk::{Walked, be16, corrupt, read_all, read_byte, read_vec, skip, walk_error};
-use crate::render::RenderError;
+use crate::render::error::RenderError;
 
 /// A JPEG's frame header, and how its first scan starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use super::walk::{
     MAX_EXIF_BYTES, MAX_METADATA_BYTES, MAX_METADATA_TOTAL, Walked, be32, corrupt,
     metadata_too_large, read_all, read_vec, skip,
 };
-use crate::render::RenderError;
+use crate::render::error::RenderError;
 
 /// A PNG's header, after a walk over all its chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]

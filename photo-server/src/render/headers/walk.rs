@@ -4,7 +4,7 @@
 
 use std::io::{self, Read, Seek};
 
-use crate::render::RenderError;
+use crate::render::error::RenderError;
 
 /// Largest metadata chunk accepted, once decompressed. Real ICC profiles
 /// and text chunks are a few kilobytes, rarely a megabyte.

@@ -6,7 +6,7 @@ use super::walk::{
     MAX_EXIF_BYTES, MAX_METADATA_BYTES, Walked, corrupt, le32, metadata_too_large, read_all,
     read_vec, skip,
 };
-use crate::render::RenderError;
+use crate::render::error::RenderError;
 
 /// What a WebP's chunks say.
 #[derive(Debug, Clone, PartialEq, Eq)]
