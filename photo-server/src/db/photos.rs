@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, DbError, DbResult, SessionUser};
+use super::database::Db;
+use super::error::{DbError, DbResult};
+use super::sessions::SessionUser;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
