@@ -270,7 +270,7 @@ async fn conditional_and_head_requests(backend: Backend) {
 }
 
 /// `GET` and `HEAD` of `/img/...` take a fast path around the router
-/// (`http::app`); the router keeps the route. Both must answer alike.
+/// (`routes::App`); the router keeps the route. Both must answer alike.
 async fn the_image_fast_path_answers_like_the_router(backend: Backend) {
     use axum::body::Body;
     use axum::http::{Method, Request};
