@@ -14,7 +14,19 @@ use std::time::Duration;
 use crate::auth::password;
 use crate::config::{Config, ConfigError};
 use crate::db::{Db, DbError, DbStatus};
-use crate::state::SharedState;
+use crate::domain::credentials::{MIN_PASSWORD_CHARS, is_common_password, is_valid_username};
+use crate::state::{AppState, OpenError, SharedState};
+
+/// Why the server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Bootstrap(#[from] BootstrapError),
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
@@ -25,10 +37,73 @@ pub enum BootstrapError {
         path: String,
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Config(#[from] ConfigError),
+    #[error(
+        "the admin password is too short: at least {MIN_PASSWORD_CHARS} characters (PHOTO_ADMIN_PASSWORD or PHOTO_ADMIN_PASSWORD_FILE)"
+    )]
+    WeakAdminPassword,
+    #[error(
+        "the admin password is one of the most common passwords, the first any guessing tries: choose another (PHOTO_ADMIN_PASSWORD or PHOTO_ADMIN_PASSWORD_FILE)"
+    )]
+    CommonAdminPassword,
+    #[error(
+        "PHOTO_ADMIN_USER {0:?} is not a valid username: 1 to 40 letters, digits, `.`, `_` or `-`"
+    )]
+    BadAdminUser(String),
     #[error("cannot hash the admin password: {0}")]
     Hash(String),
+}
+
+/// Checks the configuration and opens everything, then reaches the
+/// database in the background (see [`connect_database`]): the returned state
+/// serves at once and reports not-ready until the database answers.
+pub async fn start(config: Config) -> Result<SharedState, StartError> {
+    check_admin_user(&config)?;
+    config.check()?;
+    let admin_password = configured_password(&config)?;
+    let state = AppState::open(config)?;
+    tokio::spawn(connect_database(state.clone(), admin_password));
+    spawn_session_sweeper(state.clone());
+    Ok(state)
+}
+
+/// Expired sessions are removed hourly (any replica may do it; the delete is
+/// idempotent).
+fn spawn_session_sweeper(state: SharedState) {
+    tokio::spawn(async move {
+        state.db.ready().await;
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            match state.db.delete_expired_sessions().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired sessions removed"),
+                Err(e) => tracing::warn!(error = %e, "cannot remove expired sessions"),
+            }
+        }
+    });
+}
+
+/// Refuses a `PHOTO_ADMIN_USER` that no account could have.
+pub fn check_admin_user(config: &Config) -> Result<(), BootstrapError> {
+    if is_valid_username(&config.admin_user) {
+        Ok(())
+    } else {
+        Err(BootstrapError::BadAdminUser(config.admin_user.clone()))
+    }
+}
+
+/// Refuses an admin password that is too short or too long, or one of the
+/// most common passwords.
+pub fn check_admin_password(password: &str) -> Result<(), BootstrapError> {
+    if password.chars().count() < MIN_PASSWORD_CHARS
+        || password.len() > password::MAX_PASSWORD_BYTES
+    {
+        return Err(BootstrapError::WeakAdminPassword);
+    }
+    if is_common_password(password) {
+        return Err(BootstrapError::CommonAdminPassword);
+    }
+    Ok(())
 }
 
 /// What happened to the admin account.
@@ -55,7 +130,7 @@ pub fn configured_password(config: &Config) -> Result<Option<String>, BootstrapE
             .to_string(),
         (None, None) => return Ok(None),
     };
-    crate::config::check_admin_password(&password)?;
+    check_admin_password(&password)?;
     Ok(Some(password))
 }
 
@@ -148,5 +223,47 @@ fn report(config: &Config, outcome: AdminOutcome) {
             );
         }
         outcome => tracing::info!(user = %config.admin_user, ?outcome, "admin account ready"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn weak_admin_passwords_are_refused() {
+        for weak in ["short", "password", "12345678", "PassWord1", "QWERTYUIOP"] {
+            assert!(check_admin_password(weak).is_err(), "{weak}");
+        }
+        assert!(matches!(
+            check_admin_password("password"),
+            Err(BootstrapError::CommonAdminPassword)
+        ));
+        assert!(check_admin_password(&"x".repeat(2000)).is_err());
+        for fine in [
+            "admin-password",
+            "correct horse battery",
+            "passwords are hard",
+        ] {
+            assert!(check_admin_password(fine).is_ok(), "{fine}");
+        }
+        assert!(
+            BootstrapError::CommonAdminPassword
+                .to_string()
+                .contains("PHOTO_ADMIN_PASSWORD")
+        );
+    }
+
+    #[test]
+    fn a_bad_admin_username_is_refused() {
+        let mut config = Config::parse_from(["photo-server"]);
+        assert!(check_admin_user(&config).is_ok());
+        config.admin_user = "no spaces".into();
+        assert!(matches!(
+            check_admin_user(&config),
+            Err(BootstrapError::BadAdminUser(_))
+        ));
     }
 }

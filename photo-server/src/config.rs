@@ -179,8 +179,8 @@ pub struct Config {
     )]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
-    /// Password checks (Argon2, about 19 MiB each) running at once; past this a login
-    /// answers 503 with Retry-After. 0: one per CPU.
+    /// Password checks (Argon2, about 19 MiB each) running at once; three times as many
+    /// more wait for a turn, and past those a login answers 503 with Retry-After. 0: one per CPU.
     #[arg(long, env = "PHOTO_PASSWORD_CHECKS", default_value_t = 0)]
     pub password_checks: usize,
 
@@ -203,8 +203,6 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Shortest admin password accepted at start (the same rule as for every account).
-pub const MIN_PASSWORD_CHARS: usize = 8;
 /// Shortest session key accepted: it signs CSRF tokens for every replica.
 pub const MIN_SESSION_KEY_BYTES: usize = 32;
 /// Fewest different bytes in a session key: a random key of 32 characters
@@ -212,75 +210,8 @@ pub const MIN_SESSION_KEY_BYTES: usize = 32;
 /// `aaaa…` or `passwordpassword…` have 1 and 7.
 pub const MIN_SESSION_KEY_DISTINCT_BYTES: usize = 8;
 
-/// Passwords of at least [`MIN_PASSWORD_CHARS`] characters at the top of
-/// every list of leaked passwords, so the first ones any guessing tries.
-/// Compared ignoring case. Short on purpose: it catches the admin password
-/// left at a placeholder, not every weak one.
-const COMMON_PASSWORDS: &[&str] = &[
-    "password",
-    "password1",
-    "password12",
-    "password123",
-    "password1234",
-    "passw0rd",
-    "p@ssw0rd",
-    "p@ssword",
-    "12345678",
-    "123456789",
-    "1234567890",
-    "0123456789",
-    "12341234",
-    "123123123",
-    "87654321",
-    "11111111",
-    "00000000",
-    "88888888",
-    "1q2w3e4r",
-    "1q2w3e4r5t",
-    "1qaz2wsx",
-    "q1w2e3r4",
-    "1234qwer",
-    "qwertyui",
-    "qwertyuiop",
-    "qwerty123",
-    "qwerty12",
-    "asdfghjkl",
-    "abcd1234",
-    "abc12345",
-    "aa123456",
-    "iloveyou",
-    "sunshine",
-    "princess",
-    "football",
-    "baseball",
-    "superman",
-    "starwars",
-    "trustno1",
-    "whatever",
-    "computer",
-    "internet",
-    "welcome1",
-    "welcome123",
-    "letmein1",
-    "changeme",
-    "changeit",
-    "admin123",
-    "admin1234",
-    "adminadmin",
-    "administrator",
-    "secret123",
-];
-
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
-    #[error(
-        "the admin password is too short: at least {MIN_PASSWORD_CHARS} characters (PHOTO_ADMIN_PASSWORD or PHOTO_ADMIN_PASSWORD_FILE)"
-    )]
-    WeakAdminPassword,
-    #[error(
-        "the admin password is one of the most common passwords, the first any guessing tries: choose another (PHOTO_ADMIN_PASSWORD or PHOTO_ADMIN_PASSWORD_FILE)"
-    )]
-    CommonAdminPassword,
     #[error(
         "the session key is too short: at least {MIN_SESSION_KEY_BYTES} bytes (PHOTO_SESSION_KEY or PHOTO_SESSION_KEY_FILE; for example `openssl rand -base64 48`)"
     )]
@@ -289,29 +220,8 @@ pub enum ConfigError {
         "the session key has too little variety: at least {MIN_SESSION_KEY_DISTINCT_BYTES} different bytes, and not a short run repeated (PHOTO_SESSION_KEY or PHOTO_SESSION_KEY_FILE; for example `openssl rand -base64 48`)"
     )]
     PlainSessionKey,
-    #[error(
-        "PHOTO_ADMIN_USER {0:?} is not a valid username: 1 to 40 letters, digits, `.`, `_` or `-`"
-    )]
-    BadAdminUser(String),
     #[error("{name} must be more than zero")]
     ZeroTimeout { name: &'static str },
-}
-
-/// Refuses an admin password that is too short or too long, or one of the
-/// most common passwords.
-pub fn check_admin_password(password: &str) -> Result<(), ConfigError> {
-    if password.chars().count() < MIN_PASSWORD_CHARS
-        || password.len() > crate::auth::password::MAX_PASSWORD_BYTES
-    {
-        return Err(ConfigError::WeakAdminPassword);
-    }
-    if COMMON_PASSWORDS
-        .iter()
-        .any(|common| common.eq_ignore_ascii_case(password))
-    {
-        return Err(ConfigError::CommonAdminPassword);
-    }
-    Ok(())
 }
 
 /// Refuses a session key that is too short, has fewer than
@@ -341,9 +251,6 @@ impl Config {
     /// Refuses settings that cannot work, with a message naming the setting.
     /// (Secrets read from files are checked where they are read.)
     pub fn check(&self) -> Result<(), ConfigError> {
-        if !crate::domain::accounts::is_valid_username(&self.admin_user) {
-            return Err(ConfigError::BadAdminUser(self.admin_user.clone()));
-        }
         for (name, value) in [
             ("PHOTO_HEADER_TIMEOUT", self.header_timeout),
             ("PHOTO_IDLE_TIMEOUT", self.idle_timeout),
@@ -428,10 +335,8 @@ mod tests {
 
     #[test]
     fn bad_settings_are_refused_with_their_name() {
-        let mut config = Config::parse_from(["photo-server"]);
+        let config = Config::parse_from(["photo-server"]);
         assert_eq!(config.check(), Ok(()));
-        config.admin_user = "no spaces".into();
-        assert!(matches!(config.check(), Err(ConfigError::BadAdminUser(_))));
         let mut config = Config::parse_from(["photo-server", "--header-timeout", "0s"]);
         assert_eq!(
             config.check(),
@@ -444,22 +349,7 @@ mod tests {
     }
 
     #[test]
-    fn weak_secrets_are_refused() {
-        for weak in ["short", "password", "12345678", "PassWord1", "QWERTYUIOP"] {
-            assert!(check_admin_password(weak).is_err(), "{weak}");
-        }
-        assert_eq!(
-            check_admin_password("password"),
-            Err(ConfigError::CommonAdminPassword)
-        );
-        assert!(check_admin_password(&"x".repeat(2000)).is_err());
-        for fine in [
-            "admin-password",
-            "correct horse battery",
-            "passwords are hard",
-        ] {
-            assert_eq!(check_admin_password(fine), Ok(()), "{fine}");
-        }
+    fn weak_session_keys_are_refused() {
         assert_eq!(check_session_key(b"k"), Err(ConfigError::WeakSessionKey));
         for plain in [
             "a".repeat(32),
@@ -484,11 +374,6 @@ mod tests {
             ConfigError::PlainSessionKey
                 .to_string()
                 .contains("PHOTO_SESSION_KEY")
-        );
-        assert!(
-            ConfigError::CommonAdminPassword
-                .to_string()
-                .contains("PHOTO_ADMIN_PASSWORD")
         );
     }
 

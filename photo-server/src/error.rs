@@ -7,8 +7,11 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::extract::AuthError;
 use crate::db::DbError;
+use crate::domain::error::DomainError;
 use crate::render::RenderError;
+use crate::renditions::RenditionError;
 
 /// A request body that missed its deadline (`http::body_deadline`).
 #[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
@@ -110,6 +113,79 @@ impl From<DbError> for ApiError {
             ApiError::DatabaseUnavailable
         } else {
             ApiError::Internal(e.to_string())
+        }
+    }
+}
+
+/// A header value made at run time (a cookie), or `500`.
+pub fn header_value(text: &str) -> ApiResult<HeaderValue> {
+    HeaderValue::from_str(text).map_err(ApiError::internal)
+}
+
+/// An extractor's refusal, as the API gives it.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Unauthorized => ApiError::Unauthorized,
+            AuthError::Csrf => ApiError::Csrf,
+            AuthError::NotAdmin => ApiError::Forbidden("admins only".into()),
+            AuthError::Db(e) => ApiError::from(e),
+        }
+    }
+}
+
+impl IntoResponse for AuthError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
+}
+
+/// The rules' answers, as the API gives them.
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::NotFound => ApiError::NotFound,
+            DomainError::Forbidden(m) => ApiError::Forbidden(m),
+            DomainError::BadRequest(m) => ApiError::BadRequest(m),
+            DomainError::Invalid(m) => ApiError::Unprocessable(m),
+            DomainError::Conflict(m) => ApiError::Conflict(m),
+            DomainError::BadCredentials => ApiError::BadCredentials,
+            DomainError::RateLimited { retry_after } => ApiError::RateLimited { retry_after },
+            DomainError::DatabaseUnavailable => ApiError::DatabaseUnavailable,
+            DomainError::QuotaExceeded {
+                quota,
+                used,
+                adding,
+            } => ApiError::QuotaExceeded {
+                quota,
+                used,
+                adding,
+            },
+            // The file's name before what is wrong with it; a failure that
+            // is not the file's (reading, encoding) is not named.
+            DomainError::BadFile { file, error } => match ApiError::from(error) {
+                ApiError::UnsupportedMedia(m) => ApiError::UnsupportedMedia(format!("{file}: {m}")),
+                ApiError::Unprocessable(m) => ApiError::Unprocessable(format!("{file}: {m}")),
+                other => other,
+            },
+            DomainError::StorageFull => ApiError::StorageFull(e.to_string()),
+            DomainError::Busy => ApiError::Overloaded,
+            DomainError::LoginsBusy => ApiError::LoginsBusy,
+            DomainError::Db(e) => ApiError::from(e),
+            DomainError::Internal(detail) => ApiError::Internal(detail),
+        }
+    }
+}
+
+impl From<RenditionError> for ApiError {
+    fn from(e: RenditionError) -> Self {
+        match e {
+            RenditionError::Busy => ApiError::Overloaded,
+            RenditionError::Panicked => ApiError::Internal(e.to_string()),
+            // Not 500: the photo is as good as gone.
+            RenditionError::MissingOriginal => ApiError::NotFound,
+            RenditionError::CannotRender(_) => ApiError::Unprocessable(e.to_string()),
+            RenditionError::Failed(e) => ApiError::Internal(e.to_string()),
         }
     }
 }

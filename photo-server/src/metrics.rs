@@ -1,7 +1,7 @@
 //! Prometheus metrics: the golden signals of the HTTP server plus the cache,
 //! the renderer and uploads. Served at `/metrics` in the text format.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -9,6 +9,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+/// Bytes of response bodies sent with `sendfile` since start
+/// (`photo_http_sendfile_bytes_total`): one count for the process, kept by
+/// `server::sendfile`, which has no `Metrics` at hand.
+pub static SENT_FROM_FILES: LazyLock<Counter> = LazyLock::new(Counter::default);
 
 /// Route templates and methods are a small fixed set (see
 /// `http::observe`), so they are static strings: no allocation per request.
@@ -110,7 +115,7 @@ impl Metrics {
         registry.register(
             "http_sendfile_bytes",
             "Bytes of response bodies sent from files with sendfile (large cached renditions)",
-            crate::server::sendfile::SENT_FROM_FILES.clone(),
+            SENT_FROM_FILES.clone(),
         );
         registry.register(
             "cache_hits",

@@ -2,54 +2,25 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
+use crate::auth::extract::SessionContext;
 use crate::auth::{self, Auth};
-use crate::config::{Config, ConfigError};
+use crate::config::Config;
 use crate::db::cached::Lookups;
 use crate::db::{Db, DbResult, Photo};
 use crate::metrics::Metrics;
-use crate::render::RenderError;
+use crate::render::DecodeLimits;
 use crate::render::pool::RenderPool;
-use crate::storage::cache::{DiskCache, RenditionKey};
+use crate::renditions::service::{RenderSettings, RenditionService};
+use crate::storage::cache::DiskCache;
 use crate::storage::originals::OriginalStore;
-
-/// Why a render job failed.
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum JobError {
-    /// The photo cannot be rendered: the same original fails the same way.
-    #[error(transparent)]
-    Render(RenderError),
-    #[error("the original of this photo is missing from the originals store")]
-    MissingOriginal,
-    /// Not the photo's fault: the next request tries again.
-    #[error("cannot read the original: {0}")]
-    Io(String),
-}
-
-impl From<RenderError> for JobError {
-    fn from(e: RenderError) -> Self {
-        match e {
-            RenderError::Read(e) => JobError::Io(e),
-            e => JobError::Render(e),
-        }
-    }
-}
-
-/// How long a failed render is remembered: requests for it meanwhile get the
-/// same answer without decoding the original again.
-pub const RENDER_FAILURE_MEMORY: Duration = Duration::from_secs(600);
 
 pub struct AppState {
     pub config: Config,
     pub db: Db,
     pub originals: OriginalStore,
-    pub cache: DiskCache,
-    pub renderer: RenderPool<RenditionKey, JobError>,
-    /// Renders that failed (a photo that cannot be rendered at that size),
-    /// kept for [`RENDER_FAILURE_MEMORY`] so that requesting them in a loop
-    /// cannot keep the render pool busy.
-    pub render_failures: moka::sync::Cache<RenditionKey, JobError>,
+    /// Renditions: the cache, the render pool and failed renders.
+    pub renditions: RenditionService,
     pub metrics: Metrics,
     pub auth: Auth,
     /// `Cache-Control` of public renditions (`PHOTO_PUBLIC_MAX_AGE`).
@@ -63,12 +34,9 @@ pub struct AppState {
 
 pub type SharedState = Arc<AppState>;
 
+/// Why the stores or pools cannot be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Bootstrap(#[from] crate::bootstrap::BootstrapError),
+pub enum OpenError {
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
     #[error("cannot open the originals directory {path}: {source}")]
@@ -85,12 +53,12 @@ pub enum StartError {
 impl AppState {
     /// Opens the stores and pools. The database is only set up here;
     /// `bootstrap::connect_database` reaches it.
-    pub fn open(config: Config) -> Result<SharedState, StartError> {
+    pub fn open(config: Config) -> Result<SharedState, OpenError> {
         let metrics = Metrics::new();
         let db = Db::open(config.database_url.as_deref(), &config.data_dir)?;
         let originals_dir = config.originals_dir();
         let originals =
-            OriginalStore::open(originals_dir.clone()).map_err(|source| StartError::Originals {
+            OriginalStore::open(originals_dir.clone()).map_err(|source| OpenError::Originals {
                 path: originals_dir.display().to_string(),
                 source,
             })?;
@@ -106,13 +74,13 @@ impl AppState {
             config.render_memory_bytes,
             metrics.clone(),
         )
-        .map_err(StartError::RenderPool)?;
+        .map_err(OpenError::RenderPool)?;
         let key = auth::load_key(
             config.session_key.as_deref(),
             config.session_key_file.as_deref(),
             &config.data_dir,
         )
-        .map_err(StartError::SessionKey)?;
+        .map_err(OpenError::SessionKey)?;
         let auth = Auth::new(
             key,
             config.session_ttl,
@@ -121,10 +89,19 @@ impl AppState {
             config.password_checks,
         );
         let photos = Lookups::new(100_000, config.metadata_ttl);
-        let render_failures = moka::sync::Cache::builder()
-            .max_capacity(100_000)
-            .time_to_live(RENDER_FAILURE_MEMORY)
-            .build();
+        let renditions = RenditionService::new(
+            cache,
+            renderer,
+            originals.clone(),
+            RenderSettings {
+                limits: DecodeLimits {
+                    max_pixels: config.max_pixels,
+                    max_bytes: config.decode_max_bytes,
+                },
+                jpeg_quality: config.jpeg_quality,
+            },
+            metrics.clone(),
+        );
         // Digits and ASCII only: always a valid header value.
         let public_cache_control = axum::http::HeaderValue::from_str(&format!(
             "public, max-age={}",
@@ -136,9 +113,7 @@ impl AppState {
             config,
             db,
             originals,
-            cache,
-            renderer,
-            render_failures,
+            renditions,
             metrics,
             auth,
             photos,
@@ -167,18 +142,12 @@ impl AppState {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+impl SessionContext for AppState {
+    fn auth(&self) -> &Auth {
+        &self.auth
+    }
 
-    #[test]
-    fn a_read_error_is_not_taken_for_a_photo_that_cannot_be_rendered() {
-        // Only `JobError::Render` is remembered as a failed render.
-        assert_eq!(
-            JobError::from(RenderError::Read("EIO".into())),
-            JobError::Io("EIO".into())
-        );
-        let corrupt = RenderError::Corrupt("truncated".into());
-        assert_eq!(JobError::from(corrupt.clone()), JobError::Render(corrupt));
+    fn db(&self) -> &Db {
+        &self.db
     }
 }

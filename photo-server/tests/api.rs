@@ -270,7 +270,7 @@ async fn conditional_and_head_requests(backend: Backend) {
 }
 
 /// `GET` and `HEAD` of `/img/...` take a fast path around the router
-/// (`http::app`); the router keeps the route. Both must answer alike.
+/// (`routes::App`); the router keeps the route. Both must answer alike.
 async fn the_image_fast_path_answers_like_the_router(backend: Backend) {
     use axum::body::Body;
     use axum::http::{Method, Request};
@@ -315,7 +315,7 @@ async fn the_image_fast_path_answers_like_the_router(backend: Backend) {
             routed = routed.header("if-none-match", tag);
         }
         let fast = fast.send().await.unwrap();
-        let routed = photo_server::http::router(server.state.clone())
+        let routed = photo_server::routes::router(server.state.clone())
             .oneshot(routed.body(Body::empty()).unwrap())
             .await
             .unwrap();

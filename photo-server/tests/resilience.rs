@@ -115,7 +115,7 @@ async fn a_lost_or_unwritable_cache_only_means_rendering_on_the_fly(backend: Bac
     );
     // The cache directory vanishes, and a file stands where it was: every
     // write fails from now on.
-    let cache_dir = server.state.cache.dir().to_path_buf();
+    let cache_dir = server.state.renditions.cache().dir().to_path_buf();
     std::fs::remove_dir_all(&cache_dir).unwrap();
     std::fs::write(&cache_dir, b"not a directory").unwrap();
     for size in [240, 640, 240] {
@@ -123,7 +123,7 @@ async fn a_lost_or_unwritable_cache_only_means_rendering_on_the_fly(backend: Bac
         assert_eq!(r.status(), 200, "{size}");
         assert!(image::load_from_memory(&r.bytes().await.unwrap()).is_ok());
     }
-    assert!(!server.state.cache.writable());
+    assert!(!server.state.renditions.cache().writable());
     let ready: serde_json::Value = admin.get_json("/readyz").await;
     assert_eq!(
         ready["ready"], true,
@@ -160,7 +160,7 @@ async fn the_cache_stays_under_its_cap(backend: Backend) {
         }
     }
     let mut on_disk = 0;
-    let mut stack = vec![server.state.cache.dir().to_path_buf()];
+    let mut stack = vec![server.state.renditions.cache().dir().to_path_buf()];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             let meta = e.metadata().unwrap();

@@ -15,7 +15,9 @@
 //!   guessing from elsewhere cannot use up (see [`throttle`]).
 
 pub mod cookies;
+pub mod extract;
 pub mod password;
+pub mod session;
 pub mod throttle;
 
 use std::net::IpAddr;
@@ -48,17 +50,6 @@ pub struct Auth {
     pub throttle: LoginThrottle,
     pub passwords: Passwords,
     trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-/// The client an address belongs to: itself for IPv4 (and IPv4-mapped
-/// IPv6), its /64 for IPv6 (one household or server is handed a whole /64
-/// and can pick any address in it). Login throttling, connection shares and
-/// render turns all count clients this way.
-pub fn client_of(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V4(v4) => IpAddr::V4(v4),
-        IpAddr::V6(v6) => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & (u128::MAX << 64))),
-    }
 }
 
 /// A random token for a cookie: 32 bytes, base64url.

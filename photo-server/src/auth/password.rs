@@ -12,17 +12,27 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier, SaltString, rand_c
 use argon2::{Argon2, PasswordHash};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::ApiError;
+/// Why a password could not be checked or hashed.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum PasswordError {
+    /// Every place is taken (the API answers `503` with Retry-After).
+    #[error("too many logins are being checked at once; try again shortly")]
+    Busy,
+    /// Hashing failed, or its task did.
+    #[error("{0}")]
+    Failed(String),
+}
 
 /// Longest password accepted anywhere, in bytes (Argon2 takes any length,
 /// but nobody needs more and a megabyte-long one is an attack).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Bounded password checking: `running` hashes at once, and four times
-/// that admitted in all (running or waiting for a turn); past that,
-/// [`ApiError::LoginsBusy`] (503 with Retry-After) at once. Anyone may take
-/// three of those four places; the last one is kept for known clients
-/// ([`Passwords::admit_known`]). Memory is held only while running.
+/// that admitted in all (running, or waiting for a turn); past that,
+/// [`PasswordError::Busy`] (503 with Retry-After) at once, without waiting.
+/// Anyone may take three quarters of the places; the last quarter is kept
+/// for known clients ([`Passwords::admit_known`]). An Argon2 hash's memory
+/// is held only while it runs, not while it waits.
 pub struct Passwords {
     /// All places.
     admission: Arc<Semaphore>,
@@ -54,27 +64,27 @@ impl Passwords {
     }
 
     /// Takes one of the places open to anyone, or refuses at once.
-    pub fn admit(&self) -> Result<Admitted, ApiError> {
+    pub fn admit(&self) -> Result<Admitted, PasswordError> {
         let open = self
             .open
             .clone()
             .try_acquire_owned()
-            .map_err(|_| ApiError::LoginsBusy)?;
+            .map_err(|_| PasswordError::Busy)?;
         self.place(Some(open))
     }
 
     /// Takes any place, those kept for known clients included: for a client
     /// known to the account (or a signed-in admin), or refuses at once.
-    pub fn admit_known(&self) -> Result<Admitted, ApiError> {
+    pub fn admit_known(&self) -> Result<Admitted, PasswordError> {
         self.place(None)
     }
 
-    fn place(&self, open: Option<OwnedSemaphorePermit>) -> Result<Admitted, ApiError> {
+    fn place(&self, open: Option<OwnedSemaphorePermit>) -> Result<Admitted, PasswordError> {
         let admission = self
             .admission
             .clone()
             .try_acquire_owned()
-            .map_err(|_| ApiError::LoginsBusy)?;
+            .map_err(|_| PasswordError::Busy)?;
         Ok(Admitted {
             _admission: admission,
             _open: open,
@@ -84,7 +94,7 @@ impl Passwords {
 
     /// Hashes a new password (admission included): for signed-in admins, so
     /// from the places kept for known clients too.
-    pub async fn hash(&self, password: String) -> Result<String, ApiError> {
+    pub async fn hash(&self, password: String) -> Result<String, PasswordError> {
         self.admit_known()?.hash(password).await
     }
 }
@@ -93,40 +103,44 @@ impl Admitted {
     async fn run<T: Send + 'static>(
         self,
         job: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    ) -> Result<T, PasswordError> {
         let running = self
             .running
             .clone()
             .acquire_owned()
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(|e| PasswordError::Failed(e.to_string()))?;
         let result = tokio::task::spawn_blocking(move || {
             let _running = running;
             job()
         })
         .await
-        .map_err(ApiError::internal);
+        .map_err(|e| PasswordError::Failed(e.to_string()));
         drop(self);
         result
     }
 
     /// Checks `password` against `stored` (see [`verify_blocking`]).
-    pub async fn verify(self, password: String, stored: Option<String>) -> Result<bool, ApiError> {
+    pub async fn verify(
+        self,
+        password: String,
+        stored: Option<String>,
+    ) -> Result<bool, PasswordError> {
         self.run(move || verify_blocking(&password, stored.as_deref()))
             .await
     }
 
-    pub async fn hash(self, password: String) -> Result<String, ApiError> {
+    pub async fn hash(self, password: String) -> Result<String, PasswordError> {
         self.run(move || hash_blocking(&password)).await?
     }
 }
 
-pub fn hash_blocking(password: &str) -> Result<String, ApiError> {
+pub fn hash_blocking(password: &str) -> Result<String, PasswordError> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(ApiError::internal)
+        .map_err(|e| PasswordError::Failed(e.to_string()))
 }
 
 /// Checks `password` against `stored`. With no stored hash (unknown user) it
@@ -177,13 +191,13 @@ mod tests {
         let passwords = Passwords::new(1);
         // One running place, four admitted in all, three of them for anyone.
         let anyone: Vec<_> = (0..3).map(|_| passwords.admit().unwrap()).collect();
-        assert!(matches!(passwords.admit(), Err(ApiError::LoginsBusy)));
+        assert!(matches!(passwords.admit(), Err(PasswordError::Busy)));
         let known = passwords.admit_known().unwrap();
-        assert!(matches!(passwords.admit_known(), Err(ApiError::LoginsBusy)));
+        assert!(matches!(passwords.admit_known(), Err(PasswordError::Busy)));
         drop(anyone);
         // Known clients may take the open places too.
         let more: Vec<_> = (0..3).map(|_| passwords.admit_known().unwrap()).collect();
-        assert!(matches!(passwords.admit(), Err(ApiError::LoginsBusy)));
+        assert!(matches!(passwords.admit(), Err(PasswordError::Busy)));
         drop((known, more));
         let hash = passwords.hash("correct horse".into()).await.unwrap();
         let admitted = passwords.admit().unwrap();

@@ -105,7 +105,7 @@ impl Budget {
 /// The throttle's name for a client's address: IPv4 as it is, IPv6 by its
 /// /64. Empty when the address is unknown (no peer: tests only).
 pub fn address_group(ip: Option<IpAddr>) -> String {
-    match ip.map(super::client_of) {
+    match ip.map(crate::clients::client_of) {
         None => String::new(),
         Some(IpAddr::V4(v4)) => v4.to_string(),
         Some(IpAddr::V6(prefix)) => format!("{prefix}/64"),

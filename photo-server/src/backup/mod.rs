@@ -251,5 +251,5 @@ pub fn timestamp() -> String {
 
 /// Human bytes for the reports.
 pub fn human(bytes: u64) -> String {
-    crate::web::bytes(bytes)
+    crate::units::bytes(bytes)
 }

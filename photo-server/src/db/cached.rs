@@ -17,7 +17,7 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use super::DbResult;
+use super::error::DbResult;
 
 /// How old an entry may be and still be used while the database is down.
 pub const STALE_LIMIT: Duration = Duration::from_secs(600);

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, DbError, DbResult, SessionUser};
+use super::database::Db;
+use super::error::{DbError, DbResult};
+use super::sessions::SessionUser;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -51,18 +53,6 @@ pub struct Photo {
     pub camera: Option<String>,
     pub taken_at: Option<String>,
     pub created_at: i64,
-}
-
-impl Photo {
-    /// Whether `viewer` may see this photo at all.
-    pub fn visible_to(&self, viewer: Option<&SessionUser>) -> bool {
-        self.visibility == Visibility::Public || viewer.is_some_and(|v| self.editable_by(v))
-    }
-
-    /// Owners and admins may edit and delete.
-    pub fn editable_by(&self, user: &SessionUser) -> bool {
-        user.is_admin || user.user_id == self.owner_id
-    }
 }
 
 /// Fields `PATCH /rest/photos/{id}` may change.

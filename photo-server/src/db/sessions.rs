@@ -3,7 +3,8 @@
 
 use sqlx::Row;
 
-use super::{Db, DbResult, now_ms};
+use super::database::{Db, now_ms};
+use super::error::DbResult;
 
 /// The user behind a valid session.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,8 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Db, DbError, DbResult, now_ms};
+use super::database::{Db, now_ms};
+use super::error::{DbError, DbResult};
 use crate::ids;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,40 +11,30 @@ use std::net::IpAddr;
 
 use crate::auth::{new_token, password, token_hash};
 use crate::db::{DbStatus, SessionUser, User, now_ms};
-use crate::error::{ApiError, ApiResult};
+use crate::domain::access::require_admin;
+use crate::domain::credentials::{MAX_USERNAME_BYTES, MIN_PASSWORD_CHARS, is_valid_username};
+use crate::domain::error::{DomainError, DomainResult};
 use crate::metrics::OutcomeLabels;
 use crate::state::SharedState;
 
-/// Longest username, in bytes.
-pub const MAX_USERNAME_BYTES: usize = 40;
-
-/// Usernames appear in URLs, pages and logs: letters, digits, `.`, `_`, `-`.
-pub fn is_valid_username(name: &str) -> bool {
-    (1..=MAX_USERNAME_BYTES).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-}
-
-pub fn validate_username(name: &str) -> ApiResult<()> {
+pub fn validate_username(name: &str) -> DomainResult<()> {
     if is_valid_username(name) {
         Ok(())
     } else {
-        Err(ApiError::Unprocessable(format!(
+        Err(DomainError::Invalid(format!(
             "usernames are 1 to {MAX_USERNAME_BYTES} letters, digits, `.`, `_` or `-`"
         )))
     }
 }
 
-pub fn validate_password(password: &str) -> ApiResult<()> {
-    if password.chars().count() < crate::config::MIN_PASSWORD_CHARS {
-        return Err(ApiError::Unprocessable(format!(
-            "passwords need at least {} characters",
-            crate::config::MIN_PASSWORD_CHARS
+pub fn validate_password(password: &str) -> DomainResult<()> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(DomainError::Invalid(format!(
+            "passwords need at least {MIN_PASSWORD_CHARS} characters"
         )));
     }
     if password.len() > password::MAX_PASSWORD_BYTES {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(DomainError::Invalid(format!(
             "passwords are at most {} bytes",
             password::MAX_PASSWORD_BYTES
         )));
@@ -60,7 +50,7 @@ pub async fn authenticate(
     known_cookie: Option<&str>,
     username: &str,
     password_text: String,
-) -> ApiResult<(String, User)> {
+) -> DomainResult<(String, User)> {
     let outcome = |o: &str| {
         state
             .metrics
@@ -71,19 +61,19 @@ pub async fn authenticate(
     if state.db.status() != DbStatus::Ready {
         // Still connecting at start, or the admin account not in place yet:
         // no answer about a password would be right.
-        return Err(ApiError::DatabaseUnavailable);
+        return Err(DomainError::DatabaseUnavailable);
     }
     if !is_valid_username(username) || password_text.len() > password::MAX_PASSWORD_BYTES {
         // No such account can exist: nothing to count, look up or log.
         outcome("failure");
-        return Err(ApiError::BadCredentials);
+        return Err(DomainError::BadCredentials);
     }
     let device = known_cookie.and_then(|c| state.auth.known_device(c, username));
     let attempt = match state.auth.throttle.attempt(ip, device, username) {
         Ok(attempt) => attempt,
         Err(wait) => {
             outcome("rate_limited");
-            return Err(ApiError::RateLimited { retry_after: wait });
+            return Err(DomainError::RateLimited { retry_after: wait });
         }
     };
     // From here an early return (no place, database down) gives the
@@ -100,7 +90,7 @@ pub async fn authenticate(
         attempt.failed();
         outcome("failure");
         tracing::info!(username, ip = ?ip, "login failed");
-        return Err(ApiError::BadCredentials);
+        return Err(DomainError::BadCredentials);
     };
     attempt.succeeded();
     let token = new_token();
@@ -115,7 +105,7 @@ pub async fn authenticate(
 }
 
 /// Ends a session on every replica.
-pub async fn log_out(state: &SharedState, token: &str) -> ApiResult<()> {
+pub async fn log_out(state: &SharedState, token: &str) -> DomainResult<()> {
     state.auth.end_session(&state.db, token).await?;
     Ok(())
 }
@@ -127,7 +117,7 @@ pub async fn create_user(
     username: &str,
     password_text: String,
     admin: bool,
-) -> ApiResult<User> {
+) -> DomainResult<User> {
     require_admin(by)?;
     validate_username(username)?;
     validate_password(&password_text)?;
@@ -136,7 +126,7 @@ pub async fn create_user(
         .db
         .create_user(username, &hash, admin)
         .await?
-        .ok_or_else(|| ApiError::Conflict(format!("user `{username}` already exists")))?;
+        .ok_or_else(|| DomainError::Conflict(format!("user `{username}` already exists")))?;
     tracing::info!(by = %by.username, user = %user.username, admin = user.is_admin, "user created");
     Ok(user)
 }
@@ -147,40 +137,19 @@ pub async fn reset_password(
     by: &SessionUser,
     username: &str,
     password_text: String,
-) -> ApiResult<()> {
+) -> DomainResult<()> {
     require_admin(by)?;
     validate_password(&password_text)?;
     if !is_valid_username(username) {
-        return Err(ApiError::NotFound);
+        return Err(DomainError::NotFound);
     }
     let user = state
         .db
         .user_by_name(username)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(DomainError::NotFound)?;
     let hash = state.auth.passwords.hash(password_text).await?;
     state.db.set_password(&user.id, &hash).await?;
     tracing::info!(by = %by.username, user = %user.username, "password reset");
     Ok(())
-}
-
-pub fn require_admin(user: &SessionUser) -> ApiResult<()> {
-    if user.is_admin {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden("admins only".into()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn usernames_are_plain_and_short() {
-        assert!(is_valid_username("alice.b-c_9"));
-        for bad in ["", "a b", "ädmin", "x\ny", &"a".repeat(41), "a/b"] {
-            assert!(!is_valid_username(bad), "{bad:?}");
-        }
-    }
 }

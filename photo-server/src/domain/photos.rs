@@ -1,14 +1,13 @@
-//! Who may see, list, edit and delete which photo.
-//!
-//! A photo is visible to everyone when public, and to its owner and admins
-//! when private; owners and admins may edit and delete. A photo someone may
-//! not see does not exist as far as they can tell (`404`, never `403`).
+//! Seeing, listing, editing and deleting photos, by the rules of
+//! `domain::access`. A photo someone may not see does not exist as far as
+//! they can tell (`404`, never `403`).
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::db::{Photo, PhotoPatch, SessionUser};
-use crate::error::{ApiError, ApiResult};
+use crate::domain::access::{can_edit, can_see};
+use crate::domain::error::{DomainError, DomainResult};
 use crate::ids;
 use crate::state::SharedState;
 
@@ -22,23 +21,27 @@ pub async fn visible_photo(
     state: &SharedState,
     viewer: Option<&SessionUser>,
     id: &str,
-) -> ApiResult<Photo> {
+) -> DomainResult<Photo> {
     if !ids::is_valid(id) {
-        return Err(ApiError::NotFound);
+        return Err(DomainError::NotFound);
     }
-    let photo = state.db.photo(id).await?.ok_or(ApiError::NotFound)?;
-    if !photo.visible_to(viewer) {
-        return Err(ApiError::NotFound);
+    let photo = state.db.photo(id).await?.ok_or(DomainError::NotFound)?;
+    if !can_see(&photo, viewer) {
+        return Err(DomainError::NotFound);
     }
     Ok(photo)
 }
 
 /// The photo if `user` may edit it: `404` if they cannot see it, `403` if
 /// they can see but not edit it.
-pub async fn editable_photo(state: &SharedState, user: &SessionUser, id: &str) -> ApiResult<Photo> {
+pub async fn editable_photo(
+    state: &SharedState,
+    user: &SessionUser,
+    id: &str,
+) -> DomainResult<Photo> {
     let photo = visible_photo(state, Some(user), id).await?;
-    if !photo.editable_by(user) {
-        return Err(ApiError::Forbidden(
+    if !can_edit(&photo, user) {
+        return Err(DomainError::Forbidden(
             "only the owner or an admin may change this photo".into(),
         ));
     }
@@ -46,14 +49,14 @@ pub async fn editable_photo(state: &SharedState, user: &SessionUser, id: &str) -
 }
 
 /// Checks a title and description before they are stored.
-pub fn validate_text(title: Option<&str>, description: Option<&str>) -> ApiResult<()> {
+pub fn validate_text(title: Option<&str>, description: Option<&str>) -> DomainResult<()> {
     if title.is_some_and(|t| t.chars().count() > MAX_TITLE) {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(DomainError::Invalid(format!(
             "title is longer than {MAX_TITLE} characters"
         )));
     }
     if description.is_some_and(|d| d.chars().count() > MAX_DESCRIPTION) {
-        return Err(ApiError::Unprocessable(format!(
+        return Err(DomainError::Invalid(format!(
             "description is longer than {MAX_DESCRIPTION} characters"
         )));
     }
@@ -66,10 +69,10 @@ pub async fn edit(
     user: &SessionUser,
     id: &str,
     patch: PhotoPatch,
-) -> ApiResult<Photo> {
+) -> DomainResult<Photo> {
     editable_photo(state, user, id).await?;
     if patch.is_empty() {
-        return Err(ApiError::BadRequest(
+        return Err(DomainError::BadRequest(
             "nothing to change: send title, description or visibility".into(),
         ));
     }
@@ -80,7 +83,7 @@ pub async fn edit(
         .db
         .update_photo(id, &patch)
         .await?
-        .ok_or(ApiError::NotFound)?;
+        .ok_or(DomainError::NotFound)?;
     state.forget_photo(id);
     tracing::info!(id, user = %user.username, "photo edited");
     Ok(updated)
@@ -88,17 +91,17 @@ pub async fn edit(
 
 /// Deletes a photo: the row first, so nothing points at the files any more
 /// when they go (or fail to go).
-pub async fn delete(state: &SharedState, user: &SessionUser, id: &str) -> ApiResult<()> {
+pub async fn delete(state: &SharedState, user: &SessionUser, id: &str) -> DomainResult<()> {
     let photo = editable_photo(state, user, id).await?;
     if !state.db.delete_photo(id).await? {
-        return Err(ApiError::NotFound);
+        return Err(DomainError::NotFound);
     }
     state.forget_photo(id);
     if let Err(e) = state.originals.remove(id, photo.format) {
         tracing::warn!(id, error = %e, "photo deleted but its original could not be removed");
     }
     state
-        .cache
+        .renditions
         .remove_photo(id, state.config.renditions.widths());
     tracing::info!(id, user = %user.username, "photo deleted");
     Ok(())
@@ -111,14 +114,13 @@ pub async fn page(
     viewer: Option<&SessionUser>,
     cursor: Option<&str>,
     limit: u32,
-) -> ApiResult<(Vec<Photo>, Option<String>)> {
-    let cursor =
-        match cursor {
-            None | Some("") => None,
-            Some(text) => Some(decode_cursor(text).ok_or_else(|| {
-                ApiError::BadRequest("cursor is not one this server issued".into())
-            })?),
-        };
+) -> DomainResult<(Vec<Photo>, Option<String>)> {
+    let cursor = match cursor {
+        None | Some("") => None,
+        Some(text) => Some(decode_cursor(text).ok_or_else(|| {
+            DomainError::BadRequest("cursor is not one this server issued".into())
+        })?),
+    };
     // One extra row tells whether there is a next page.
     let mut photos = state
         .db

@@ -12,7 +12,7 @@
 //! Editing and deleting photos is never refused.
 
 use crate::db::SessionUser;
-use crate::error::{ApiError, ApiResult};
+use crate::domain::error::{DomainError, DomainResult};
 use crate::state::SharedState;
 
 /// The quota that applies to `user`, if any.
@@ -22,7 +22,7 @@ pub fn of(state: &SharedState, user: &SessionUser) -> Option<u64> {
 }
 
 /// `user`'s quota and what they store now: `None` without a quota.
-pub async fn room(state: &SharedState, user: &SessionUser) -> ApiResult<Option<Room>> {
+pub async fn room(state: &SharedState, user: &SessionUser) -> DomainResult<Option<Room>> {
     let Some(quota) = of(state, user) else {
         return Ok(None);
     };
@@ -43,8 +43,8 @@ impl Room {
         self.used.saturating_add(adding) <= self.quota
     }
 
-    pub fn exceeded(&self, adding: u64) -> ApiError {
-        ApiError::QuotaExceeded {
+    pub fn exceeded(&self, adding: u64) -> DomainError {
+        DomainError::QuotaExceeded {
             quota: self.quota,
             used: self.used,
             adding,
@@ -64,7 +64,7 @@ mod tests {
         };
         assert!(room.fits(40));
         assert!(!room.fits(41));
-        let text = room.exceeded(41).to_string();
+        let text = crate::error::ApiError::from(room.exceeded(41)).to_string();
         assert!(text.contains("quota of 100 B"), "{text}");
     }
 }

@@ -23,7 +23,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::db::{Photo, SessionUser, Visibility, now_ms};
-use crate::error::{ApiError, ApiResult};
+use crate::domain::error::{DomainError, DomainResult};
 use crate::ids;
 use crate::render::pool::{Plan, PoolError};
 use crate::render::{self, DecodeLimits, Format, Probe, RenderError};
@@ -51,25 +51,22 @@ pub struct Checked {
 }
 
 /// The error for an originals volume that cannot take the upload.
-pub fn storage_error(e: std::io::Error) -> ApiError {
+pub fn storage_error(e: std::io::Error) -> DomainError {
     if is_out_of_space(&e) {
-        ApiError::StorageFull(
-            "the photo store is full or read-only; nothing was stored, try again later".into(),
-        )
+        DomainError::StorageFull
     } else {
-        ApiError::internal(e)
+        DomainError::internal(e)
     }
 }
 
 /// Checks one spooled file completely, on the render pool.
-pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Checked> {
-    let named = |e: ApiError| match e {
-        ApiError::UnsupportedMedia(m) => ApiError::UnsupportedMedia(format!("{}: {m}", file.name)),
-        ApiError::Unprocessable(m) => ApiError::Unprocessable(format!("{}: {m}", file.name)),
-        other => other,
+pub async fn check(state: &SharedState, mut file: SpooledFile) -> DomainResult<Checked> {
+    let named = |error: RenderError| DomainError::BadFile {
+        file: file.name.clone(),
+        error,
     };
     if Format::sniff(file.spool.head()).is_none() {
-        return Err(named(RenderError::Unsupported.into()));
+        return Err(named(RenderError::Unsupported));
     }
     let path = file.spool.path().to_path_buf();
     let limits = DecodeLimits {
@@ -78,7 +75,8 @@ pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Chec
     };
     let widths = state.config.renditions.widths().to_vec();
     let result = state
-        .renderer
+        .renditions
+        .pool()
         .run_unshared(move || {
             let file = std::fs::File::open(&path).map_err(|e| RenderError::Read(e.to_string()))?;
             let check = render::Check::plan(render::open_file(file)?, limits, &widths)?;
@@ -88,9 +86,11 @@ pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Chec
     let probe = match result {
         Ok(probe) => probe,
         // Cancelled only once nobody waits for it.
-        Err(PoolError::Overloaded | PoolError::Cancelled) => return Err(ApiError::Overloaded),
-        Err(PoolError::Panicked) => return Err(ApiError::Internal("image check panicked".into())),
-        Err(PoolError::Job(e)) => return Err(named(e.into())),
+        Err(PoolError::Overloaded | PoolError::Cancelled) => return Err(DomainError::Busy),
+        Err(PoolError::Panicked) => {
+            return Err(DomainError::Internal("image check panicked".into()));
+        }
+        Err(PoolError::Job(e)) => return Err(named(e)),
     };
     if probe.image_len < file.spool.bytes() {
         tracing::info!(
@@ -102,7 +102,7 @@ pub async fn check(state: &SharedState, mut file: SpooledFile) -> ApiResult<Chec
         let len = probe.image_len;
         file = tokio::task::spawn_blocking(move || file.spool.truncate(len).map(|_| file))
             .await
-            .map_err(ApiError::internal)?
+            .map_err(DomainError::internal)?
             .map_err(storage_error)?;
     }
     Ok(Checked { file, probe })
@@ -144,7 +144,7 @@ pub async fn commit(
     owner: &SessionUser,
     files: Vec<Checked>,
     meta: UploadMeta,
-) -> ApiResult<Vec<Photo>> {
+) -> DomainResult<Vec<Photo>> {
     let rows = match store_all(state, owner, files, meta).await {
         Ok(rows) => rows,
         Err(e) => {
@@ -166,7 +166,7 @@ async fn store_all(
     owner: &SessionUser,
     files: Vec<Checked>,
     meta: UploadMeta,
-) -> ApiResult<Vec<Photo>> {
+) -> DomainResult<Vec<Photo>> {
     let created_at = now_ms();
     let store = state.originals.clone();
     let owner_id = owner.user_id.clone();
@@ -204,10 +204,10 @@ async fn store_all(
                 created_at,
             });
         }
-        Ok::<_, ApiError>((rows, guard))
+        Ok::<_, DomainError>((rows, guard))
     })
     .await
-    .map_err(ApiError::internal)??;
+    .map_err(DomainError::internal)??;
     let quota = super::quota::of(state, owner);
     let inserted = state
         .db

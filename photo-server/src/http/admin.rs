@@ -8,9 +8,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::accounts;
+use crate::auth::extract::{Admin, Viewer};
+use crate::domain::{access, accounts};
 use crate::error::ApiResult;
-use crate::http::extract::{Admin, Viewer};
 use crate::state::SharedState;
 
 #[derive(Debug, Serialize)]
@@ -58,7 +58,7 @@ pub struct NewPassword {
 }
 
 pub async fn users(State(state): State<SharedState>, viewer: Viewer) -> ApiResult<Json<UsersJson>> {
-    accounts::require_admin(viewer.user()?)?;
+    access::require_admin(viewer.user()?)?;
     let users = state.db.list_users().await?;
     let by_owner = state.db.storage_by_owner().await?;
     let (photos, bytes) = state.db.storage_used().await?;

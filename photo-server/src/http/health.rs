@@ -20,8 +20,10 @@ pub async fn healthz() -> &'static str {
 /// Readiness: not shutting down, the database reached, migrated and
 /// answering (or unreachable for less than `db_outage_grace`: a restart or a
 /// failover must not take every replica out at once), the originals store
-/// mounted. The cache is reported but never fails readiness: without it the
-/// pod still serves, rendering on the fly.
+/// mounted. The cache is reported (`degraded` once a write to its disk has
+/// failed, until one works again) but never fails readiness: without its
+/// disk the pod still serves, keeping what it renders in the cache's memory
+/// layer (`PHOTO_MEMORY_CACHE_BYTES`, if any) and rendering the rest again.
 pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
     let database = if state.db.status() != DbStatus::Ready {
         "connecting"
@@ -47,7 +49,7 @@ pub async fn readyz(State(state): State<SharedState>) -> impl IntoResponse {
     } else {
         "error"
     };
-    let cache = if state.cache.writable() {
+    let cache = if state.renditions.cache().writable() {
         "ok"
     } else {
         "degraded"

@@ -19,9 +19,9 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
-use super::images::{Caching, respond};
 use crate::db::Photo;
 use crate::error::{ApiError, ApiResult};
+use crate::http::caching::{Caching, respond};
 use crate::state::SharedState;
 
 /// Slowest average rate a download is allowed, in bytes per second.
@@ -62,7 +62,7 @@ fn requested_range(
     }
 }
 
-pub(super) async fn serve(
+pub(crate) async fn serve(
     state: &SharedState,
     photo: &Photo,
     headers: &HeaderMap,

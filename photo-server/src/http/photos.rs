@@ -8,11 +8,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::extract::{SignedIn, Viewer};
 use crate::db::{Photo, PhotoPatch, SessionUser};
-use crate::domain::photos;
+use crate::domain::{access, photos};
 use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{SignedIn, Viewer};
-use crate::renditions::Renditions;
+use crate::renditions::{Renditions, Size};
 use crate::state::SharedState;
 
 /// A photo as the API shows it.
@@ -40,17 +40,14 @@ pub struct PhotoJson {
 /// (its owner and admins: originals keep their location metadata).
 pub fn urls(renditions: &Renditions, id: &str, with_original: bool) -> BTreeMap<String, String> {
     renditions
-        .names()
-        .filter(|name| with_original || name != "orig")
-        .map(|name| {
-            let url = format!("/img/{name}/{id}.jpg");
-            (name, url)
-        })
+        .sizes()
+        .filter(|&size| with_original || size != Size::Original)
+        .map(|size| (size.to_string(), size.url(id)))
         .collect()
 }
 
 pub fn to_json(photo: &Photo, renditions: &Renditions, viewer: Option<&SessionUser>) -> PhotoJson {
-    let editable = viewer.is_some_and(|v| photo.editable_by(v));
+    let editable = viewer.is_some_and(|v| access::can_edit(photo, v));
     PhotoJson {
         id: photo.id.clone(),
         title: photo.title.clone(),

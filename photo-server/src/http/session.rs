@@ -1,18 +1,17 @@
 //! `POST /rest/login`, `POST /rest/logout`, `GET /rest/session`.
 
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use axum::response::{AppendHeaders, IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::auth::{
-    ANON_COOKIE, KNOWN_CLIENT_TTL, KNOWN_COOKIE, SESSION_COOKIE, cookies, new_token,
-};
+use crate::auth::extract::{Viewer, peer};
+use crate::auth::session::{login_cookies, same_origin};
+use crate::auth::{ANON_COOKIE, KNOWN_COOKIE, SESSION_COOKIE, cookies, new_token};
 use crate::domain::accounts;
-use crate::error::{ApiError, ApiResult};
-use crate::http::extract::{Viewer, peer};
+use crate::error::{ApiError, ApiResult, header_value};
 use crate::state::SharedState;
 
 #[derive(Debug, Deserialize)]
@@ -41,59 +40,6 @@ async fn credentials(request: Request, state: &SharedState) -> ApiResult<Credent
     }
 }
 
-/// Refuses a login posted from another site (login CSRF). Browsers send
-/// `Origin` on every POST; scripts and curl send none and are not affected.
-pub fn same_origin(headers: &HeaderMap) -> bool {
-    if headers
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
-    {
-        return false;
-    }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let host = headers
-        .get("x-forwarded-host")
-        .or_else(|| headers.get(header::HOST))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
-}
-
-/// The `Set-Cookie` value of a new session.
-pub fn session_cookie(state: &SharedState, token: &str, tls: bool) -> ApiResult<HeaderValue> {
-    header_value(&cookies::set(
-        SESSION_COOKIE,
-        token,
-        state.auth.session_ttl,
-        tls,
-    ))
-}
-
-/// The `Set-Cookie` headers of a successful login: the session, and the
-/// known-client cookie that gives this device a login budget of its own for
-/// the account (see `auth::throttle`).
-pub fn login_cookies(
-    state: &SharedState,
-    token: &str,
-    username: &str,
-    tls: bool,
-) -> ApiResult<AppendHeaders<[(HeaderName, HeaderValue); 2]>> {
-    let known = cookies::set(
-        KNOWN_COOKIE,
-        &state.auth.known_client_token(username),
-        KNOWN_CLIENT_TTL,
-        tls,
-    );
-    Ok(AppendHeaders([
-        (header::SET_COOKIE, session_cookie(state, token, tls)?),
-        (header::SET_COOKIE, header_value(&known)?),
-    ]))
-}
-
 pub async fn login(State(state): State<SharedState>, request: Request) -> ApiResult<Response> {
     let headers = request.headers().clone();
     let ip = state.auth.client_ip(&headers, peer(request.extensions()));
@@ -113,7 +59,7 @@ pub async fn login(State(state): State<SharedState>, request: Request) -> ApiRes
         "csrf": state.auth.csrf_token(&token),
     });
     Ok((
-        login_cookies(&state, &token, &user.username, tls)?,
+        login_cookies(&state.auth, &token, &user.username, tls).map_err(ApiError::internal)?,
         Json(body),
     )
         .into_response())
@@ -166,30 +112,4 @@ pub async fn session(State(state): State<SharedState>, viewer: Viewer) -> ApiRes
             .insert(header::SET_COOKIE, header_value(&cookie)?);
     }
     Ok(response)
-}
-
-pub fn header_value(text: &str) -> ApiResult<HeaderValue> {
-    HeaderValue::from_str(text).map_err(ApiError::internal)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cross_site_logins_are_refused() {
-        let mut h = HeaderMap::new();
-        assert!(same_origin(&h), "curl sends no Origin");
-        h.insert(header::HOST, "photos.example.com".parse().unwrap());
-        h.insert(
-            header::ORIGIN,
-            "https://photos.example.com".parse().unwrap(),
-        );
-        assert!(same_origin(&h));
-        h.insert(header::ORIGIN, "https://evil.example".parse().unwrap());
-        assert!(!same_origin(&h));
-        let mut h = HeaderMap::new();
-        h.insert("sec-fetch-site", "cross-site".parse().unwrap());
-        assert!(!same_origin(&h));
-    }
 }

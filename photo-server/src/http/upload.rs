@@ -24,12 +24,12 @@ use axum::http::{HeaderMap, StatusCode};
 use http_body::Frame;
 use serde::Serialize;
 
+use crate::auth::extract::{Viewer, csrf_header};
 use crate::db::{PhotoPatch, SessionUser, Visibility};
 use crate::domain::photos::{self, MAX_DESCRIPTION, MAX_TITLE};
 use crate::domain::quota::{self, Room};
 use crate::domain::upload::{self, SpooledFile, UploadMeta};
 use crate::error::{ApiError, ApiResult, caused_by};
-use crate::http::extract::{Viewer, csrf_header};
 use crate::http::photos::{PhotoJson, to_json};
 use crate::state::SharedState;
 
@@ -153,7 +153,7 @@ async fn flush(
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(upload::storage_error)
+    .map_err(|e| upload::storage_error(e).into())
 }
 
 /// Spools one file part; `room` is what the user's quota leaves for this
@@ -183,7 +183,7 @@ async fn spool_file(
         if let Some((room, earlier)) = room
             && !room.fits(earlier + size)
         {
-            return Err(room.exceeded(earlier + size));
+            return Err(room.exceeded(earlier + size).into());
         }
         buffer.extend_from_slice(&chunk);
         if buffer.len() >= WRITE_CHUNK {
@@ -336,7 +336,7 @@ pub async fn upload(
             Err(e) => {
                 state.metrics.upload("refused");
                 tracing::info!(user = %user.username, file = ?name, error = %e, "upload refused");
-                return Err(e);
+                return Err(e.into());
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The few EXIF fields the site uses: orientation (applied to every
 //! rendition), camera and date (shown on the photo page).
 //!
-//! The EXIF block is found by the walk over the container (`headers.rs`),
+//! The EXIF block is found by the walk over the container (`headers/`),
 //! which reads it only if it is at most `MAX_EXIF_BYTES`: parsing it here
 //! takes no second read of the file, and no more of it in memory.
 

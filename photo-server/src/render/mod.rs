@@ -2,7 +2,7 @@
 //!
 //! CPU work, no async: callers run it on the bounded render pool (`pool.rs`).
 //! Each piece of work is planned first from the original's headers
-//! ([`open_file`], then [`Rendition::plan`] or [`Check::plan`]), so the pool
+//! ([`open_file`], then [`Resize::plan`] or [`Check::plan`]), so the pool
 //! knows the memory it takes before it starts (`schedule.rs`). The only other
 //! I/O is reading an original as it is decoded (`source.rs` watches those
 //! reads). The fast path follows libvips: a JPEG much
@@ -30,7 +30,9 @@
 //!   the walk inflates at most [`headers::MAX_METADATA_TOTAL`].
 
 mod eighth;
+mod error;
 mod exif;
+mod format;
 pub mod headers;
 pub mod pool;
 mod schedule;
@@ -43,92 +45,10 @@ use fast_image_resize as fr;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageReader, RgbImage};
 
+pub use error::RenderError;
 pub use exif::PhotoExif;
+pub use format::Format;
 use source::{Source, Watched};
-
-/// Formats accepted as originals. Renditions are always JPEG.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Format {
-    Jpeg,
-    Png,
-    Webp,
-}
-
-impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Jpeg => "jpeg",
-            Format::Png => "png",
-            Format::Webp => "webp",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Format> {
-        match text {
-            "jpeg" => Some(Format::Jpeg),
-            "png" => Some(Format::Png),
-            "webp" => Some(Format::Webp),
-            _ => None,
-        }
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Jpeg => "image/jpeg",
-            Format::Png => "image/png",
-            Format::Webp => "image/webp",
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            Format::Jpeg => "jpg",
-            Format::Png => "png",
-            Format::Webp => "webp",
-        }
-    }
-
-    /// Recognises a format from the file's first bytes; names and declared
-    /// content types are never trusted.
-    pub fn sniff(bytes: &[u8]) -> Option<Format> {
-        match image::guess_format(bytes).ok()? {
-            image::ImageFormat::Jpeg => Some(Format::Jpeg),
-            image::ImageFormat::Png => Some(Format::Png),
-            image::ImageFormat::WebP => Some(Format::Webp),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-pub enum RenderError {
-    #[error("not a JPEG, PNG or WebP image")]
-    Unsupported,
-    #[error("the image is corrupt or truncated: {0}")]
-    Corrupt(String),
-    #[error(
-        "the image has too many pixels ({width} x {height}; at most {max} pixels are accepted)"
-    )]
-    TooManyPixels { width: u32, height: u32, max: u64 },
-    #[error(
-        "decoding the image would take {} MiB of memory; at most {} MiB are allowed",
-        needed >> 20,
-        max >> 20
-    )]
-    TooMuchMemory { needed: u64, max: u64 },
-    #[error("the image's metadata is too large: {0}")]
-    Metadata(String),
-    /// Decoding it would take more CPU than any image's decode may.
-    #[error("decoding the image would take too long: {0}")]
-    TooSlow(String),
-    #[error("the image cannot be rendered {width} pixels wide: {reason}")]
-    Unrenderable { width: u32, reason: String },
-    #[error("cannot encode the rendition: {0}")]
-    Encode(String),
-    /// Reading the original failed (not a fault of the image).
-    #[error("cannot read the original: {0}")]
-    Read(String),
-}
 
 /// What any one decode may take: pixels (`PHOTO_MAX_PIXELS`) and memory
 /// (`PHOTO_DECODE_MAX_BYTES`). Both are checked from the headers, before
@@ -181,7 +101,7 @@ pub fn render(
     quality: u8,
     limits: DecodeLimits,
 ) -> Result<Vec<u8>, RenderError> {
-    Rendition::plan(
+    Resize::plan(
         Opened::new(Source::Memory(Cursor::new(original.to_vec())))?,
         target_width,
         quality,
@@ -193,14 +113,14 @@ pub fn render(
 /// Renders the original in `file` as [`render`] does, read as it is
 /// decoded. The render pool takes the same steps apart, to grant the memory
 /// the plan names before the work runs: [`open_file`] and
-/// [`Rendition::plan`], then [`Rendition::run`].
+/// [`Resize::plan`], then [`Resize::run`].
 pub fn render_file(
     file: std::fs::File,
     target_width: u32,
     quality: u8,
     limits: DecodeLimits,
 ) -> Result<Vec<u8>, RenderError> {
-    Rendition::plan(open_file(file)?, target_width, quality, limits)?.run()
+    Resize::plan(open_file(file)?, target_width, quality, limits)?.run()
 }
 
 /// Checks the upload in `file` as [`probe`] does (in steps on the render
@@ -321,9 +241,9 @@ fn cut_for_eighth_scale(source: &mut Source) -> Result<Option<Vec<u8>>, RenderEr
     eighth::dc_stream(source).map_err(read_error)
 }
 
-/// One rendition of an original, planned from its headers: what it takes
-/// in memory is known before any of it is taken.
-pub struct Rendition {
+/// A resize of an original to one width (a rendition), planned from its
+/// headers: what it takes in memory is known before any of it is taken.
+pub struct Resize {
     original: Opened,
     target_width: u32,
     quality: u8,
@@ -335,14 +255,14 @@ pub struct Rendition {
     memory: u64,
 }
 
-impl Rendition {
+impl Resize {
     /// Checks the pixel count and the decode's memory against `limits`.
     pub fn plan(
         original: Opened,
         target_width: u32,
         quality: u8,
         limits: DecodeLimits,
-    ) -> Result<Rendition, RenderError> {
+    ) -> Result<Resize, RenderError> {
         let (w, h) = original.stored_size();
         check_pixels(w, h, limits.max_pixels)?;
         let (scale, mut decode_bytes) = match &original.pixels {
@@ -370,7 +290,7 @@ impl Rendition {
         };
         let (out_w, out_h) = fit_width(dw, dh, target_width);
         let memory = decode_bytes + u64::from(out_w) * u64::from(out_h) * 3 * 2;
-        Ok(Rendition {
+        Ok(Resize {
             original,
             target_width,
             quality,
@@ -808,85 +728,4 @@ fn libjpeg_message(payload: &(dyn std::any::Any + Send)) -> &str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fit_width_keeps_aspect_and_never_upscales() {
-        assert_eq!(fit_width(4000, 3000, 1440), (1440, 1080));
-        assert_eq!(fit_width(3000, 4000, 240), (240, 320));
-        assert_eq!(fit_width(200, 100, 640), (200, 100));
-        assert_eq!(fit_width(10000, 1, 240), (240, 1));
-    }
-
-    #[test]
-    fn an_opened_original_holds_its_file_and_a_buffer_not_its_bytes() {
-        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-        let dir = tempfile::tempdir().unwrap();
-        // Segments of 300 KB before its image data (an old open read such
-        // a JPEG whole, as it did every PNG and WebP).
-        let jpeg = std::fs::read(fixtures.join("landscape.jpg")).unwrap();
-        let mut late = jpeg[..2].to_vec();
-        for _ in 0..5 {
-            late.extend_from_slice(&[0xFF, 0xE2, 0xEA, 0x62]);
-            late.extend(std::iter::repeat_n(b'x', 60_000));
-        }
-        late.extend_from_slice(&jpeg[2..]);
-        std::fs::write(dir.path().join("late.jpg"), &late).unwrap();
-        for path in [
-            fixtures.join("landscape.jpg"),
-            fixtures.join("photo.png"),
-            fixtures.join("photo.webp"),
-            dir.path().join("late.jpg"),
-        ] {
-            let opened = open_file(std::fs::File::open(&path).unwrap()).unwrap();
-            match &opened.source {
-                Source::File(file) => assert_eq!(file.capacity(), 64 << 10, "{path:?}"),
-                Source::Memory(_) => panic!("{path:?} read into memory"),
-            }
-            assert_eq!(opened.len, std::fs::metadata(&path).unwrap().len());
-        }
-    }
-
-    #[test]
-    fn a_jpeg_with_more_scans_than_any_encoder_writes_is_refused_by_the_check_and_renders() {
-        let fixture =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/scans.jpg");
-        let bytes = std::fs::read(fixture).unwrap();
-        // A valid image: libjpeg alone decodes it, all 2001 scans of it.
-        let mut decoder = mozjpeg::Decompress::new_mem(&bytes).unwrap();
-        decoder.scale(8);
-        let mut started = decoder.grayscale().unwrap();
-        let pixels = started.read_scanlines::<u8>().unwrap();
-        assert_eq!(pixels.len(), 64 * 48);
-        let limits = DecodeLimits {
-            max_pixels: 100_000_000,
-            max_bytes: 256 << 20,
-        };
-        for result in [
-            probe(&bytes, limits, &[240]).map(|_| ()),
-            render(&bytes, 240, 80, limits).map(|_| ()),
-        ] {
-            match result {
-                Err(RenderError::TooSlow(reason)) => {
-                    assert!(reason.contains("100 scans"), "{reason}")
-                }
-                other => panic!("{other:?}"),
-            }
-        }
-        // Decoded at 1/8 from its DC scan alone (`eighth.rs`), libjpeg
-        // reads one scan: within the budget, so that rendition is made.
-        assert!(render(&bytes, 8, 80, limits).is_ok());
-    }
-
-    #[test]
-    fn sniffs_by_content_not_name() {
-        assert_eq!(
-            Format::sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0]),
-            Some(Format::Jpeg)
-        );
-        assert_eq!(Format::sniff(b"\x89PNG\r\n\x1a\n...."), Some(Format::Png));
-        assert_eq!(Format::sniff(b"GIF89a......"), None);
-        assert_eq!(Format::sniff(b"hello world, not an image"), None);
-    }
-}
+mod tests;

@@ -26,7 +26,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Cursor, Read, Seek, SeekFrom};
 
-use super::RenderError;
+use super::error::RenderError;
 use super::headers::ScanBudget;
 
 /// An original's bytes: its file, read through a buffer as it is decoded,

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::auth::client_of;
+use crate::clients::client_of;
 
 /// The per-client share of a connection cap (0: derived from the cap).
 pub fn share_of(cap: usize, configured: usize) -> usize {

@@ -143,7 +143,7 @@ pub async fn serve(state: SharedState, listeners: Listeners) -> anyhow::Result<(
     let (stop, stopped) = watch::channel(false);
     let public = tokio::spawn(accept_loop(
         listeners.public,
-        crate::http::app(state.clone()),
+        crate::routes::app(state.clone()),
         limits,
         Cap {
             total: Arc::new(Semaphore::new(cap)),
@@ -159,7 +159,7 @@ pub async fn serve(state: SharedState, listeners: Listeners) -> anyhow::Result<(
     let ops = listeners.ops.map(|listener| {
         tokio::spawn(accept_loop(
             listener,
-            crate::http::ops_router(state.clone()),
+            crate::routes::ops_router(state.clone()),
             limits,
             Cap {
                 total: Arc::new(Semaphore::new(OPS_CONNECTIONS)),
@@ -305,7 +305,7 @@ where
         clock.begin();
         let mut request = request.map(Body::new);
         request.extensions_mut().insert(ConnectInfo(peer));
-        // Both services are always ready (see `http::App`).
+        // Both services are always ready (see `routes::App`).
         let response = service.clone().call(request);
         let clock = clock.clone();
         async move {

@@ -5,16 +5,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
+use crate::auth::extract::Viewer;
+use crate::domain::access;
 use crate::error::ApiError;
-use crate::http::extract::Viewer;
 use crate::state::SharedState;
-use crate::web::{PageContext, bytes};
+use crate::units::bytes;
+use crate::web::page::PageContext;
 
 pub async fn page(State(state): State<SharedState>, viewer: Viewer) -> Response {
     let ctx = PageContext::new(&state, &viewer);
     match &viewer.user {
         None => return Redirect::to("/login?next=/admin").into_response(),
-        Some(u) if !u.is_admin => {
+        Some(u) if access::require_admin(u).is_err() => {
             return ctx.render(
                 StatusCode::FORBIDDEN,
                 "Admins only",

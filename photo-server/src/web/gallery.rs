@@ -8,12 +8,12 @@ use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
+use crate::auth::extract::Viewer;
 use crate::db::Photo;
 use crate::domain::photos;
-use crate::http::extract::Viewer;
-use crate::renditions::Renditions;
+use crate::renditions::{Renditions, Size};
 use crate::state::SharedState;
-use crate::web::{PageContext, alt, srcset};
+use crate::web::page::{PageContext, alt, srcset};
 
 const PAGE: u32 = 24;
 
@@ -29,7 +29,7 @@ pub fn card(renditions: &Renditions, photo: &Photo) -> Markup {
     html! {
         li.card {
             a href={ "/photos/" (photo.id) } {
-                img src={ "/img/" (thumb) "/" (photo.id) ".jpg" }
+                img src=(Size::Width(thumb).url(&photo.id))
                     srcset=(srcset(renditions, photo))
                     sizes="(max-width: 600px) 50vw, 240px"
                     width=(w) height=(h) loading="lazy" decoding="async"
@@ -56,7 +56,7 @@ pub async fn page(
     let (shown, next) =
         match photos::page(&state, viewer.user.as_ref(), cursor.as_deref(), PAGE).await {
             Ok(page) => page,
-            Err(e) => return e.into_response(),
+            Err(e) => return crate::error::ApiError::from(e).into_response(),
         };
     let renditions = &state.config.renditions;
     ctx.render(

@@ -8,13 +8,13 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 
+use crate::auth::extract::Viewer;
+use crate::auth::session::{login_cookies, same_origin};
 use crate::auth::{KNOWN_COOKIE, SESSION_COOKIE, cookies};
 use crate::domain::accounts;
-use crate::error::ApiError;
-use crate::http::extract::Viewer;
-use crate::http::session::{header_value, login_cookies, same_origin};
+use crate::error::{ApiError, header_value};
 use crate::state::SharedState;
-use crate::web::PageContext;
+use crate::web::page::PageContext;
 
 #[derive(Debug, Deserialize)]
 pub struct Next {
@@ -113,13 +113,14 @@ pub async fn submit(
         );
     }
     let known = cookies::get(&headers, KNOWN_COOKIE);
-    let result =
-        accounts::authenticate(&state, viewer.ip, known, &input.username, input.password).await;
+    let result = accounts::authenticate(&state, viewer.ip, known, &input.username, input.password)
+        .await
+        .map_err(ApiError::from);
     let (status, message, retry_after) = match result {
         Ok((token, user)) => {
-            return match login_cookies(&state, &token, &user.username, viewer.tls) {
+            return match login_cookies(&state.auth, &token, &user.username, viewer.tls) {
                 Ok(cookies) => (cookies, Redirect::to(&next)).into_response(),
-                Err(e) => e.into_response(),
+                Err(e) => ApiError::internal(e).into_response(),
             };
         }
         Err(ApiError::BadCredentials) => (
@@ -163,7 +164,7 @@ pub async fn logout(
             return e.into_response();
         }
         if let Err(e) = accounts::log_out(&state, token).await {
-            return e.into_response();
+            return ApiError::from(e).into_response();
         }
     }
     match header_value(&cookies::clear(SESSION_COOKIE, viewer.tls)) {

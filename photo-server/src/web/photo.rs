@@ -6,12 +6,16 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::html;
 
+use crate::auth::extract::Viewer;
 use crate::db::Visibility;
+use crate::domain::access::can_edit;
+use crate::domain::error::DomainError;
 use crate::domain::photos::visible_photo;
 use crate::error::ApiError;
-use crate::http::extract::Viewer;
+use crate::renditions::Size;
 use crate::state::SharedState;
-use crate::web::{PageContext, alt, bytes, srcset};
+use crate::units::bytes;
+use crate::web::page::{PageContext, alt, srcset};
 
 /// `2008-04-20T19:12:06` -> `2008-04-20 19:12`.
 fn pretty_date(iso: &str) -> String {
@@ -27,11 +31,11 @@ pub async fn page(
     let user = viewer.user.as_ref();
     let photo = match visible_photo(&state, user, &id).await {
         Ok(p) => p,
-        Err(ApiError::NotFound) => return ctx.not_found(),
-        Err(e) => return e.into_response(),
+        Err(DomainError::NotFound) => return ctx.not_found(),
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let renditions = &state.config.renditions;
-    let editable = user.is_some_and(|u| photo.editable_by(u));
+    let editable = user.is_some_and(|u| can_edit(&photo, u));
     let large = renditions
         .widths()
         .iter()
@@ -51,7 +55,7 @@ pub async fn page(
         html! {
             article.photo {
                 figure {
-                    img.large src={ "/img/" (large) "/" (photo.id) ".jpg" }
+                    img.large src=(Size::Width(large).url(&photo.id))
                         srcset=(srcset(renditions, &photo))
                         sizes="(max-width: 1500px) 100vw, 1440px"
                         width=(w) height=(h) alt=(alt(&photo));
@@ -75,11 +79,11 @@ pub async fn page(
                     nav.sizes aria-label="Sizes" {
                         "Sizes: "
                         @for width in renditions.widths() {
-                            a href={ "/img/" (width) "/" (photo.id) ".jpg" } { (width) }
+                            a href=(Size::Width(*width).url(&photo.id)) { (width) }
                             " "
                         }
                         @if editable {
-                            a href={ "/img/orig/" (photo.id) ".jpg" } { "original" }
+                            a href=(Size::Original.url(&photo.id)) { "original" }
                         }
                     }
                     @if editable {

@@ -6,9 +6,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 
-use crate::http::extract::Viewer;
+use crate::auth::extract::Viewer;
 use crate::state::SharedState;
-use crate::web::{PageContext, bytes};
+use crate::units::bytes;
+use crate::web::page::PageContext;
 
 pub async fn page(State(state): State<SharedState>, viewer: Viewer) -> Response {
     if viewer.user.is_none() {

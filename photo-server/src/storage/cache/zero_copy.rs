@@ -6,15 +6,17 @@
 //! like any other, but its memory is a read-only mapping of a file, and this
 //! module remembers which file each such mapping shows.
 //! [`crate::server::sendfile::SendfileStream`], the socket under hyper, looks
-//! up each large buffer it is asked to write: one that is such a mapping goes
+//! up each large buffer it is asked to write ([`file_behind`], the one way in
+//! from outside the cache): one that is such a mapping goes
 //! out with `sendfile` from the file, the kernel handing the file's pages to
 //! the socket; anything else is written as usual. Nothing depends on the
 //! lookup succeeding: read through the mapping, the bytes are the same.
 //!
 //! Two kinds of file back these bytes:
-//! - the rendition cache's own files ([`map_file`]), which are replaced by
-//!   rename and removed by unlink, never truncated while mapped (reading a
-//!   mapping past a file's new end would be a `SIGBUS`);
+//! - the rendition cache's own files ([`map_file`], an `unsafe fn` whose
+//!   contract the cache keeps), which are replaced by rename and removed by
+//!   unlink, never truncated while mapped (reading a mapping past a file's
+//!   new end would be a `SIGBUS`);
 //! - sealed memory files ([`in_memory_file`]) for the in-memory layer, which
 //!   nobody can shrink or change.
 
@@ -30,7 +32,7 @@ use memmap2::Mmap;
 
 /// Bodies smaller than this are copied: for them, the extra system calls of
 /// a mapping and a second write cost more than the copy saves.
-pub const MIN_LEN: usize = 32 * 1024;
+pub(crate) const MIN_LEN: usize = 32 * 1024;
 
 /// Mapped ranges by start address: each one's end and its file.
 static MAPPINGS: Mutex<BTreeMap<usize, (usize, Arc<File>)>> = Mutex::new(BTreeMap::new());
@@ -55,7 +57,7 @@ fn memory_files_allowed() -> usize {
 
 /// `1/divisor` of the smaller of the descriptor limit and the kernel's
 /// mappings per process: what a kind of file kept open and mapped may use.
-pub fn share_of_limits(divisor: u64) -> usize {
+pub(super) fn share_of_limits(divisor: u64) -> usize {
     let (descriptors, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
     let mappings = std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .ok()
@@ -93,17 +95,39 @@ impl Drop for Mapping {
 /// mapping of it. Nothing is read: pages come in only if something reads
 /// them through the mapping (sending with `sendfile` does not).
 ///
-/// The file must not be truncated while the bytes live (see the module
-/// documentation). `len` must be at least 1.
-pub fn map_file(file: Arc<File>, len: usize) -> io::Result<Bytes> {
-    map(file, len, false)
+/// # Safety
+///
+/// `file` must hold at least `len` bytes, and must not be truncated or
+/// written in place while the returned bytes, or any slice of them, live:
+/// reading a mapping past a file's new end is a `SIGBUS`, and bytes written
+/// in place would change under their readers. The cache keeps this by
+/// writing each file whole under a temporary name, renaming it into place,
+/// and removing it by unlink, never opening one of its files for writing.
+pub(super) unsafe fn map_file(file: Arc<File>, len: usize) -> io::Result<Bytes> {
+    // SAFETY: the caller's contract is `map`'s.
+    unsafe { map(file, len, false) }
 }
 
-fn map(file: Arc<File>, len: usize, memory_file: bool) -> io::Result<Bytes> {
-    // SAFETY: the mapping is read-only; the files given here are never
-    // truncated or written in place while mapped (the cache writes a new file
-    // and renames it; memory files are sealed), which is what makes reading
-    // the mapping sound.
+/// A mapping of a file made for a test elsewhere in the crate
+/// (`server::sendfile`), which breaks the contract on purpose.
+///
+/// # Safety
+///
+/// As [`map_file`]'s.
+#[cfg(test)]
+pub(crate) unsafe fn map_file_for_tests(file: Arc<File>, len: usize) -> io::Result<Bytes> {
+    // SAFETY: the caller's contract is `map_file`'s.
+    unsafe { map_file(file, len) }
+}
+
+/// # Safety
+///
+/// As [`map_file`]'s: `file` holds `len` bytes and is neither truncated nor
+/// written in place while the mapping lives.
+unsafe fn map(file: Arc<File>, len: usize, memory_file: bool) -> io::Result<Bytes> {
+    // SAFETY: the mapping is read-only, and the caller guarantees the file
+    // is not truncated or written in place while it lives, which is what
+    // makes reading it sound.
     let map = unsafe { memmap2::MmapOptions::new().len(len).map(&*file)? };
     let start = map.as_ptr() as usize;
     mappings().insert(start, (start + map.len(), file));
@@ -119,7 +143,7 @@ fn map(file: Arc<File>, len: usize, memory_file: bool) -> io::Result<Bytes> {
 /// file to file, so their mapping is never read here. `None` if the kernel
 /// refuses (no `memfd`, out of descriptors) or memory files have their share
 /// of descriptors already: the caller keeps the bytes it has.
-pub fn in_memory_file(bytes: &[u8]) -> Option<Bytes> {
+pub(crate) fn in_memory_file(bytes: &[u8]) -> Option<Bytes> {
     let created = memory_file(bytes);
     if let Err(e) = &created {
         tracing::debug!(error = %e, "cannot keep a rendition in a memory file; keeping it on the heap");
@@ -158,7 +182,9 @@ fn memory_file(bytes: &[u8]) -> io::Result<Bytes> {
     if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    map(Arc::new(file), bytes.len(), true)
+    // SAFETY: `file` holds `bytes.len()` bytes and is sealed against
+    // shrinking, growing and writing.
+    unsafe { map(Arc::new(file), bytes.len(), true) }
 }
 
 /// `len` bytes of `source` from `offset` appended to `target`, copied by the
@@ -188,7 +214,7 @@ fn copy_file(source: &File, offset: u64, len: usize, target: &File) -> io::Resul
 /// The file behind `data`, and where in it `data` starts, if `data` lies
 /// within a mapping made here that is still alive. Only bodies of at least
 /// [`MIN_LEN`] bytes are looked up.
-pub fn file_behind(data: &[u8]) -> Option<(Arc<File>, u64)> {
+pub(crate) fn file_behind(data: &[u8]) -> Option<(Arc<File>, u64)> {
     if data.len() < MIN_LEN {
         return None;
     }
@@ -202,7 +228,7 @@ pub fn file_behind(data: &[u8]) -> Option<(Arc<File>, u64)> {
 /// so that sending them will not wait for the disk. `false` when the kernel
 /// cannot say (`mincore` reports the page cache only for files this process
 /// may write, which the cache's own files are).
-pub fn resident(bytes: &Bytes) -> bool {
+pub(super) fn resident(bytes: &Bytes) -> bool {
     // SAFETY: `sysconf` has no preconditions.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
     let start = bytes.as_ptr() as usize;
@@ -240,7 +266,8 @@ mod tests {
     fn a_mapped_file_reads_as_its_contents_and_names_its_file_until_dropped() {
         let contents = pattern(100_000);
         let (_dir, file) = temp_file(&contents);
-        let bytes = map_file(Arc::new(file), contents.len()).unwrap();
+        // SAFETY (test): the temporary file is never written again.
+        let bytes = unsafe { map_file(Arc::new(file), contents.len()) }.unwrap();
         assert_eq!(&bytes[..], &contents[..]);
 
         let (file, offset) = file_behind(&bytes).expect("a mapping is found");
@@ -280,7 +307,8 @@ mod tests {
     fn a_range_that_runs_past_a_mapping_is_not_taken_for_it() {
         let contents = pattern(MIN_LEN * 2);
         let (_dir, file) = temp_file(&contents);
-        let bytes = map_file(Arc::new(file), contents.len()).unwrap();
+        // SAFETY (test): the temporary file is never written again.
+        let bytes = unsafe { map_file(Arc::new(file), contents.len()) }.unwrap();
         // SAFETY (test): only the pointer and a length are formed, never read;
         // `file_behind` compares addresses.
         let beyond =
@@ -311,7 +339,8 @@ mod tests {
     fn a_mapped_file_kept_in_memory_is_copied_from_its_file() {
         let contents = pattern(150_000);
         let (_dir, file) = temp_file(&contents);
-        let mapped = map_file(Arc::new(file), contents.len()).unwrap();
+        // SAFETY (test): the temporary file is never written again.
+        let mapped = unsafe { map_file(Arc::new(file), contents.len()) }.unwrap();
         let kept = in_memory_file(&mapped.slice(10_000..)).expect("memfd");
         assert_eq!(&kept[..], &contents[10_000..]);
         let (source, _) = file_behind(&mapped).unwrap();
@@ -323,7 +352,8 @@ mod tests {
     fn a_file_just_written_is_resident() {
         let contents = pattern(200_000);
         let (_dir, file) = temp_file(&contents);
-        let bytes = map_file(Arc::new(file), contents.len()).unwrap();
+        // SAFETY (test): the temporary file is never written again.
+        let bytes = unsafe { map_file(Arc::new(file), contents.len()) }.unwrap();
         assert!(resident(&bytes));
         // Not page aligned: cannot say.
         assert!(!resident(&bytes.slice(1..)));

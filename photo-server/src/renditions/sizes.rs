@@ -1,5 +1,6 @@
-//! The configured rendition sizes. Only these are accepted in `/img/{size}/...`:
-//! arbitrary sizes would let anyone fill the cache.
+//! The configured rendition sizes (`PHOTO_RENDITIONS`). Only these are
+//! accepted in `/img/{size}/...`: arbitrary sizes would let anyone fill the
+//! cache.
 
 use std::fmt;
 use std::str::FromStr;
@@ -9,6 +10,13 @@ use std::str::FromStr;
 pub enum Size {
     Width(u32),
     Original,
+}
+
+impl Size {
+    /// Where a photo is served at this size: `/img/{size}/{id}.jpg`.
+    pub fn url(self, id: &str) -> String {
+        format!("/img/{self}/{id}.jpg")
+    }
 }
 
 impl fmt::Display for Size {
@@ -42,12 +50,17 @@ impl Renditions {
         self.0.contains(&width).then_some(Size::Width(width))
     }
 
-    /// Every size name a photo is served at, for the `urls` map of the API.
-    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+    /// Every size a photo is served at: the widths, then the original.
+    pub fn sizes(&self) -> impl Iterator<Item = Size> + '_ {
         self.0
             .iter()
-            .map(|w| w.to_string())
-            .chain(std::iter::once("orig".to_string()))
+            .map(|&w| Size::Width(w))
+            .chain(std::iter::once(Size::Original))
+    }
+
+    /// Every size name a photo is served at, for the `urls` map of the API.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.sizes().map(|size| size.to_string())
     }
 }
 
@@ -94,6 +107,12 @@ mod tests {
         assert!("abc".parse::<Renditions>().is_err());
         assert!("0".parse::<Renditions>().is_err());
         assert!("100000".parse::<Renditions>().is_err());
+    }
+
+    #[test]
+    fn urls_name_the_size_and_the_photo() {
+        assert_eq!(Size::Width(240).url("abc"), "/img/240/abc.jpg");
+        assert_eq!(Size::Original.url("abc"), "/img/orig/abc.jpg");
     }
 
     #[test]
