@@ -3,8 +3,9 @@
 
 For each crate given (default: photo-server, operator, drill) it reads every `src/**/*.rs`
 outside `#[cfg(test)]` modules and test files, resolves each `use crate::a::b::...`,
-`use super::...` and `crate::a::b` / `super::x` path in the code to the module file it names
-(the longest prefix that is a module of the crate), and builds two graphs:
+`use super::...` and `crate::a::b` / `super::x` path in the code, and every relative path that
+names a child module (`child::x`, `use child::{..}`), to the module file it names (the longest
+prefix that is a module of the crate), and builds two graphs:
 
 - files: module A depends on module B when A's code names an item of B (a module and its own
   submodules are one unit here only through the paths they write: `mod x;` declarations are
@@ -111,6 +112,17 @@ def use_paths(text):
     return paths
 
 
+def child_paths(text):
+    """Paths that may name a child module without `self::` (`child::x`, `use child::{..}`),
+    as `self::` paths: in Rust 2018+ a module's own children are in scope by name."""
+    paths = []
+    for m in re.finditer(r"\buse\s+([^;]+);", text, re.S):
+        paths.extend("self::" + p for p in expand(m.group(1).replace("\n", " ").replace(" ", "")))
+    for m in re.finditer(r"(?<![\w:])([a-z_]\w*(?:::\w+)+)", text):
+        paths.append("self::" + m.group(1))
+    return paths
+
+
 def expand(tree):
     """`a::{b, c::{d, e}}` -> [a::b, a::c::d, a::c::e] (`as` renames dropped)."""
     tree = re.sub(r"\bas\w+", "", tree)
@@ -185,10 +197,12 @@ def check(crate):
     why = {}
     for mod, f in mods.items():
         text = strip_comments(strip_tests(f.read_text()))
-        for p in use_paths(text):
+        for p in use_paths(text) + child_paths(text):
             target = resolve(p, mod, mods)
             if target is None or target == mod:
                 continue
+            if p.startswith("self::") and len(target) <= len(mod):
+                continue  # a relative path counts only when it names a descendant
             # a module naming its own descendant, or its ancestor's items, is not an edge
             # between siblings unless it goes back up and down: keep every edge
             file_edges[mod].add(target)

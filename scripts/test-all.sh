@@ -77,6 +77,16 @@ fi
 step "format"
 cargo fmt --all -- --check
 
+step "structure (no import cycle between files or folders; no source file over 800 lines)"
+python3 scripts/check-cycles.py photo-server operator drill harness
+long_files=$(find photo-server/src operator/src drill/src harness/src -name '*.rs' \
+  ! -name tests.rs ! -path '*/tests/*' -exec awk 'END { if (NR > 800) print FILENAME ": " NR " lines" }' {} \;)
+if [ -n "$long_files" ]; then
+  echo "source files over 800 lines (split them by concern; tests go in a sibling tests.rs):"
+  echo "$long_files"
+  exit 1
+fi
+
 step "lint"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The binaries' build below and the tests' build must be one build (workspace-hack/Cargo.toml).

@@ -9,7 +9,8 @@
 //!   it saw;
 //! - [`verify`] reads every acknowledged upload back and compares the
 //!   database with the originals volume;
-//! - [`drills`] are the failures and their pass rules; [`report`] and
+//! - [`drills`] runs each drill in its phases and [`scenarios`] holds each one's fault and
+//!   pass rules; [`report`] and
 //!   [`plot`] write what happened.
 
 pub mod drills;
@@ -20,6 +21,7 @@ pub mod postgres;
 pub mod procs;
 pub mod record;
 pub mod report;
+pub mod scenarios;
 pub mod stack;
 pub mod traffic;
 pub mod verify;

@@ -88,7 +88,7 @@ pub struct MonitoringSpec {
     /// Objectives for the burn-rate alerts (with `alerts`); the defaults when left out:
     /// 99.9% available, 99% of images within 1s, 99% of renders within 3.2s.
     #[serde(default)]
-    pub slo: super::SloSpec,
+    pub slo: super::slo::SloSpec,
     /// Labels added to the ServiceMonitor, PodMonitor and PrometheusRule, for a Prometheus
     /// that selects them by label. kube-prometheus-stack selects only objects labelled
     /// `release: <its Helm release name>` by default, e.g. `{release: kube-prometheus-stack}`.
