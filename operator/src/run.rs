@@ -70,7 +70,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
 
     let server_metrics = metrics.clone();
-    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    let listener = bind_any_family(args.metrics_addr).await?;
     info!(addr = %args.metrics_addr, "serving /metrics, /healthz, /readyz");
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, crate::metrics::router(server_metrics)).await {
@@ -182,4 +182,23 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => run.await,
     }
     Ok(())
+}
+
+/// Bind `addr`; `[::]:port` (IPv6 and IPv4 at once, what the chart sets for IPv6 and
+/// dual-stack clusters) falls back to `0.0.0.0:port` on a host without IPv6.
+async fn bind_any_family(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    match tokio::net::TcpListener::bind(addr).await {
+        Err(e)
+            if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED
+                && matches!(
+                    e.raw_os_error(),
+                    Some(libc::EAFNOSUPPORT | libc::EADDRNOTAVAIL)
+                ) =>
+        {
+            let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+            warn!(%addr, error = %e, fallback = %v4, "no IPv6 here: listening on IPv4 only");
+            tokio::net::TcpListener::bind(v4).await
+        }
+        other => other,
+    }
 }

@@ -64,10 +64,12 @@ pub fn build(site: &ValidatedSite) -> ConfigMap {
         .collect::<Vec<_>>()
         .join(",");
     let data = BTreeMap::from([
-        ("PHOTO_LISTEN".to_string(), format!("0.0.0.0:{PORT}")),
+        // IPv6 and IPv4 at once: pods of IPv6-only and dual-stack clusters are probed and
+        // reached over IPv6 (photo-server falls back to IPv4 on a host without it)
+        ("PHOTO_LISTEN".to_string(), format!("[::]:{PORT}")),
         (
             "PHOTO_METRICS_LISTEN".to_string(),
-            format!("0.0.0.0:{METRICS_PORT}"),
+            format!("[::]:{METRICS_PORT}"),
         ),
         ("PHOTO_DATA_DIR".to_string(), DATA_DIR.to_string()),
         ("PHOTO_ORIGINALS_DIR".to_string(), ORIGINALS_DIR.to_string()),
@@ -121,7 +123,7 @@ mod tests {
     fn environment() {
         let s = fakeflickr();
         let d = build(&valid(&s)).data.unwrap();
-        assert_eq!(d["PHOTO_LISTEN"], "0.0.0.0:8080");
+        assert_eq!(d["PHOTO_LISTEN"], "[::]:8080");
         assert_eq!(d["PHOTO_RENDITIONS"], "240,640,1440,2048");
         // 90% of 4Gi
         assert_eq!(
@@ -136,7 +138,7 @@ mod tests {
     fn metrics_listen_on_their_own_port() {
         let s = demo();
         let d = build(&valid(&s)).data.unwrap();
-        assert_eq!(d["PHOTO_METRICS_LISTEN"], "0.0.0.0:9090");
+        assert_eq!(d["PHOTO_METRICS_LISTEN"], "[::]:9090");
         assert_ne!(METRICS_PORT, PORT);
     }
 

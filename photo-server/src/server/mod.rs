@@ -68,12 +68,20 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Binds what the configuration asks for.
+    /// Binds what the configuration asks for. `[::]:port` listens on IPv6 and IPv4 at once
+    /// (what a pod on an IPv6 or dual-stack cluster needs); on a host without IPv6 it falls
+    /// back to `0.0.0.0:port`, with a warning.
     pub async fn bind(config: &Config) -> anyhow::Result<Listeners> {
         let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
+            match TcpListener::bind(addr).await {
+                Err(e) if addr.ip() == std::net::Ipv6Addr::UNSPECIFIED && no_ipv6(&e) => {
+                    let v4 = SocketAddr::from(([0, 0, 0, 0], addr.port()));
+                    tracing::warn!(%addr, error = %e, fallback = %v4, "no IPv6 here: listening on IPv4 only");
+                    TcpListener::bind(v4).await
+                }
+                other => other,
+            }
+            .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))
         };
         let public = bind(config.listen).await?;
         let ops = match config.metrics_listen {
@@ -82,6 +90,14 @@ impl Listeners {
         };
         Ok(Listeners { public, ops })
     }
+}
+
+/// Whether a bind failed because the host has no IPv6 (the module not loaded, or disabled).
+fn no_ipv6(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAFNOSUPPORT) | Some(libc::EADDRNOTAVAIL) | Some(libc::EPROTONOSUPPORT)
+    )
 }
 
 /// Per-connection limits, from the configuration.
@@ -340,6 +356,23 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[::]` is what the operator configures: IPv4 clients (the probes and Services of an
+    /// IPv4 cluster) must reach it, with or without IPv6 on the host.
+    #[tokio::test]
+    async fn the_any_address_listener_takes_ipv4_clients() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = crate::config::Config::for_tests(dir.path());
+        config.listen = "[::]:0".parse().expect("an address");
+        config.metrics_listen = None;
+        let listeners = Listeners::bind(&config).await.expect("bound");
+        let port = listeners.public.local_addr().expect("address").port();
+        let accepted = tokio::spawn(async move { listeners.public.accept().await.map(|_| ()) });
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("an IPv4 client connects");
+        accepted.await.expect("joined").expect("accepted");
+    }
 
     #[test]
     fn a_configured_cap_wins_and_a_derived_one_stays_in_bounds() {
