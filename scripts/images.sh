@@ -214,8 +214,8 @@ done
 echo "ok: /readyz on :9090: $ready"
 code=$(pod_curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/metrics)
 [ "$code" = 404 ] || failed "/metrics on the public port answered $code, not 404"
-pod_curl -fsS http://127.0.0.1:9090/metrics | grep -q '^photo_http_requests_total' \
-  || failed "/metrics on :9090 has no photo_http_requests_total"
+metrics=$(pod_curl -fsS http://127.0.0.1:9090/metrics) || failed "/metrics on :9090"
+grep -q '^photo_http_requests_total' <<<"$metrics" || failed "/metrics on :9090 has no photo_http_requests_total"
 echo "ok: /metrics on :9090 only"
 
 login=$(pod_curl -fsS -c "$WORK/jar" -H 'content-type: application/json' \
