@@ -60,7 +60,8 @@ failed() {
 # --- render, and what kube play is given ------------------------------------------------
 mkdir "$WORK/site"
 sed "s|^  image: .*|  image: $SERVER_IMAGE|" "$SITE_FILE" >"$WORK/site/site.yaml"
-pm run --rm --network none "${LIMITS[@]}" --read-only --cap-drop ALL --security-opt no-new-privileges \
+pm run --rm --network none "${LIMITS[@]}" --read-only --read-only-tmpfs=false --cap-drop ALL \
+  --security-opt no-new-privileges \
   -v "$WORK/site:/site:ro" "$OPERATOR_IMAGE" render -f /site/site.yaml >"$WORK/rendered.yaml" \
   || failed "photo-operator render -f $SITE_FILE"
 echo "ok: photo-operator render -f $SITE_FILE (in $OPERATOR_IMAGE):" \
