@@ -15,7 +15,8 @@ with SECRET/KEY=VALUE replacing a value. Writes:
                                stores the YAML, which its secretKeyRef then fails to parse
                                ("secret ... is not valid JSON").
   OUT_DIR/expect.env           what the check compares the container with: CLAIMS, USER_ID,
-                               GROUP_ID, MEMORY_LIMIT_BYTES, GRACE_SECONDS
+                               GROUP_ID, MEMORY_LIMIT_BYTES, MEMORY_REQUEST_BYTES,
+                               GRACE_SECONDS
 
 and prints, one a line, what of the rendered objects kube play does not express ("kind/name:
 field: what happens instead"), found in the objects themselves. Fails on a Deployment that
@@ -79,6 +80,9 @@ def main():
     if len(deployments) != 1:
         sys.exit(f"expected one Deployment in {rendered}, found {len(deployments)}")
     dep = deployments[0]
+    if dep["spec"].get("replicas", 1) != 1:
+        sys.exit("the check runs one pod (its database is in that pod's network namespace): "
+                 f"replicas is {dep['spec']['replicas']}")
     configmaps = {d["metadata"]["name"] for d in played if d["kind"] == "ConfigMap"}
     claims = {d["metadata"]["name"] for d in played if d["kind"] == "PersistentVolumeClaim"}
 
@@ -109,7 +113,7 @@ def main():
     if psc.get("runAsNonRoot") or any(
             (c.get("securityContext") or {}).get("runAsNonRoot") for c in pod["containers"]):
         note(dep, "securityContext.runAsNonRoot",
-             "not enforced by podman; runAsUser is applied, and the check below asserts uid 65532")
+             "not enforced by podman; runAsUser is applied, and the check asserts the uid")
     if "serviceAccountName" in pod or "automountServiceAccountToken" in pod:
         note(dep, "serviceAccountName, automountServiceAccountToken",
              "ignored (no API server; no token is mounted, as automount false asks)")
@@ -166,8 +170,8 @@ def main():
         res = c.get("resources", {})
         for kind in ("requests", "limits"):
             for name, value in (res.get(kind) or {}).items():
-                if (kind, name) == ("limits", "memory"):
-                    continue  # applied: the check reads it back
+                if name == "memory":
+                    continue  # applied (limit, and request as a reservation): the check reads them back
                 note(dep, f"containers[{c['name']}].resources.{kind}.{name} {value}", "ignored")
         sc = c.get("securityContext", {})
         if sc.get("seccompProfile", {}).get("type") == "RuntimeDefault" \
@@ -178,11 +182,13 @@ def main():
     container = pod["containers"][0]
     sc = container.get("securityContext") or {}
     memory = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    reserved = ((container.get("resources") or {}).get("requests") or {}).get("memory")
     expect = {
         "CLAIMS": " ".join(sorted(claims)),
         "USER_ID": sc.get("runAsUser", psc.get("runAsUser")),
         "GROUP_ID": sc.get("runAsGroup", psc.get("runAsGroup")),
         "MEMORY_LIMIT_BYTES": quantity(memory) if memory else 0,
+        "MEMORY_REQUEST_BYTES": quantity(reserved) if reserved else 0,
         "GRACE_SECONDS": pod.get("terminationGracePeriodSeconds", 30),
     }
     os.makedirs(os.path.join(out, "secrets"), exist_ok=True)

@@ -75,7 +75,7 @@ python3 scripts/kube-play-filter.py "$WORK/rendered.yaml" "$WORK/site/site.yaml"
   >"$WORK/notes" || failed "scripts/kube-play-filter.py"
 sed 's/^/kube play: /' "$WORK/notes"
 # shellcheck source=/dev/null
-. "$WORK/play/expect.env"  # CLAIMS, USER_ID, GROUP_ID, MEMORY_LIMIT_BYTES, GRACE_SECONDS
+. "$WORK/play/expect.env"  # CLAIMS, USER_ID, GROUP_ID, MEMORY_{LIMIT,REQUEST}_BYTES, GRACE_SECONDS
 read -ra claims <<<"$CLAIMS"
 for f in "$WORK"/play/secrets/*.json; do secrets+=("$(basename "$f" .json)"); done
 remove_objects  # what an earlier run killed before its cleanup left
@@ -125,9 +125,11 @@ done
 [ "$(pm inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$CTR")" = true ] || failed "podman inspect: root filesystem not read-only"
 awk '$5 == "/" && $6 ~ /(^|,)ro(,|$)/ {ro = 1} END {exit !ro}' "/proc/$pid/mountinfo" \
   || failed "the container's root filesystem is not mounted ro (/proc/<photo-server>/mountinfo)"
-[ "$(pm inspect --format '{{.HostConfig.Memory}}' "$CTR")" = "$MEMORY_LIMIT_BYTES" ] || failed "memory limit is not $MEMORY_LIMIT_BYTES"
+memory=$(pm inspect --format '{{.HostConfig.Memory}} {{.HostConfig.MemoryReservation}}' "$CTR")
+[ "$memory" = "$MEMORY_LIMIT_BYTES $MEMORY_REQUEST_BYTES" ] \
+  || failed "podman inspect: memory limit and reservation $memory, not $MEMORY_LIMIT_BYTES $MEMORY_REQUEST_BYTES"
 echo "ok: podman inspect and /proc: uid and gid $USER_ID, read-only root filesystem, no capabilities," \
-  "no new privileges, seccomp filtering, memory limit $MEMORY_LIMIT_BYTES bytes"
+  "no new privileges, seccomp filtering, memory limit $MEMORY_LIMIT_BYTES and reservation $MEMORY_REQUEST_BYTES bytes"
 
 # --- through the pod's ports ---------------------------------------------------------------
 health=$(pod_curl -fsS http://127.0.0.1:9090/healthz) || failed "/healthz on :9090"
