@@ -126,7 +126,8 @@ def main():
         if "emptyDir" in v:
             limit = (v["emptyDir"] or {}).get("sizeLimit")
             note(dep, f"volumes[{v['name']}].emptyDir" + (f".sizeLimit {limit}" if limit else ""),
-                 "an anonymous podman volume named after the volume, on disk"
+                 "an anonymous podman volume named after the volume (a podman volume of "
+                 "that name, if any, is used instead and kept), on disk"
                  + (", not bounded (no eviction)" if limit else ""))
         elif "persistentVolumeClaim" in v:
             claim = v["persistentVolumeClaim"]["claimName"]
