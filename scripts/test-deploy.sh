@@ -273,6 +273,14 @@ else
     run "$sample: rendered children valid (core kinds strict, CNPG/cert-manager/Prometheus CRDs, restricted PSS)" \
       render_sample "$sample" "$WORK/sample-$(basename "$sample")"
   done
+  kind_recipe() { # the kind quickstart builds and loads the very image the kind sample runs
+    local image
+    image=$(awk '$1 == "image:" { print $2; exit }' manifests/samples/kind.yaml)
+    grep -Eq -- "docker build .*-t ${image//./\\.} " README.md || { echo "README's kind recipe does not build $image"; return 1; }
+    grep -Eq -- "kind load docker-image .*${image//./\\.}" README.md || { echo "README's kind recipe does not load $image"; return 1; }
+    grep -q -- "kubectl apply -f manifests/kind/gateway.yaml" README.md || { echo "README's kind recipe does not create the sample's Gateway"; return 1; }
+  }
+  run "README's kind recipe builds, loads and routes what manifests/samples/kind.yaml needs" kind_recipe
   for f in manifests/kind/*.yaml; do
     run "$f valid (Gateway API CRDs)" validate "$f"
   done
