@@ -114,13 +114,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     crate::installed_crd::check(&client).await?;
 
     let apis = discovery::discover(&client, Apis::NONE).await;
-    info!(
-        cloudnative_pg = apis.cloudnative_pg,
-        prometheus = apis.prometheus,
-        barman_cloud = apis.barman_cloud,
-        gateway = apis.gateway,
-        "discovered optional APIs"
-    );
+    discovery::log(apis, "discovered optional APIs");
     if !apis.cloudnative_pg {
         warn!(
             "CloudNativePG is not installed: PhotoSites without database.external are Degraded (CloudNativePGNotInstalled) until it is"

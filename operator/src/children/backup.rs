@@ -33,7 +33,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::deployment::{
     self, CONTAINER, DATA_LIMIT, TMP_LIMIT, config_env, container_security, empty_dir, mount,
-    originals_volume, plain_env, pod_security, read_only_mount, secret_env,
+    originals_volume, plain_env, read_only_mount, secret_env,
 };
 use crate::site::ValidatedSite;
 use crate::site::{ACCESS_KEY_ID, ACCESS_SECRET_KEY, Store};
@@ -165,19 +165,12 @@ fn pod(
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            service_account_name: Some(names::app(site.name)),
-            automount_service_account_token: Some(false),
-            security_context: Some(pod_security()),
-            containers: vec![container],
-            volumes: Some(volumes),
             restart_policy: Some("Never".into()),
-            node_selector: spec.node_selector.clone(),
-            tolerations: spec.tolerations.clone(),
             // a backup reads the claim where the servers have it attached
             affinity: (component == BACKUP_COMPONENT)
                 .then(|| deployment::on_the_claims_node(site))
                 .flatten(),
-            ..PodSpec::default()
+            ..deployment::site_pod_spec(site, container, volumes)
         }),
     }
 }
@@ -232,6 +225,7 @@ pub fn restore_job(site: &ValidatedSite, store: &Store) -> Job {
 
 #[cfg(test)]
 mod tests {
+    use super::deployment::pod_security;
     use super::*;
     use crate::crd::{AccessMode, CaSecretRef, ObjectStoreSpec};
     use crate::site::store;

@@ -148,6 +148,21 @@ fn spread(key: &str, site: &str) -> TopologySpreadConstraint {
     }
 }
 
+/// What every pod of a site shares: its ServiceAccount (no API token), the restricted
+/// security context, `spec.nodeSelector` and `spec.tolerations`.
+pub fn site_pod_spec(site: &ValidatedSite, container: Container, volumes: Vec<Volume>) -> PodSpec {
+    PodSpec {
+        service_account_name: Some(names::app(site.name)),
+        automount_service_account_token: Some(false),
+        security_context: Some(pod_security()),
+        containers: vec![container],
+        volumes: Some(volumes),
+        node_selector: site.spec.node_selector.clone(),
+        tolerations: site.spec.tolerations.clone(),
+        ..PodSpec::default()
+    }
+}
+
 /// On a ReadWriteOnce originals claim, every pod mounting it must run on the node it is
 /// attached to (elsewhere it waits on a Multi-Attach error, and a rollout's surge pod never
 /// starts): required affinity to the site's server pods on `kubernetes.io/hostname`. The
@@ -436,13 +451,6 @@ pub fn build(site: &ValidatedSite, config_hash: &str, inputs: &Inputs) -> Deploy
             ..ObjectMeta::default()
         }),
         spec: Some(PodSpec {
-            service_account_name: Some(names::app(site.name)),
-            automount_service_account_token: Some(false),
-            security_context: Some(pod_security()),
-            containers: vec![container],
-            volumes: Some(volumes),
-            node_selector: spec.node_selector.clone(),
-            tolerations: spec.tolerations.clone(),
             // on a ReadWriteOnce claim the pods share its node: nothing to spread
             affinity: on_the_claims_node(site),
             topology_spread_constraints: on_the_claims_node(site).is_none().then(|| {
@@ -452,7 +460,7 @@ pub fn build(site: &ValidatedSite, config_hash: &str, inputs: &Inputs) -> Deploy
                 ]
             }),
             termination_grace_period_seconds: Some(30),
-            ..PodSpec::default()
+            ..site_pod_spec(site, container, volumes)
         }),
     };
     let one_pod_claim = site.owns_originals_claim()

@@ -125,28 +125,27 @@ pub fn slo_rules(site: &ValidatedSite, sel: &str) -> Vec<AlertRule> {
     let mut rules = Vec::new();
     for s in &slos {
         let objective = &s.objective.percent;
-        rules.push(alert(
-            s.alert,
-            s.expr(&PAGE),
-            "2m",
-            &severity(site, "critical"),
-            format!("PhotoSite {site_name}: the {objective}% objective for {} is burning its 30-day error budget fast", s.what),
-            format!(
-                "At the rate of the last hour (or 6 hours) the error budget of the {objective}% objective ({}) is spent in 2 days (or 5): 14.4 (or 6) times too fast, confirmed over the last 5 (or 30) minutes. See the site's dashboard and kubectl -n {} describe photosite {}.",
-                s.what, site.namespace, site.name
-            ),
-        ));
-        rules.push(alert(
-            s.alert,
-            s.expr(&TICKET),
-            "15m",
-            &severity(site, "warning"),
-            format!("PhotoSite {site_name}: the {objective}% objective for {} is burning its 30-day error budget", s.what),
-            format!(
-                "Over the last day (or 3 days) the error budget of the {objective}% objective ({}) has burned 3 (or 1) times as fast as 30 days allow, still so over the last 2 (or 6) hours.",
-                s.what
-            ),
-        ));
+        let what = &s.what;
+        let page = format!(
+            "At the rate of the last hour (or 6 hours) the error budget of the {objective}% objective ({what}) is spent in 2 days (or 5): 14.4 (or 6) times too fast, confirmed over the last 5 (or 30) minutes. See the site's dashboard and kubectl -n {} describe photosite {}.",
+            site.namespace, site.name
+        );
+        let ticket = format!(
+            "Over the last day (or 3 days) the error budget of the {objective}% objective ({what}) has burned 3 (or 1) times as fast as 30 days allow, still so over the last 2 (or 6) hours."
+        );
+        for (burns, for_, level, pace, description) in [
+            (&PAGE, "2m", "critical", " fast", page),
+            (&TICKET, "15m", "warning", "", ticket),
+        ] {
+            rules.push(alert(
+                s.alert,
+                s.expr(burns),
+                for_,
+                &severity(site, level),
+                format!("PhotoSite {site_name}: the {objective}% objective for {what} is burning its 30-day error budget{pace}"),
+                description,
+            ));
+        }
     }
     rules
 }

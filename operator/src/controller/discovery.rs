@@ -106,6 +106,17 @@ pub async fn discover(client: &Client, previous: Apis) -> Apis {
     }
 }
 
+/// Log which optional APIs the cluster serves.
+pub fn log(apis: Apis, message: &str) {
+    info!(
+        cloudnative_pg = apis.cloudnative_pg,
+        prometheus = apis.prometheus,
+        barman_cloud = apis.barman_cloud,
+        gateway = apis.gateway,
+        "{message}"
+    );
+}
+
 /// Rediscover every `every`, for as long as the process runs (a task of its own: nothing the
 /// controller does can delay it).
 pub fn spawn_refresh(
@@ -118,12 +129,9 @@ pub fn spawn_refresh(
             tokio::time::sleep(every).await;
             let apis = discover(&client, capabilities.get()).await;
             if capabilities.set(apis) {
-                info!(
-                    cloudnative_pg = apis.cloudnative_pg,
-                    prometheus = apis.prometheus,
-                    barman_cloud = apis.barman_cloud,
-                    gateway = apis.gateway,
-                    "optional APIs changed; watching what is served and reconciling every PhotoSite"
+                log(
+                    apis,
+                    "optional APIs changed; watching what is served and reconciling every PhotoSite",
                 );
             }
         }
