@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The PrometheusRule the operator renders, checked by Prometheus's own tool: `promtool check
 # rules` on the rules as rendered, and `promtool test rules` on tests/alerts/rules.test.yaml
-# (series in, alerts out, for every alert). Installs Debian's prometheus package for promtool
+# (series in, alerts out, for every alert); and every query of the Grafana dashboard parsed
+# by promtool too. Installs Debian's prometheus package for promtool
 # when it is missing.
 #
 #   scripts/check-alerts.sh [PHOTO_OPERATOR_BIN]   (default target/debug/photo-operator)
@@ -39,5 +40,27 @@ if missing:
 print(f"alerts rendered: {', '.join(alerts)}")
 PY
 promtool check rules "$work/as-rendered.yaml"
+
+# Every query of the Grafana dashboard parses as PromQL: each becomes a recording rule that
+# promtool checks, with Grafana's variables given values of their kind.
+"${PYTHON:-python3}" - "$work" <<'PY'
+import json, sys, yaml
+work = sys.argv[1]
+dash = json.load(open("charts/photo-operator/dashboards/photostack.json"))
+values = {"$__rate_interval": "5m", "$operator_namespace": "photo-system",
+          "$namespace": "photos", "$site": "photos-metrics"}
+rules = []
+for panel in dash["panels"]:
+    for n, target in enumerate(panel.get("targets", [])):
+        expr = target["expr"]
+        for var in sorted(values, key=len, reverse=True):
+            expr = expr.replace(var, values[var])
+        if "$" in expr:
+            sys.exit(f"panel {panel.get('title')!r}: a variable the check cannot fill: {expr}")
+        rules.append({"record": f"dashboard:panel_{panel['id']}_{n}", "expr": expr})
+yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, open(f"{work}/dashboard.yaml", "w"))
+print(f"dashboard: {len(rules)} queries of {len(dash['panels'])} panels")
+PY
+promtool check rules "$work/dashboard.yaml"
 cp tests/alerts/rules.test.yaml "$work/"
 promtool test rules "$work/rules.test.yaml"
