@@ -22,7 +22,10 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`,
 //! `AWS_ALLOW_HTTP`, and the `GOOGLE_*` / `AZURE_*` equivalents), or from
 //! files: `AWS_SECRET_ACCESS_KEY_FILE=/path` reads the value from a mounted
-//! Secret. Never from the command line.
+//! Secret. Never from the command line. Where the SDK itself wants a path, the
+//! path is passed on as it is ([`PATH_SETTINGS`]): the token files of IAM
+//! roles for service accounts (IRSA) and of EKS Pod Identity, which the
+//! platform rotates under the running process.
 
 pub mod create;
 pub mod restore;
@@ -109,15 +112,35 @@ pub struct Destination {
     url: String,
 }
 
+/// Settings whose value is a file the object store reads itself (a token the
+/// platform rotates): passed on as paths, never read once at start.
+pub const PATH_SETTINGS: [&str; 2] = [
+    // IRSA: the webhook sets it with AWS_ROLE_ARN
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    // EKS Pod Identity: with AWS_CONTAINER_CREDENTIALS_FULL_URI
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+];
+
 /// Cloud settings from the environment: `AWS_*`, `GOOGLE_*`, `AZURE_*`,
-/// and for each `NAME_FILE` the content of that file as `NAME`.
+/// and for each `NAME_FILE` the content of that file as `NAME` (but the
+/// [`PATH_SETTINGS`], passed on as they are).
 fn cloud_options() -> Result<Vec<(String, String)>, BackupError> {
+    cloud_options_from(std::env::vars())
+}
+
+fn cloud_options_from(
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<Vec<(String, String)>, BackupError> {
     let mut options = Vec::new();
-    for (key, value) in std::env::vars() {
+    for (key, value) in vars {
         if !["AWS_", "GOOGLE_", "AZURE_"]
             .iter()
             .any(|p| key.starts_with(p))
         {
+            continue;
+        }
+        if PATH_SETTINGS.contains(&key.as_str()) {
+            options.push((key, value));
             continue;
         }
         match key.strip_suffix("_FILE") {
@@ -252,4 +275,49 @@ pub fn timestamp() -> String {
 /// Human bytes for the reports.
 pub fn human(bytes: u64) -> String {
     crate::units::bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(vars: &[(&str, &str)]) -> Vec<(String, String)> {
+        cloud_options_from(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .expect("options")
+    }
+
+    #[test]
+    fn a_secret_file_is_read_and_a_token_file_is_passed_as_a_path() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "s3cr3t\n").expect("written");
+        let token = dir.path().join("token");
+        let secret_path = secret.display().to_string();
+        let token_path = token.display().to_string();
+        let got = options(&[
+            ("AWS_SECRET_ACCESS_KEY_FILE", &secret_path),
+            (
+                "AWS_ROLE_ARN",
+                "arn:aws:iam::111122223333:role/photos-backup",
+            ),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", &token_path),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token",
+            ),
+            ("HOME", "/root"),
+        ]);
+        assert!(got.contains(&("AWS_SECRET_ACCESS_KEY".into(), "s3cr3t".into())));
+        // the token file does not even exist yet: the SDK reads it when it needs it
+        assert!(got.contains(&("AWS_WEB_IDENTITY_TOKEN_FILE".into(), token_path.clone())));
+        assert!(
+            got.iter()
+                .any(|(k, _)| k == "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE")
+        );
+        assert!(
+            got.iter()
+                .all(|(k, _)| k != "AWS_WEB_IDENTITY_TOKEN" && k != "HOME")
+        );
+        assert_eq!(got.len(), 4);
+    }
 }
