@@ -44,6 +44,16 @@ pub use slo::{LatencyObjective, SloSpec};
 pub use status::{BackupStatus, PhotoSiteStatus, RestoreStatus};
 pub use storage::{AccessMode, CacheSpec, OriginalsSpec, StorageSpec};
 
+/// Metadata of the site's ServiceAccounts.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountSpec {
+    /// Annotations, e.g. `eks.amazonaws.com/role-arn` for IAM roles for service accounts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
+    pub annotations: BTreeMap<String, String>,
+}
+
 /// Desired state of a photo site: the photo-server pool, its storage, database, ingress and
 /// monitoring.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -183,6 +193,14 @@ pub struct PhotoSiteSpec {
     /// `sizeLimit` plus the pod's scratch space (and 256Mi for logs in the limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+
+    /// The site's ServiceAccounts: annotations for the photo-server pods' (`<name>`, which
+    /// the backup and restore Jobs use too) and, through CloudNativePG's
+    /// `serviceAccountTemplate`, the database's. For backups without a static key on EKS:
+    /// `{annotations: {eks.amazonaws.com/role-arn: arn:aws:iam::ACCOUNT:role/ROLE}}` (IRSA);
+    /// with EKS Pod Identity, associate the role with both ServiceAccounts instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<ServiceAccountSpec>,
 
     /// Node selector for photo-server pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]

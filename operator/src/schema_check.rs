@@ -434,6 +434,12 @@ fn the_http_route_validates_against_the_gateway_api_crd() {
 #[test]
 fn backup_and_restore_objects_validate_against_the_crds() {
     let with_crds = crds_dir().is_some();
+    // no static key: the ObjectStore inherits the IAM role, the Cluster carries the
+    // ServiceAccount's annotation (Cluster, ObjectStore, ScheduledBackup)
+    assert_eq!(
+        check_site(&iam_role_site()),
+        Ok(if with_crds { 3 } else { 0 })
+    );
     let backed_up = with(fakeflickr(), |s| {
         let mut b = backup_spec();
         b.object_store.endpoint_url = Some("https://minio.example.com:9000".into());

@@ -25,6 +25,22 @@ pub fn backup_spec() -> crate::crd::BackupSpec {
     .expect("backup spec")
 }
 
+/// A site backing up to `s3://backups/prod/site` with no static key: an IAM role through
+/// IRSA's annotation on its ServiceAccounts.
+pub fn iam_role_site() -> PhotoSite {
+    with(demo(), |s| {
+        let mut b = backup_spec();
+        b.object_store.credentials_secret = None;
+        s.spec.backup = Some(b);
+        s.spec.service_account = Some(crate::crd::ServiceAccountSpec {
+            annotations: std::collections::BTreeMap::from([(
+                "eks.amazonaws.com/role-arn".to_string(),
+                "arn:aws:iam::111122223333:role/photos-backup".to_string(),
+            )]),
+        });
+    })
+}
+
 /// A restore from `s3://backups/prod/old` with the Secret `restore-s3`.
 pub fn restore_spec() -> crate::crd::RestoreSpec {
     serde_yaml::from_str(

@@ -59,19 +59,20 @@ fn pod_labels(site: &ValidatedSite, component: &str) -> BTreeMap<String, String>
 /// The object store's environment and, with a private CA, its volume.
 fn store_env(store: &Store) -> (Vec<EnvVar>, Option<Volume>) {
     let s = store.spec;
-    let mut env = vec![
-        plain_env("PHOTO_BACKUP_URL", &store.url),
-        secret_env(
+    let mut env = vec![plain_env("PHOTO_BACKUP_URL", &store.url)];
+    // without a key the SDK finds the pod's IAM role (IRSA or EKS Pod Identity environment)
+    if let Some(secret) = &s.credentials_secret {
+        env.push(secret_env(
             "AWS_ACCESS_KEY_ID",
-            s.credentials_secret.clone(),
+            secret.clone(),
             ACCESS_KEY_ID,
-        ),
-        secret_env(
+        ));
+        env.push(secret_env(
             "AWS_SECRET_ACCESS_KEY",
-            s.credentials_secret.clone(),
+            secret.clone(),
             ACCESS_SECRET_KEY,
-        ),
-    ];
+        ));
+    }
     if let Some(region) = &s.region {
         env.push(plain_env("AWS_REGION", region));
     }
@@ -237,7 +238,7 @@ mod tests {
             path: "prod/demo".into(),
             endpoint_url: endpoint.map(String::from),
             region: Some("eu-west-1".into()),
-            credentials_secret: "demo-backup-s3".into(),
+            credentials_secret: Some("demo-backup-s3".into()),
             ca_secret: None,
         }
     }

@@ -54,10 +54,23 @@ pub struct ClusterSpec {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image_name: Option<String>,
     pub resources: k8s_openapi::api::core::v1::ResourceRequirements,
+    /// Metadata CloudNativePG gives the database's ServiceAccount (an IAM role's annotation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_template: Option<ServiceAccountTemplate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub plugins: Option<Vec<ClusterPlugin>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_clusters: Option<Vec<ExternalCluster>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServiceAccountTemplate {
+    pub metadata: TemplateMetadata,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TemplateMetadata {
+    pub annotations: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -223,8 +236,16 @@ pub struct BarmanConfiguration {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct S3Credentials {
-    pub access_key_id: SecretKey,
-    pub secret_access_key: SecretKey,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<SecretKey>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key: Option<SecretKey>,
+    /// No key: the credentials of the pod's IAM role (IRSA, EKS Pod Identity, the node's).
+    #[serde(
+        rename = "inheritFromIAMRole",
+        skip_serializing_if = "std::ops::Not::not"
+    )]
+    pub inherit_from_iam_role: bool,
 }
 
 /// A key of a Secret: `{name, key}`.

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use super::crd_types::{
     Bootstrap, CLOUDNATIVE_PG, Cluster, ClusterAffinity, ClusterPlugin, ClusterSpec,
     ClusterStorage, ExternalCluster, Object, PluginReference, PostgresConfiguration, Recovery,
-    RecoveryTarget, Synchronous,
+    RecoveryTarget, ServiceAccountTemplate, Synchronous, TemplateMetadata,
 };
 use super::object_store::PLUGIN;
 use crate::names;
@@ -91,6 +91,18 @@ pub fn build(site: &ValidatedSite, plugin: bool) -> Cluster {
             .resources
             .clone()
             .unwrap_or_else(super::deployment::default_resources),
+        // the Barman Cloud sidecar runs in the instance pods: their ServiceAccount carries the
+        // IAM role of a backup without a static key
+        service_account_template: site
+            .spec
+            .service_account
+            .as_ref()
+            .filter(|s| !s.annotations.is_empty())
+            .map(|s| ServiceAccountTemplate {
+                metadata: TemplateMetadata {
+                    annotations: s.annotations.clone(),
+                },
+            }),
         plugins: (plugin && site.backup.is_some()).then(|| {
             vec![ClusterPlugin {
                 name: PLUGIN.into(),

@@ -490,6 +490,60 @@ mod tests {
     }
 
     #[test]
+    fn a_backup_without_a_key_uses_the_iam_role_everywhere() {
+        let d = build_all(&iam_role_site(), &inputs());
+        let role = "arn:aws:iam::111122223333:role/photos-backup";
+        let sa = d.get(Kind::ServiceAccount).unwrap().json();
+        assert_eq!(
+            sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+            role
+        );
+        let cluster = d.get(Kind::DatabaseCluster).unwrap().json();
+        assert_eq!(
+            cluster["spec"]["serviceAccountTemplate"]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"],
+            role
+        );
+        let store = d
+            .get_named(Kind::ObjectStore, "demo-backup")
+            .unwrap()
+            .json();
+        let creds = &store["spec"]["configuration"]["s3Credentials"];
+        assert_eq!(creds, &serde_json::json!({"inheritFromIAMRole": true}));
+        let cron = d.get(Kind::CronJob).unwrap().json();
+        let env = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"];
+        let names: Vec<&str> = env
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"PHOTO_BACKUP_URL"), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("AWS_ACCESS") || n.starts_with("AWS_SECRET")),
+            "{names:?}"
+        );
+        // with a key: no IAM role inherited, no annotation unless asked for
+        let d = build_all(
+            &with(demo(), |s| s.spec.backup = Some(backup_spec())),
+            &inputs(),
+        );
+        let store = d
+            .get_named(Kind::ObjectStore, "demo-backup")
+            .unwrap()
+            .json();
+        let creds = &store["spec"]["configuration"]["s3Credentials"];
+        assert!(creds.get("inheritFromIAMRole").is_none());
+        assert_eq!(creds["accessKeyId"]["name"], "backup-s3");
+        assert!(d.get(Kind::ServiceAccount).unwrap().json()["metadata"]["annotations"].is_null());
+        assert!(
+            d.get(Kind::DatabaseCluster).unwrap().json()["spec"]["serviceAccountTemplate"]
+                .is_null()
+        );
+    }
+
+    #[test]
     fn backups_add_their_children_in_apply_order() {
         let s = with(fakeflickr(), |s| {
             s.spec.backup = Some(backup_spec());

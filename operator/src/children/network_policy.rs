@@ -128,12 +128,17 @@ pub fn build(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> Netwo
     }
 }
 
+/// The EKS Pod Identity agent, which hands a pod its IAM role's credentials.
+const POD_IDENTITY_AGENT: &str = "169.254.170.23/32";
+
 /// NetworkPolicy of the backup and restore pods (which the server's does not select: they
 /// lack the server pods' labels). Nothing connects to them; they reach DNS, the object
 /// store's port at any address (a bucket's addresses are unknown and change), and, for the
-/// backup, the database like the server. `None` without backup or restore.
+/// backup, the database like the server; without a key, HTTPS (STS) and the EKS Pod
+/// Identity agent too. `None` without backup or restore.
 pub fn jobs(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> Option<NetworkPolicy> {
     let mut store_ports: Vec<u16> = Vec::new();
+    let mut iam_role = false;
     for store in [
         site.backup.as_ref().map(|b| &b.store),
         site.restore.as_ref().map(|r| &r.store),
@@ -141,8 +146,18 @@ pub fn jobs(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> Option
     .into_iter()
     .flatten()
     {
-        if !store_ports.contains(&store.port) {
-            store_ports.push(store.port);
+        // without a key the pods get the role's credentials from STS (HTTPS), or from the
+        // EKS Pod Identity agent on the node
+        iam_role |= store.spec.credentials_secret.is_none();
+        let https = if store.spec.credentials_secret.is_none() {
+            Some(443)
+        } else {
+            None
+        };
+        for p in [Some(store.port), https].into_iter().flatten() {
+            if !store_ports.contains(&p) {
+                store_ports.push(p);
+            }
         }
     }
     if store_ports.is_empty() {
@@ -162,6 +177,18 @@ pub fn jobs(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> Option
     ];
     if site.backup.is_some() {
         egress.push(database_egress(site, external));
+    }
+    if iam_role {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(vec![NetworkPolicyPeer {
+                ip_block: Some(IPBlock {
+                    cidr: POD_IDENTITY_AGENT.into(),
+                    except: None,
+                }),
+                ..NetworkPolicyPeer::default()
+            }]),
+            ports: Some(vec![port("TCP", 80)]),
+        });
     }
     Some(NetworkPolicy {
         metadata: site.meta(names::jobs_network_policy(site.name), "backup"),
@@ -293,5 +320,45 @@ mod tests {
             .filter_map(|p| p.port)
             .collect();
         assert_eq!(ports, vec![IntOrString::Int(6432), IntOrString::Int(5433)]);
+    }
+
+    #[test]
+    fn jobs_with_an_iam_role_reach_sts_and_the_pod_identity_agent() {
+        let minio = with(iam_role_site(), |s| {
+            s.spec.backup.as_mut().unwrap().object_store.endpoint_url =
+                Some("http://minio.minio.svc:9000".into())
+        });
+        let np = jobs(&valid(&minio), None).unwrap().spec.unwrap();
+        let egress = np.egress.unwrap();
+        let store_ports: Vec<IntOrString> = egress[0]
+            .ports
+            .as_ref()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p.port.clone())
+            .collect();
+        assert_eq!(store_ports, [IntOrString::Int(9000), IntOrString::Int(443)]);
+        let agent = egress.last().unwrap();
+        assert_eq!(
+            agent.to.as_ref().unwrap()[0]
+                .ip_block
+                .as_ref()
+                .unwrap()
+                .cidr,
+            "169.254.170.23/32"
+        );
+        // with a key: the store's port only, no agent
+        let keyed = with(demo(), |s| s.spec.backup = Some(backup_spec()));
+        let egress = jobs(&valid(&keyed), None)
+            .unwrap()
+            .spec
+            .unwrap()
+            .egress
+            .unwrap();
+        assert_eq!(egress[0].ports.as_ref().unwrap().len(), 1);
+        assert!(egress.iter().all(|r| {
+            r.to.as_ref()
+                .is_none_or(|to| to.iter().all(|p| p.ip_block.is_none()))
+        }));
     }
 }

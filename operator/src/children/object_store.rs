@@ -55,9 +55,17 @@ pub fn object_store(
         spec: ObjectStoreSpec {
             configuration: BarmanConfiguration {
                 destination_path: store.database_path(),
-                s3_credentials: S3Credentials {
-                    access_key_id: secret_key(&s.credentials_secret, ACCESS_KEY_ID),
-                    secret_access_key: secret_key(&s.credentials_secret, ACCESS_SECRET_KEY),
+                s3_credentials: match &s.credentials_secret {
+                    Some(secret) => S3Credentials {
+                        access_key_id: Some(secret_key(secret, ACCESS_KEY_ID)),
+                        secret_access_key: Some(secret_key(secret, ACCESS_SECRET_KEY)),
+                        inherit_from_iam_role: false,
+                    },
+                    None => S3Credentials {
+                        access_key_id: None,
+                        secret_access_key: None,
+                        inherit_from_iam_role: true,
+                    },
                 },
                 wal: WalConfiguration {
                     compression: "gzip".into(),
@@ -115,7 +123,7 @@ mod tests {
             path: path.into(),
             endpoint_url: endpoint.map(String::from),
             region: None,
-            credentials_secret: "creds".into(),
+            credentials_secret: Some("creds".into()),
             ca_secret: None,
         }
     }

@@ -191,9 +191,12 @@ pub async fn dereference(
         let Some(store) = store else { continue };
         let s = store.spec;
         for key in [ACCESS_KEY_ID, ACCESS_SECRET_KEY] {
+            let Some(secret) = &s.credentials_secret else {
+                break;
+            };
             wanted.push((
                 format!("{field}.objectStore.credentialsSecret"),
-                s.credentials_secret.clone(),
+                secret.clone(),
                 key.to_string(),
             ));
         }

@@ -88,9 +88,12 @@ pub struct ObjectStoreSpec {
     /// generic photos-backup --from-literal=ACCESS_KEY_ID=... --from-literal=ACCESS_SECRET_KEY=...`.
     /// The backup pods get them as `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` from the
     /// Secret (never in the pod spec). Both halves need write access to `<path>/`; a restore
-    /// only reads.
+    /// only reads. Leave it out to use an IAM role instead of a key: the role of the
+    /// ServiceAccounts (IRSA or EKS Pod Identity, see `spec.serviceAccount`), else the
+    /// node's; the database's ObjectStore then inherits the IAM role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
-    pub credentials_secret: String,
+    pub credentials_secret: Option<String>,
     /// CA certificate (PEM) of an endpoint whose certificate a private CA signed: the
     /// database backup's `endpointCA`, and the only CA the originals backup trusts
     /// (`SSL_CERT_FILE`).

@@ -359,7 +359,7 @@ fn schema_patterns_refuse_bad_destinations() {
         store(|o| o.endpoint_url = Some("minio:9000".into())),
         store(|o| o.endpoint_url = Some("https://minio/path".into())),
         store(|o| o.region = Some("EU West".into())),
-        store(|o| o.credentials_secret = String::new()),
+        store(|o| o.credentials_secret = Some(String::new())),
         with(restored(), |s| {
             s.spec.restore.as_mut().unwrap().target_time = Some("2026-03-01 12:00".into())
         }),

@@ -98,8 +98,10 @@ pub fn store<'a>(field: &str, spec: &'a ObjectStoreSpec) -> Result<Store<'a>, Va
             (Some(e.to_string()), port, http)
         }
     };
-    if spec.credentials_secret.is_empty() {
-        return Err(invalid("credentialsSecret must not be empty".into()));
+    if spec.credentials_secret.as_deref() == Some("") {
+        return Err(invalid(
+            "credentialsSecret must not be empty (leave it out to use an IAM role)".into(),
+        ));
     }
     Ok(Store {
         spec,
@@ -120,7 +122,7 @@ mod tests {
             path: path.into(),
             endpoint_url: endpoint.map(String::from),
             region: None,
-            credentials_secret: "creds".into(),
+            credentials_secret: Some("creds".into()),
             ca_secret: None,
         }
     }
