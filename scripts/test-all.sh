@@ -117,7 +117,7 @@ bash scripts/images.sh
 
 step "operator end-to-end tests (the stand-in API server, or KUBECONFIG's cluster)"
 # operator/tests/{e2e,scale}.rs are compiled by the test step above; this runs them: the
-# functional suite, and 50 PhotoSites in each of three CRD combinations with their figures.
+# functional suite, and 50 PhotoSites on a cluster with CloudNativePG, with their figures.
 bash scripts/operator-e2e.sh
 
 step "done"

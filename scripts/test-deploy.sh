@@ -287,8 +287,8 @@ else
   run "alert rules of the samples query only exported metrics" \
     "$PY" scripts/deploy-checks/check_dashboard.py --rules "$WORK"/sample-*.yaml
   # promtool (Debian's prometheus package, installed when missing): the rules as rendered
-  # load, and every alert fires and stays quiet as tests/alerts/rules.test.yaml says.
-  run "alerts: promtool check and unit tests (tests/alerts/rules.test.yaml)" \
+  # load, and every alert fires and stays quiet as tests/alerts/*.test.yaml say.
+  run "alerts: promtool check and unit tests (tests/alerts/*.test.yaml)" \
     env PYTHON="$PY" bash scripts/check-alerts.sh "$OPERATOR"
 fi
 
