@@ -107,18 +107,31 @@ target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 (cd tests/e2e && PHOTO_SERVER_BIN="$target_dir/debug/photo-server" npm test)
 
+step "container images, started in the background (podman: both Dockerfiles built and run, dev profile)"
+# Relinks the binaries built above inside the images, and runs the pod the operator renders
+# through podman kube play; scripts/images.sh --release is the full release build users get.
+# Mostly downloads and waiting, so it runs beside the two steps below (which wait on an API
+# server or run Python); its log is printed after them.
+images_log=$(mktemp)
+bash scripts/images.sh >"$images_log" 2>&1 &
+images_pid=$!
+trap 'kill "$images_pid" 2>/dev/null || true' EXIT
+
 step "deployment checks (chart, install manifests, samples, Dockerfiles)"
 PHOTO_OPERATOR_BIN="$target_dir/debug/photo-operator" bash scripts/test-deploy.sh
-
-step "container images (podman: both Dockerfiles built and run, dev profile)"
-# Relinks the binaries built above inside the images; scripts/images.sh --release is the
-# full release build users get.
-bash scripts/images.sh
 
 step "operator end-to-end tests (the stand-in API server, or KUBECONFIG's cluster)"
 # operator/tests/{e2e,scale}.rs are compiled by the test step above; this runs them: the
 # functional suite, and 50 PhotoSites on a cluster with CloudNativePG, with their figures.
 bash scripts/operator-e2e.sh
+
+step "container images (the background run's log; this step's time is the wait for it)"
+images_rc=0
+wait "$images_pid" || images_rc=$?
+trap - EXIT
+cat "$images_log"
+rm -f "$images_log"
+[ "$images_rc" = 0 ] || { echo "container images: scripts/images.sh failed (exit $images_rc)"; exit 1; }
 
 step "done"
 echo "all tests passed in $SECONDS s"
