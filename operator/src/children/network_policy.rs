@@ -148,13 +148,12 @@ pub fn jobs(site: &ValidatedSite, external: Option<&ExternalDatabase>) -> Option
     {
         // without a key the pods get the role's credentials from STS (HTTPS), or from the
         // EKS Pod Identity agent on the node
-        iam_role |= store.spec.credentials_secret.is_none();
-        let https = if store.spec.credentials_secret.is_none() {
-            Some(443)
-        } else {
-            None
-        };
-        for p in [Some(store.port), https].into_iter().flatten() {
+        let keyless = store.spec.credentials_secret.is_none();
+        iam_role |= keyless;
+        for p in [Some(store.port), keyless.then_some(443)]
+            .into_iter()
+            .flatten()
+        {
             if !store_ports.contains(&p) {
                 store_ports.push(p);
             }

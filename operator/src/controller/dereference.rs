@@ -190,15 +190,15 @@ pub async fn dereference(
     ] {
         let Some(store) = store else { continue };
         let s = store.spec;
-        for key in [ACCESS_KEY_ID, ACCESS_SECRET_KEY] {
-            let Some(secret) = &s.credentials_secret else {
-                break;
-            };
-            wanted.push((
-                format!("{field}.objectStore.credentialsSecret"),
-                secret.clone(),
-                key.to_string(),
-            ));
+        // without a Secret the store is reached with an IAM role: nothing to read
+        if let Some(secret) = &s.credentials_secret {
+            for key in [ACCESS_KEY_ID, ACCESS_SECRET_KEY] {
+                wanted.push((
+                    format!("{field}.objectStore.credentialsSecret"),
+                    secret.clone(),
+                    key.to_string(),
+                ));
+            }
         }
         if let Some(ca) = &s.ca_secret {
             wanted.push((

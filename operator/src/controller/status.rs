@@ -528,14 +528,8 @@ mod tests {
             )
             .unwrap(),
         );
-        live.insert(
-            (Kind::DatabaseCluster, "demo-db".to_string()),
-            ObservedChild::from_json(
-                Kind::DatabaseCluster,
-                json!({"status": {"readyInstances": 2, "conditions": [{"type": "Ready", "status": "True"}]}}),
-            )
-            .unwrap(),
-        );
+        let (key, db) = ready_database();
+        live.insert(key, db);
         let obs = Observations {
             live,
             ..Observations::default()
@@ -557,17 +551,23 @@ mod tests {
         assert_eq!(compute(&p, &site, &obs).originals.as_deref(), Some("Bound"));
     }
 
-    /// A site whose database is ready and whose Deployment reports `status`.
-    fn with_deployment(status: serde_json::Value) -> HashMap<(Kind, String), ObservedChild> {
-        let mut live = HashMap::new();
-        live.insert(
+    /// demo's CloudNativePG cluster, ready with its two instances.
+    fn ready_database() -> ((Kind, String), ObservedChild) {
+        (
             (Kind::DatabaseCluster, "demo-db".to_string()),
             ObservedChild::from_json(
                 Kind::DatabaseCluster,
                 json!({"status": {"readyInstances": 2, "conditions": [{"type": "Ready", "status": "True"}]}}),
             )
             .unwrap(),
-        );
+        )
+    }
+
+    /// A site whose database is ready and whose Deployment reports `status`.
+    fn with_deployment(status: serde_json::Value) -> HashMap<(Kind, String), ObservedChild> {
+        let mut live = HashMap::new();
+        let (key, db) = ready_database();
+        live.insert(key, db);
         live.insert(
             (Kind::Deployment, "demo".to_string()),
             ObservedChild::from_json(
